@@ -1,0 +1,307 @@
+#include "client/client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace logp {
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  // grpc::StatusCode and absl::StatusCode share their numeric values.
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
+                                                        const ClientOptions& options) {
+  if (target.empty()) return absl::InvalidArgumentError("empty server address");
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot create a channel to ", target));
+  }
+  return std::make_unique<Client>(std::move(channel), options);
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
+    : options_(options),
+      channel_(std::move(channel)),
+      datasets_(v1::DatasetService::NewStub(channel_)),
+      jobs_(v1::JobService::NewStub(channel_)),
+      models_(v1::ModelService::NewStub(channel_)) {}
+
+void Client::SetDeadline(grpc::ClientContext* context) const {
+  if (options_.rpc_timeout == absl::InfiniteDuration()) return;
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(options_.rpc_timeout));
+}
+
+// --- datasets ---
+
+absl::StatusOr<v1::Dataset> Client::UploadDataset(const std::string& name,
+                                                  const RecordMatrix& records,
+                                                  const v1::ImageShape* image_shape,
+                                                  const UploadProgressFn& progress) {
+  v1::CreateDatasetRequest header_request;
+  v1::DatasetHeader* header = header_request.mutable_header();
+  header->set_name(name);
+  header->set_kind(records.kind);
+  header->set_dim(static_cast<uint32_t>(records.cols));
+  header->set_num_categories(static_cast<uint32_t>(records.num_categories));
+  header->set_num_records(static_cast<uint64_t>(records.rows));
+  if (image_shape != nullptr) *header->mutable_image_shape() = *image_shape;
+
+  const int64_t row_bytes = std::max<int64_t>(
+      1, RowBytes(CanonicalEncoding(records.kind, records.num_categories), records.cols));
+  const int64_t rows_per_chunk = std::max<int64_t>(1, options_.upload_chunk_bytes / row_bytes);
+
+  grpc::ClientContext context;
+  v1::Dataset dataset;
+  std::unique_ptr<grpc::ClientWriter<v1::CreateDatasetRequest>> writer =
+      datasets_->CreateDataset(&context, &dataset);
+  // A failed Write means the stream is broken; Finish then reports why.
+  bool writing = writer->Write(header_request);
+  v1::CreateDatasetRequest chunk_request;
+  for (int64_t begin = 0; writing && begin < records.rows; begin += rows_per_chunk) {
+    const int64_t end = std::min(records.rows, begin + rows_per_chunk);
+    *chunk_request.mutable_chunk() = Encode(records, begin, end);
+    writing = writer->Write(chunk_request);
+    if (writing && progress) progress(end, records.rows);
+  }
+  if (writing) writer->WritesDone();
+  absl::Status status = FromGrpcStatus(writer->Finish());
+  if (!status.ok()) return status;
+  return dataset;
+}
+
+absl::StatusOr<v1::Dataset> Client::UploadRaw(
+    const std::vector<v1::CreateDatasetRequest>& requests) {
+  grpc::ClientContext context;
+  v1::Dataset dataset;
+  std::unique_ptr<grpc::ClientWriter<v1::CreateDatasetRequest>> writer =
+      datasets_->CreateDataset(&context, &dataset);
+  bool writing = true;
+  for (const v1::CreateDatasetRequest& request : requests) {
+    if (!(writing = writer->Write(request))) break;
+  }
+  if (writing) writer->WritesDone();
+  absl::Status status = FromGrpcStatus(writer->Finish());
+  if (!status.ok()) return status;
+  return dataset;
+}
+
+absl::StatusOr<v1::Dataset> Client::GetDataset(const std::string& id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::GetDatasetRequest request;
+  request.set_id(id);
+  v1::Dataset response;
+  absl::Status status = FromGrpcStatus(datasets_->GetDataset(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::ListDatasetsResponse> Client::ListDatasets(int32_t page_size,
+                                                              const std::string& page_token) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ListDatasetsRequest request;
+  request.set_page_size(page_size);
+  request.set_page_token(page_token);
+  v1::ListDatasetsResponse response;
+  absl::Status status = FromGrpcStatus(datasets_->ListDatasets(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::Status Client::DeleteDataset(const std::string& id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::DeleteDatasetRequest request;
+  request.set_id(id);
+  v1::DeleteDatasetResponse response;
+  return FromGrpcStatus(datasets_->DeleteDataset(&context, request, &response));
+}
+
+// --- jobs ---
+
+absl::StatusOr<v1::Job> Client::CreateJob(const v1::JobSpec& spec) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::CreateJobRequest request;
+  *request.mutable_spec() = spec;
+  v1::Job response;
+  absl::Status status = FromGrpcStatus(jobs_->CreateJob(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::Job> Client::GetJob(const std::string& id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::GetJobRequest request;
+  request.set_id(id);
+  v1::Job response;
+  absl::Status status = FromGrpcStatus(jobs_->GetJob(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::ListJobsResponse> Client::ListJobs(int32_t page_size,
+                                                      const std::string& page_token) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ListJobsRequest request;
+  request.set_page_size(page_size);
+  request.set_page_token(page_token);
+  v1::ListJobsResponse response;
+  absl::Status status = FromGrpcStatus(jobs_->ListJobs(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::Job> Client::CancelJob(const std::string& id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::CancelJobRequest request;
+  request.set_id(id);
+  v1::Job response;
+  absl::Status status = FromGrpcStatus(jobs_->CancelJob(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::Status Client::WatchJob(const std::string& id, int64_t from_seq, const JobEventFn& on_event) {
+  grpc::ClientContext context;
+  v1::WatchJobRequest request;
+  request.set_id(id);
+  request.set_from_seq(from_seq);
+  std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = jobs_->WatchJob(&context, request);
+  v1::JobEvent event;
+  while (reader->Read(&event)) {
+    if (on_event && !on_event(event)) {
+      // The caller is done: the CANCELLED status that Finish reports is expected.
+      context.TryCancel();
+      (void)reader->Finish();
+      return absl::OkStatus();
+    }
+  }
+  return FromGrpcStatus(reader->Finish());
+}
+
+absl::StatusOr<v1::Job> Client::WaitForJob(const std::string& id, const JobEventFn& on_event) {
+  absl::Status status = WatchJob(id, 0, on_event);
+  if (!status.ok()) return status;
+  return GetJob(id);
+}
+
+// --- models ---
+
+absl::StatusOr<v1::Model> Client::GetModel(const std::string& id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::GetModelRequest request;
+  request.set_id(id);
+  v1::Model response;
+  absl::Status status = FromGrpcStatus(models_->GetModel(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::ListModelsResponse> Client::ListModels(int32_t page_size,
+                                                          const std::string& page_token) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ListModelsRequest request;
+  request.set_page_size(page_size);
+  request.set_page_token(page_token);
+  v1::ListModelsResponse response;
+  absl::Status status = FromGrpcStatus(models_->ListModels(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<std::vector<double>> Client::Score(const std::string& model_id,
+                                                  const RecordMatrix& records, int64_t batch) {
+  if (batch <= 0) batch = std::max<int64_t>(1, records.rows);
+  std::vector<double> log_probs;
+  log_probs.reserve(records.rows);
+  v1::ScoreRequest request;
+  request.set_model_id(model_id);
+  for (int64_t begin = 0; begin < records.rows; begin += batch) {
+    const int64_t end = std::min(records.rows, begin + batch);
+    *request.mutable_records() = Encode(records, begin, end);
+    absl::StatusOr<v1::ScoreResponse> response = ScoreRaw(request);
+    if (!response.ok()) return response.status();
+    if (response->log_prob_size() != end - begin) {
+      return absl::InternalError(absl::StrCat("server returned ", response->log_prob_size(),
+                                              " scores for ", end - begin, " records"));
+    }
+    log_probs.insert(log_probs.end(), response->log_prob().begin(), response->log_prob().end());
+  }
+  return log_probs;
+}
+
+absl::StatusOr<v1::ScoreResponse> Client::ScoreRaw(const v1::ScoreRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ScoreResponse response;
+  absl::Status status = FromGrpcStatus(models_->Score(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::EvaluateResponse> Client::Evaluate(const std::string& model_id,
+                                                      const std::string& dataset_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::EvaluateRequest request;
+  request.set_model_id(model_id);
+  request.set_dataset_id(dataset_id);
+  v1::EvaluateResponse response;
+  absl::Status status = FromGrpcStatus(models_->Evaluate(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_t n,
+                                            uint64_t seed) {
+  absl::StatusOr<v1::Model> model = GetModel(model_id);
+  if (!model.ok()) return model.status();
+  absl::StatusOr<RecordMatrix> samples = RecordMatrix::Empty(
+      model->kind(), model->dim(), static_cast<int32_t>(model->num_categories()));
+  if (!samples.ok()) return samples.status();
+  samples->Reserve(static_cast<int64_t>(n));
+
+  grpc::ClientContext context;
+  v1::SampleRequest request;
+  request.set_model_id(model_id);
+  request.set_num_samples(n);
+  request.set_seed(seed);
+  std::unique_ptr<grpc::ClientReader<v1::SampleResponse>> reader =
+      models_->Sample(&context, request);
+  v1::SampleResponse response;
+  while (reader->Read(&response)) {
+    absl::Status status = DecodeAppend(response.records(), samples->rows, &*samples);
+    if (!status.ok()) {
+      context.TryCancel();
+      (void)reader->Finish();
+      return absl::InternalError(absl::StrCat("server sent malformed samples: ", status.message()));
+    }
+  }
+  absl::Status status = FromGrpcStatus(reader->Finish());
+  if (!status.ok()) return status;
+  if (samples->rows != static_cast<int64_t>(n)) {
+    return absl::InternalError(
+        absl::StrCat("server sent ", samples->rows, " samples, expected ", n));
+  }
+  return samples;
+}
+
+}  // namespace logp

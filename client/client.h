@@ -1,0 +1,99 @@
+// liblogp_client: a thin C++ client for logpd. Every call returns absl::Status / StatusOr with the
+// server's gRPC status code and message carried over unchanged.
+//
+// Thread-safety: a Client may be used from several threads at once (gRPC stubs are thread-safe).
+#ifndef LOGP_CLIENT_CLIENT_H_
+#define LOGP_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "logp/v1/dataset_service.grpc.pb.h"
+#include "logp/v1/job_service.grpc.pb.h"
+#include "logp/v1/model_service.grpc.pb.h"
+#include "proto/cc/records.h"
+
+namespace logp {
+
+// Converts a grpc::Status to an absl::Status with the same code and message.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+struct ClientOptions {
+  // Deadline of unary calls (uploads, watches and sample streams have none by default).
+  absl::Duration rpc_timeout = absl::Seconds(60);
+  // Largest message the client accepts or sends (default 64 MiB).
+  int max_message_bytes = 64 << 20;
+  // Bytes of records per upload chunk (default 1 MiB).
+  int64_t upload_chunk_bytes = 1 << 20;
+};
+
+// Called during uploads with (records sent, total records).
+using UploadProgressFn = std::function<void(int64_t sent, int64_t total)>;
+// Called for every watched event; return false to stop watching (the call then returns OK).
+using JobEventFn = std::function<bool(const v1::JobEvent& event)>;
+
+class Client {
+ public:
+  // Connects (lazily) to `target`, e.g. "localhost:50051", over an insecure channel.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
+                                                         const ClientOptions& options = {});
+  // Uses an existing channel (in-process tests).
+  explicit Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options = {});
+
+  // --- datasets ---
+  // Uploads `records` (kind, cols and num_categories taken from it) in chunks.
+  absl::StatusOr<v1::Dataset> UploadDataset(const std::string& name, const RecordMatrix& records,
+                                            const v1::ImageShape* image_shape = nullptr,
+                                            const UploadProgressFn& progress = nullptr);
+  // Sends exactly the given requests as one CreateDataset stream (for tests of malformed input).
+  absl::StatusOr<v1::Dataset> UploadRaw(const std::vector<v1::CreateDatasetRequest>& requests);
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& id);
+  absl::StatusOr<v1::ListDatasetsResponse> ListDatasets(int32_t page_size = 0,
+                                                         const std::string& page_token = "");
+  absl::Status DeleteDataset(const std::string& id);
+
+  // --- jobs ---
+  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
+  absl::StatusOr<v1::Job> GetJob(const std::string& id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(int32_t page_size = 0,
+                                                 const std::string& page_token = "");
+  absl::StatusOr<v1::Job> CancelJob(const std::string& id);
+  // Streams the job's events from `from_seq` to `on_event` until the job ends (the stream
+  // closes), on_event returns false, or an error occurs.
+  absl::Status WatchJob(const std::string& id, int64_t from_seq, const JobEventFn& on_event);
+  // Watches until the job ends and returns its final state.
+  absl::StatusOr<v1::Job> WaitForJob(const std::string& id, const JobEventFn& on_event = nullptr);
+
+  // --- models ---
+  absl::StatusOr<v1::Model> GetModel(const std::string& id);
+  absl::StatusOr<v1::ListModelsResponse> ListModels(int32_t page_size = 0,
+                                                     const std::string& page_token = "");
+  // log p(x) in nats for every row of `records` (sent in requests of at most `batch` records).
+  absl::StatusOr<std::vector<double>> Score(const std::string& model_id,
+                                            const RecordMatrix& records, int64_t batch = 10000);
+  // Sends one ScoreRequest as given (for tests and benchmarks).
+  absl::StatusOr<v1::ScoreResponse> ScoreRaw(const v1::ScoreRequest& request);
+  absl::StatusOr<v1::EvaluateResponse> Evaluate(const std::string& model_id,
+                                                const std::string& dataset_id);
+  // Draws `n` samples; the result has the model's kind, dim and categories.
+  absl::StatusOr<RecordMatrix> Sample(const std::string& model_id, uint64_t n, uint64_t seed);
+
+ private:
+  void SetDeadline(grpc::ClientContext* context) const;
+
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::DatasetService::Stub> datasets_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
+};
+
+}  // namespace logp
+
+#endif  // LOGP_CLIENT_CLIENT_H_

@@ -1,0 +1,828 @@
+// logpctl: command-line client of logpd. Run without arguments for usage.
+//
+// Exit codes: 0 success; 1 an error (printed as "error: <CODE>: <message>") or a watched job
+// that did not succeed; 2 a usage mistake.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "client/data_files.h"
+#include "google/protobuf/util/json_util.h"
+#include "proto/cc/status_macros.h"
+
+ABSL_FLAG(std::string, server, "localhost:50051", "Address of logpd (host:port).");
+ABSL_FLAG(bool, json, false, "Print results as JSON (one object per line for lists and events).");
+
+// Reading record files (datasets upload, models score).
+ABSL_FLAG(std::string, name, "", "Dataset name (default: the file name).");
+ABSL_FLAG(std::string, kind, "",
+          "Record kind: binary, categorical or continuous (models score: the model's).");
+ABSL_FLAG(double, binarize_threshold, -1,
+          "Binary data: values above this become 1 (e.g. 127 for 8-bit images); < 0: values "
+          "must already be 0 or 1.");
+ABSL_FLAG(int32_t, num_categories, 0, "Categorical data: K (0: max value + 1, or the model's).");
+ABSL_FLAG(int64_t, max_records, 0, "Read at most this many records (0: all).");
+
+// jobs create. Zero / empty means "the server's default".
+ABSL_FLAG(std::string, dataset, "", "Dataset id (jobs create, models evaluate).");
+ABSL_FLAG(std::string, family, "", "Model family: bernoulli or made.");
+ABSL_FLAG(std::string, validation_dataset, "", "Validation dataset id.");
+ABSL_FLAG(double, validation_fraction, 0, "Fraction of training records held out (0 < f < 1).");
+ABSL_FLAG(int32_t, hidden_layers, 0, "MADE hidden layers (0: server default 1).");
+ABSL_FLAG(int32_t, hidden_units, 0, "MADE units per hidden layer (0: server default 500).");
+ABSL_FLAG(std::string, order, "", "MADE variable order: natural or random.");
+ABSL_FLAG(uint64_t, order_seed, 0, "MADE seed for a random order and the masks.");
+ABSL_FLAG(double, pseudo_count, 0, "Bernoulli additive smoothing.");
+ABSL_FLAG(double, lr, 0, "Adam learning rate (0: server default 1e-3).");
+ABSL_FLAG(double, weight_decay, 0, "L2 weight decay.");
+ABSL_FLAG(int32_t, batch_size, 0, "Records per step (0: server default 100).");
+ABSL_FLAG(int32_t, epochs, 0, "Passes over the training records (0: server default 10).");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "Seed (models sample: default 1; jobs create: 0 unless given).");
+ABSL_FLAG(bool, watch, false, "jobs create: watch the job after creating it.");
+ABSL_FLAG(int64_t, from_seq, 0, "jobs watch: first event to show (0: from the beginning).");
+
+// models score / sample.
+ABSL_FLAG(std::string, output, "",
+          "models score: write per-record log p here; models sample: write samples as CSV.");
+ABSL_FLAG(uint64_t, n, 64, "Number of samples to draw.");
+ABSL_FLAG(std::string, png, "", "models sample: write the samples as a PNG grid.");
+ABSL_FLAG(int32_t, columns, 8, "models sample: images per row of the PNG grid.");
+
+namespace logp {
+namespace {
+
+constexpr char kUsage[] = R"(client of the logp density-model service.
+
+usage: logpctl [--server=HOST:PORT] [--json] COMMAND ...
+
+datasets upload FILE --kind=binary|categorical|continuous [--name=N]
+                [--binarize_threshold=T] [--num_categories=K] [--max_records=N]
+                                  upload an IDX (.gz), .npy or .csv file
+datasets get ID | list | delete ID
+jobs create --dataset=ID --family=bernoulli|made [--validation_dataset=ID |
+            --validation_fraction=F] [--hidden_layers=L --hidden_units=H
+            --order=natural|random --order_seed=S] [--pseudo_count=A] [--lr=R
+            --weight_decay=W --batch_size=B --epochs=E --seed=S] [--watch]
+jobs get ID | list | cancel ID
+jobs watch ID [--from_seq=N]      follow training; exit 0 iff the job succeeded
+models get ID | list
+models score ID FILE [read flags as for upload] [--output=FILE]
+models evaluate ID --dataset=ID
+models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
+
+Run with --help for every flag.
+)";
+
+// A usage mistake: exit code 2.
+constexpr int kUsageExit = 2;
+
+using Args = std::vector<std::string>;
+
+// --- output helpers ---
+
+bool StderrIsTerminal() {
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  return tty;
+}
+
+// Erases a progress line drawn on stderr so that the next output starts on a clean line.
+void ClearProgressLine() {
+  if (StderrIsTerminal()) std::fputs("\r\033[K", stderr);
+}
+
+void DrawProgressLine(const std::string& line) {
+  if (!StderrIsTerminal()) return;
+  std::fprintf(stderr, "\r\033[K%s", line.c_str());
+  std::fflush(stderr);
+}
+
+std::string Bar(double fraction, int width = 30) {
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const int filled = static_cast<int>(std::lround(fraction * width));
+  return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '.'), "]");
+}
+
+absl::Status PrintJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  const auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("cannot print JSON: ", status.ToString()));
+  }
+  std::printf("%s\n", out.c_str());
+  return absl::OkStatus();
+}
+
+// Prints "key  value" lines with the values aligned.
+void PrintFields(const std::vector<std::pair<std::string, std::string>>& fields) {
+  size_t width = 0;
+  for (const auto& [key, value] : fields) width = std::max(width, key.size());
+  for (const auto& [key, value] : fields) {
+    std::printf("%-*s  %s\n", static_cast<int>(width), key.c_str(), value.c_str());
+  }
+}
+
+// Prints a table; columns whose header is in `right` are right-aligned.
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      if (c > 0) line += "  ";
+      line += right[c] ? pad + row[c] : (c + 1 < row.size() ? row[c] + pad : row[c]);
+    }
+    std::printf("%s\n", line.c_str());
+  };
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+std::string Time(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(t.seconds()),
+                          absl::LocalTimeZone());
+}
+
+std::string Bytes(uint64_t n) {
+  if (n < 1024) return absl::StrCat(n, " B");
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = n / 1024.0;
+  int u = 0;
+  while (v >= 1024 && u < 3) v /= 1024, ++u;
+  return absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+// "MODEL_FAMILY_MADE" -> "made".
+std::string EnumWord(const std::string& name, absl::string_view prefix) {
+  return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
+}
+
+std::string FamilyWord(v1::ModelFamily f) {
+  return EnumWord(v1::ModelFamily_Name(f), "MODEL_FAMILY_");
+}
+std::string StateWord(v1::JobState s) {
+  return std::string(absl::StripPrefix(v1::JobState_Name(s), "JOB_STATE_"));
+}
+std::string ScoreKindName(v1::ScoreKind k) {
+  switch (k) {
+    case v1::SCORE_KIND_EXACT:
+      return "exact";
+    case v1::SCORE_KIND_LOWER_BOUND:
+      return "lower bound";
+    case v1::SCORE_KIND_ESTIMATE:
+      return "estimate";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string ShapeWord(const v1::ImageShape& s) {
+  if (s.height() == 0) return "-";
+  return absl::StrCat(s.height(), "x", s.width(), "x", s.channels());
+}
+
+std::string Nll(double v) { return absl::StrFormat("%.4f", v); }
+
+// A spec value, where 0 means the server's default.
+template <typename T>
+std::string OrDefault(T v) {
+  return v == 0 ? std::string("default") : absl::StrCat(v);
+}
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+// Parses a lower-case word into an enum value named PREFIX + upper-case word.
+template <typename Enum>
+absl::StatusOr<Enum> ParseEnum(const std::string& flag, const std::string& word,
+                               const std::string& prefix, bool (*parse)(const std::string&, Enum*),
+                               const char* allowed) {
+  Enum value{};
+  if (word.empty() || !parse(prefix + absl::AsciiStrToUpper(word), &value) ||
+      static_cast<int>(value) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " must be one of ", allowed, ", got '", word, "'"));
+  }
+  return value;
+}
+
+// --- printing resources ---
+
+absl::Status Print(const v1::Dataset& d) {
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(d);
+  PrintFields({{"id", d.id()},
+               {"name", OrDash(d.name())},
+               {"kind", KindName(d.kind())},
+               {"records", absl::StrCat(d.num_records())},
+               {"dim", absl::StrCat(d.dim())},
+               {"categories", absl::StrCat(d.num_categories())},
+               {"image shape", ShapeWord(d.image_shape())},
+               {"content hash", OrDash(d.content_hash())},
+               {"stored", Bytes(d.stored_bytes())},
+               {"created", Time(d.create_time())}});
+  return absl::OkStatus();
+}
+
+std::string Validation(const v1::JobSpec& s) {
+  switch (s.validation_case()) {
+    case v1::JobSpec::kValidationDatasetId:
+      return s.validation_dataset_id();
+    case v1::JobSpec::kValidationFraction:
+      return absl::StrFormat("%g of training records", s.validation_fraction());
+    default:
+      return "server default";
+  }
+}
+
+std::string Progress(const v1::Job& j) {
+  if (j.total_steps() <= 0) return "-";
+  return absl::StrFormat("%d/%d (%.0f%%)", j.step(), j.total_steps(),
+                         100.0 * j.step() / j.total_steps());
+}
+
+absl::Status Print(const v1::Job& j) {
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(j);
+  const v1::JobSpec& s = j.spec();
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"id", j.id()},
+      {"state", StateWord(j.state())},
+      {"dataset", s.dataset_id()},
+      {"validation", Validation(s)},
+      {"family", FamilyWord(s.model().family())}};
+  if (s.model().family() == v1::MODEL_FAMILY_MADE) {
+    const v1::MadeParams& m = s.model().made();
+    fields.push_back(
+        {"made",
+         absl::StrFormat("hidden layers %s, units %s, order %s, order seed %d",
+                         OrDefault(m.hidden_layers()), OrDefault(m.hidden_units()),
+                         m.order() == v1::VARIABLE_ORDER_UNSPECIFIED
+                             ? "default"
+                             : EnumWord(v1::VariableOrder_Name(m.order()), "VARIABLE_ORDER_"),
+                         m.order_seed())});
+  } else if (s.model().family() == v1::MODEL_FAMILY_BERNOULLI) {
+    fields.push_back({"pseudo count", absl::StrFormat("%g", s.model().bernoulli().pseudo_count())});
+  }
+  fields.push_back({"optimizer", absl::StrFormat("adam lr %s, weight decay %g",
+                                                 OrDefault(s.optimizer().learning_rate()),
+                                                 s.optimizer().weight_decay())});
+  fields.push_back(
+      {"training", absl::StrFormat("batch %s, epochs %s, seed %d", OrDefault(s.batch_size()),
+                                   OrDefault(s.epochs()), s.seed())});
+  fields.push_back({"progress", Progress(j)});
+  if (j.best_validation_nll() != 0) {
+    fields.push_back({"best val NLL", Nll(j.best_validation_nll())});
+  }
+  if (!j.model_id().empty()) fields.push_back({"model", j.model_id()});
+  if (!j.error().empty()) fields.push_back({"error", j.error()});
+  fields.push_back({"created", Time(j.create_time())});
+  fields.push_back({"started", Time(j.start_time())});
+  fields.push_back({"ended", Time(j.end_time())});
+  PrintFields(fields);
+  return absl::OkStatus();
+}
+
+absl::Status Print(const v1::Model& m) {
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(m);
+  std::string val = Nll(m.validation_nll());
+  if (m.dim() > 0) {
+    absl::StrAppendFormat(&val, " nats (%.4f bits/dim)", m.validation_nll() / (m.dim() * M_LN2));
+  }
+  PrintFields({{"id", m.id()},
+               {"job", OrDash(m.job_id())},
+               {"dataset", OrDash(m.dataset_id())},
+               {"family", FamilyWord(m.spec().family())},
+               {"kind", KindName(m.kind())},
+               {"dim", absl::StrCat(m.dim())},
+               {"categories", absl::StrCat(m.num_categories())},
+               {"image shape", ShapeWord(m.image_shape())},
+               {"parameters", absl::StrCat(m.num_parameters())},
+               {"val NLL", val},
+               {"scores", ScoreKindName(m.score_kind())},
+               {"created", Time(m.create_time())}});
+  return absl::OkStatus();
+}
+
+// --- commands ---
+
+struct Context {
+  Args args;  // positional words after the command, e.g. {ID, FILE}
+  std::function<absl::StatusOr<Client*>()> client;
+};
+
+using Command = std::function<absl::StatusOr<int>(Context&)>;
+
+// Prints the usage line of a command and returns the usage exit code.
+int UsageOf(const char* line) {
+  std::fprintf(stderr, "usage: logpctl %s\n", line);
+  return kUsageExit;
+}
+
+absl::StatusOr<ReadOptions> ReadOptionsFromFlags(const v1::Model* model) {
+  ReadOptions options;
+  const std::string kind = absl::GetFlag(FLAGS_kind);
+  if (kind.empty() && model != nullptr) {
+    options.kind = model->kind();
+  } else {
+    ASSIGN_OR_RETURN(options.kind,
+                     ParseEnum<v1::DataKind>("kind", kind, "DATA_KIND_", v1::DataKind_Parse,
+                                             "binary, categorical, continuous"));
+  }
+  options.binarize_threshold = absl::GetFlag(FLAGS_binarize_threshold);
+  options.num_categories = absl::GetFlag(FLAGS_num_categories);
+  if (options.num_categories == 0 && model != nullptr &&
+      options.kind == v1::DATA_KIND_CATEGORICAL) {
+    // The model's K, so that the encoding matches what the server expects.
+    options.num_categories = static_cast<int32_t>(model->num_categories());
+  }
+  options.max_records = absl::GetFlag(FLAGS_max_records);
+  return options;
+}
+
+absl::StatusOr<int> DatasetsUpload(Context& ctx) {
+  if (ctx.args.size() != 1) {
+    return UsageOf("datasets upload FILE --kind=binary|categorical|continuous [--name=N] ...");
+  }
+  const std::string& path = ctx.args[0];
+  ASSIGN_OR_RETURN(const ReadOptions options, ReadOptionsFromFlags(nullptr));
+  FileInfo info;
+  ASSIGN_OR_RETURN(const RecordMatrix records, ReadRecordsFile(path, options, &info));
+  std::string name = absl::GetFlag(FLAGS_name);
+  if (name.empty()) name = path.substr(path.find_last_of('/') + 1);
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  const absl::Time start = absl::Now();
+  const int64_t row_bytes =
+      RowBytes(CanonicalEncoding(records.kind, records.num_categories), records.cols);
+  auto progress = [&](int64_t sent, int64_t total) {
+    const double seconds = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - start));
+    DrawProgressLine(absl::StrFormat("upload %s %3.0f%%  %d/%d records  %.1f MiB/s",
+                                     Bar(static_cast<double>(sent) / total), 100.0 * sent / total,
+                                     sent, total, sent * row_bytes / seconds / (1 << 20)));
+  };
+  const v1::ImageShape* shape = info.image_shape.height() > 0 ? &info.image_shape : nullptr;
+  absl::StatusOr<v1::Dataset> dataset = client->UploadDataset(name, records, shape, progress);
+  ClearProgressLine();
+  if (!dataset.ok()) return dataset.status();
+  RETURN_IF_ERROR(Print(*dataset));
+  return 0;
+}
+
+absl::StatusOr<int> DatasetsGet(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf("datasets get ID");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Dataset dataset, client->GetDataset(ctx.args[0]));
+  RETURN_IF_ERROR(Print(dataset));
+  return 0;
+}
+
+absl::StatusOr<int> DatasetsList(Context& ctx) {
+  if (!ctx.args.empty()) return UsageOf("datasets list");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  std::vector<v1::Dataset> all;
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(v1::ListDatasetsResponse page, client->ListDatasets(0, token));
+    for (auto& d : *page.mutable_datasets()) all.push_back(std::move(d));
+    if (page.next_page_token() == token) break;  // a server bug must not loop forever
+    token = page.next_page_token();
+  } while (!token.empty());
+  if (absl::GetFlag(FLAGS_json)) {
+    for (const auto& d : all) RETURN_IF_ERROR(PrintJson(d));
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& d : all) {
+    rows.push_back({d.id(), d.name(), KindName(d.kind()), absl::StrCat(d.num_records()),
+                    absl::StrCat(d.dim()), ShapeWord(d.image_shape()), Bytes(d.stored_bytes()),
+                    Time(d.create_time())});
+  }
+  PrintTable({"ID", "NAME", "KIND", "RECORDS", "DIM", "SHAPE", "STORED", "CREATED"}, rows,
+             {false, false, false, true, true, false, true, false});
+  return 0;
+}
+
+absl::StatusOr<int> DatasetsDelete(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf("datasets delete ID");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  RETURN_IF_ERROR(client->DeleteDataset(ctx.args[0]));
+  if (absl::GetFlag(FLAGS_json)) {
+    RETURN_IF_ERROR(PrintJson(v1::DeleteDatasetResponse()));
+  } else {
+    std::printf("deleted %s\n", ctx.args[0].c_str());
+  }
+  return 0;
+}
+
+// Watches a job, printing events; returns 0 iff it ends SUCCEEDED.
+absl::StatusOr<int> Watch(Client* client, const std::string& id, int64_t from_seq) {
+  ASSIGN_OR_RETURN(const v1::Job initial, client->GetJob(id));
+  const int32_t epochs = initial.spec().epochs();
+  const bool json = absl::GetFlag(FLAGS_json);
+  auto epoch_word = [epochs](int32_t epoch) {
+    return epochs > 0 ? absl::StrFormat("%d/%d", epoch, epochs) : absl::StrCat(epoch);
+  };
+  auto on_event = [&](const v1::JobEvent& event) {
+    if (json) {
+      ClearProgressLine();
+      (void)PrintJson(event);
+      std::fflush(stdout);
+    }
+    switch (event.event_case()) {
+      case v1::JobEvent::kProgress: {
+        const v1::TrainingProgress& p = event.progress();
+        const double fraction =
+            p.total_steps() > 0 ? static_cast<double>(p.step()) / p.total_steps() : 0;
+        DrawProgressLine(
+            absl::StrFormat("%s %5.1f%%  epoch %s  step %d/%d  train NLL %.4f  %.0f rec/s",
+                            Bar(fraction), 100 * fraction, epoch_word(p.epoch()), p.step(),
+                            p.total_steps(), p.train_nll(), p.samples_per_second()));
+        break;
+      }
+      case v1::JobEvent::kEpochSummary: {
+        if (json) break;
+        const v1::EpochSummary& e = event.epoch_summary();
+        ClearProgressLine();
+        std::printf(
+            "epoch %-5s  train NLL %9.4f  val NLL %9.4f ± %.4f  %.4f bits/dim  %6.0f rec/s%s\n",
+            epoch_word(e.epoch()).c_str(), e.train_nll(), e.validation_nll(),
+            e.validation_standard_error(), e.validation_bits_per_dim(), e.samples_per_second(),
+            e.is_best() ? "  *best" : "");
+        std::fflush(stdout);
+        break;
+      }
+      case v1::JobEvent::kStateChange: {
+        if (json) break;
+        const v1::StateChange& s = event.state_change();
+        ClearProgressLine();
+        std::printf("%s  %s%s%s\n", Time(event.time()).c_str(), StateWord(s.state()).c_str(),
+                    s.message().empty() ? "" : "  ", s.message().c_str());
+        std::fflush(stdout);
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  const absl::Status status = client->WatchJob(id, from_seq, on_event);
+  ClearProgressLine();
+  RETURN_IF_ERROR(status);
+  ASSIGN_OR_RETURN(const v1::Job job, client->GetJob(id));
+  if (!json) {
+    if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+      std::printf("job %s SUCCEEDED: model %s, best val NLL %s\n", job.id().c_str(),
+                  job.model_id().c_str(), Nll(job.best_validation_nll()).c_str());
+    } else {
+      std::printf("job %s %s%s%s\n", job.id().c_str(), StateWord(job.state()).c_str(),
+                  job.error().empty() ? "" : ": ", job.error().c_str());
+    }
+  }
+  return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : 1;
+}
+
+absl::StatusOr<int> JobsCreate(Context& ctx) {
+  if (!ctx.args.empty() || absl::GetFlag(FLAGS_dataset).empty()) {
+    return UsageOf("jobs create --dataset=ID --family=bernoulli|made [...]");
+  }
+  v1::JobSpec spec;
+  spec.set_dataset_id(absl::GetFlag(FLAGS_dataset));
+  const std::string validation_dataset = absl::GetFlag(FLAGS_validation_dataset);
+  const double validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  if (!validation_dataset.empty() && validation_fraction != 0) {
+    return absl::InvalidArgumentError(
+        "give --validation_dataset or --validation_fraction, not both");
+  }
+  if (!validation_dataset.empty()) spec.set_validation_dataset_id(validation_dataset);
+  if (validation_fraction != 0) spec.set_validation_fraction(validation_fraction);
+
+  v1::ModelSpec* model = spec.mutable_model();
+  ASSIGN_OR_RETURN(
+      const v1::ModelFamily family,
+      ParseEnum<v1::ModelFamily>("family", absl::GetFlag(FLAGS_family), "MODEL_FAMILY_",
+                                 v1::ModelFamily_Parse, "bernoulli, made"));
+  model->set_family(family);
+  model->mutable_bernoulli()->set_pseudo_count(absl::GetFlag(FLAGS_pseudo_count));
+  v1::MadeParams* made = model->mutable_made();
+  made->set_hidden_layers(absl::GetFlag(FLAGS_hidden_layers));
+  made->set_hidden_units(absl::GetFlag(FLAGS_hidden_units));
+  if (!absl::GetFlag(FLAGS_order).empty()) {
+    ASSIGN_OR_RETURN(
+        const v1::VariableOrder order,
+        ParseEnum<v1::VariableOrder>("order", absl::GetFlag(FLAGS_order), "VARIABLE_ORDER_",
+                                     v1::VariableOrder_Parse, "natural, random"));
+    made->set_order(order);
+  }
+  made->set_order_seed(absl::GetFlag(FLAGS_order_seed));
+  spec.mutable_optimizer()->set_learning_rate(absl::GetFlag(FLAGS_lr));
+  spec.mutable_optimizer()->set_weight_decay(absl::GetFlag(FLAGS_weight_decay));
+  spec.set_batch_size(absl::GetFlag(FLAGS_batch_size));
+  spec.set_epochs(absl::GetFlag(FLAGS_epochs));
+  spec.set_seed(absl::GetFlag(FLAGS_seed).value_or(0));
+
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Job job, client->CreateJob(spec));
+  RETURN_IF_ERROR(Print(job));
+  if (!absl::GetFlag(FLAGS_watch)) return 0;
+  std::fflush(stdout);
+  return Watch(client, job.id(), 0);
+}
+
+absl::StatusOr<int> JobsGet(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf("jobs get ID");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Job job, client->GetJob(ctx.args[0]));
+  RETURN_IF_ERROR(Print(job));
+  return 0;
+}
+
+absl::StatusOr<int> JobsList(Context& ctx) {
+  if (!ctx.args.empty()) return UsageOf("jobs list");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  std::vector<v1::Job> all;
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(v1::ListJobsResponse page, client->ListJobs(0, token));
+    for (auto& j : *page.mutable_jobs()) all.push_back(std::move(j));
+    if (page.next_page_token() == token) break;
+    token = page.next_page_token();
+  } while (!token.empty());
+  if (absl::GetFlag(FLAGS_json)) {
+    for (const auto& j : all) RETURN_IF_ERROR(PrintJson(j));
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& j : all) {
+    rows.push_back({j.id(), StateWord(j.state()), FamilyWord(j.spec().model().family()),
+                    j.spec().dataset_id(), Progress(j),
+                    j.best_validation_nll() != 0 ? Nll(j.best_validation_nll()) : "-",
+                    j.model_id().empty() ? "-" : j.model_id(), Time(j.create_time())});
+  }
+  PrintTable({"ID", "STATE", "FAMILY", "DATASET", "PROGRESS", "BEST VAL NLL", "MODEL", "CREATED"},
+             rows, {false, false, false, false, true, true, false, false});
+  return 0;
+}
+
+absl::StatusOr<int> JobsCancel(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf("jobs cancel ID");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Job job, client->CancelJob(ctx.args[0]));
+  RETURN_IF_ERROR(Print(job));
+  return 0;
+}
+
+absl::StatusOr<int> JobsWatch(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf("jobs watch ID [--from_seq=N]");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  return Watch(client, ctx.args[0], absl::GetFlag(FLAGS_from_seq));
+}
+
+absl::StatusOr<int> ModelsGet(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf("models get ID");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Model model, client->GetModel(ctx.args[0]));
+  RETURN_IF_ERROR(Print(model));
+  return 0;
+}
+
+absl::StatusOr<int> ModelsList(Context& ctx) {
+  if (!ctx.args.empty()) return UsageOf("models list");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  std::vector<v1::Model> all;
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(v1::ListModelsResponse page, client->ListModels(0, token));
+    for (auto& m : *page.mutable_models()) all.push_back(std::move(m));
+    if (page.next_page_token() == token) break;
+    token = page.next_page_token();
+  } while (!token.empty());
+  if (absl::GetFlag(FLAGS_json)) {
+    for (const auto& m : all) RETURN_IF_ERROR(PrintJson(m));
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : all) {
+    rows.push_back({m.id(), FamilyWord(m.spec().family()), KindName(m.kind()),
+                    absl::StrCat(m.dim()), absl::StrCat(m.num_parameters()),
+                    Nll(m.validation_nll()), ScoreKindName(m.score_kind()), m.job_id(),
+                    Time(m.create_time())});
+  }
+  PrintTable({"ID", "FAMILY", "KIND", "DIM", "PARAMS", "VAL NLL", "SCORES", "JOB", "CREATED"}, rows,
+             {false, false, false, true, true, true, false, false, false});
+  return 0;
+}
+
+// Mean and standard error of `values`.
+std::pair<double, double> MeanAndStandardError(const std::vector<double>& values) {
+  const double n = static_cast<double>(values.size());
+  double sum = 0;
+  for (double v : values) sum += v;
+  const double mean = sum / n;
+  double squares = 0;
+  for (double v : values) squares += (v - mean) * (v - mean);
+  const double se = values.size() > 1 ? std::sqrt(squares / (n - 1) / n) : 0;
+  return {mean, se};
+}
+
+absl::StatusOr<int> ModelsScore(Context& ctx) {
+  if (ctx.args.size() != 2) {
+    return UsageOf("models score ID FILE [--kind=K --binarize_threshold=T ...] [--output=FILE]");
+  }
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Model model, client->GetModel(ctx.args[0]));
+  ASSIGN_OR_RETURN(const ReadOptions options, ReadOptionsFromFlags(&model));
+  ASSIGN_OR_RETURN(const RecordMatrix records, ReadRecordsFile(ctx.args[1], options));
+  ASSIGN_OR_RETURN(const std::vector<double> log_probs, client->Score(model.id(), records));
+
+  const std::string output = absl::GetFlag(FLAGS_output);
+  if (!output.empty()) {
+    std::FILE* file = std::fopen(output.c_str(), "w");
+    if (file == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot open ", output, " for writing"));
+    }
+    for (double v : log_probs) std::fprintf(file, "%.9g\n", v);
+    if (std::fclose(file) != 0) {
+      return absl::InternalError(absl::StrCat("cannot write ", output));
+    }
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    v1::ScoreResponse response;
+    response.mutable_log_prob()->Add(log_probs.begin(), log_probs.end());
+    response.set_score_kind(model.score_kind());
+    RETURN_IF_ERROR(PrintJson(response));
+    return 0;
+  }
+  if (output.empty()) {
+    for (double v : log_probs) std::printf("%.9g\n", v);
+    return 0;
+  }
+  const auto [mean, se] = MeanAndStandardError(log_probs);
+  PrintFields({{"records", absl::StrCat(log_probs.size())},
+               {"mean log p", absl::StrFormat("%.4f ± %.4f nats", mean, se)},
+               {"mean NLL", absl::StrFormat("%.4f nats (%.4f bits/dim)", -mean,
+                                            -mean / (records.cols * M_LN2))},
+               {"scores", ScoreKindName(model.score_kind())},
+               {"written to", output}});
+  return 0;
+}
+
+absl::StatusOr<int> ModelsEvaluate(Context& ctx) {
+  if (ctx.args.size() != 1 || absl::GetFlag(FLAGS_dataset).empty()) {
+    return UsageOf("models evaluate ID --dataset=ID");
+  }
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::EvaluateResponse r,
+                   client->Evaluate(ctx.args[0], absl::GetFlag(FLAGS_dataset)));
+  if (absl::GetFlag(FLAGS_json)) {
+    RETURN_IF_ERROR(PrintJson(r));
+    return 0;
+  }
+  PrintFields({{"records", absl::StrCat(r.num_records())},
+               {"mean NLL", absl::StrFormat("%.4f ± %.4f nats (standard error)", r.mean_nll(),
+                                            r.standard_error())},
+               {"95% interval", absl::StrFormat("[%.4f, %.4f]", r.ci95_low(), r.ci95_high())},
+               {"bits/dim", absl::StrFormat("%.4f", r.bits_per_dim())},
+               {"scores", ScoreKindName(r.score_kind())}});
+  return 0;
+}
+
+absl::Status WriteCsv(const RecordMatrix& m, const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "w");
+  if (file == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot open ", path, " for writing"));
+  }
+  for (int64_t r = 0; r < m.rows; ++r) {
+    for (int64_t c = 0; c < m.cols; ++c) {
+      std::fprintf(file, c == 0 ? "%.9g" : ",%.9g", m.At(r, c));
+    }
+    std::fputc('\n', file);
+  }
+  if (std::fclose(file) != 0) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> ModelsSample(Context& ctx) {
+  if (ctx.args.size() != 1) {
+    return UsageOf("models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=F]");
+  }
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Model model, client->GetModel(ctx.args[0]));
+  const std::string png = absl::GetFlag(FLAGS_png);
+  v1::ImageShape shape = model.image_shape();
+  if (!png.empty() && shape.height() == 0) {
+    // No display shape: draw square records as single-channel images.
+    const auto side = static_cast<uint32_t>(std::lround(std::sqrt(model.dim())));
+    if (side * side != model.dim()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model ", model.id(), " has no image shape and its dim ", model.dim(),
+                       " is not a perfect square; cannot draw a PNG"));
+    }
+    shape.set_height(side);
+    shape.set_width(side);
+    shape.set_channels(1);
+  }
+  ASSIGN_OR_RETURN(
+      const RecordMatrix samples,
+      client->Sample(model.id(), absl::GetFlag(FLAGS_n), absl::GetFlag(FLAGS_seed).value_or(1)));
+  const std::string output = absl::GetFlag(FLAGS_output);
+  if (!png.empty()) {
+    RETURN_IF_ERROR(WritePngGrid(samples, shape, absl::GetFlag(FLAGS_columns), png));
+    std::printf("wrote %lld samples to %s\n", static_cast<long long>(samples.rows), png.c_str());
+  }
+  if (!output.empty()) {
+    RETURN_IF_ERROR(WriteCsv(samples, output));
+    std::printf("wrote %lld samples to %s\n", static_cast<long long>(samples.rows), output.c_str());
+  }
+  if (png.empty() && output.empty()) {
+    // One record per line: CSV, or JSON arrays with --json.
+    const bool json = absl::GetFlag(FLAGS_json);
+    for (int64_t r = 0; r < samples.rows; ++r) {
+      std::string line = json ? "[" : "";
+      for (int64_t c = 0; c < samples.cols; ++c) {
+        absl::StrAppendFormat(&line, c == 0 ? "%.9g" : ",%.9g", samples.At(r, c));
+      }
+      if (json) line += "]";
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const std::map<std::string, Command> commands = {{"datasets upload", DatasetsUpload},
+                                                   {"datasets get", DatasetsGet},
+                                                   {"datasets list", DatasetsList},
+                                                   {"datasets delete", DatasetsDelete},
+                                                   {"jobs create", JobsCreate},
+                                                   {"jobs get", JobsGet},
+                                                   {"jobs list", JobsList},
+                                                   {"jobs cancel", JobsCancel},
+                                                   {"jobs watch", JobsWatch},
+                                                   {"models get", ModelsGet},
+                                                   {"models list", ModelsList},
+                                                   {"models score", ModelsScore},
+                                                   {"models evaluate", ModelsEvaluate},
+                                                   {"models sample", ModelsSample}};
+  if (positional.size() < 3) {
+    std::fprintf(stderr, "logpctl: %s", kUsage);
+    return kUsageExit;
+  }
+  const std::string name = absl::StrCat(positional[1], " ", positional[2]);
+  const auto command = commands.find(name);
+  if (command == commands.end()) {
+    std::fprintf(stderr, "logpctl: unknown command '%s'\n\nlogpctl: %s", name.c_str(), kUsage);
+    return kUsageExit;
+  }
+
+  Context ctx;
+  ctx.args.assign(positional.begin() + 3, positional.end());
+  std::unique_ptr<Client> client;
+  ctx.client = [&client]() -> absl::StatusOr<Client*> {
+    if (client == nullptr) {
+      ASSIGN_OR_RETURN(client, Client::Connect(absl::GetFlag(FLAGS_server)));
+    }
+    return client.get();
+  };
+  const absl::StatusOr<int> result = command->second(ctx);
+  std::fflush(stdout);
+  if (!result.ok()) {
+    std::fprintf(stderr, "error: %s: %s\n",
+                 absl::StatusCodeToString(result.status().code()).c_str(),
+                 std::string(result.status().message()).c_str());
+    return 1;
+  }
+  return *result;
+}
+
+}  // namespace
+}  // namespace logp
+
+int main(int argc, char** argv) { return logp::Main(argc, argv); }

@@ -1,0 +1,117 @@
+// Model: the torch-free face of the model zoo. A Model is an immutable, trained density model
+// over records of one kind and dimension; it scores (exact log p(x) in nats) and samples.
+//
+// Thread-safety: all const methods may be called concurrently. LibTorch's c10::Error never
+// escapes: it becomes an absl::Status.
+#ifndef LOGP_MODELS_MODEL_H_
+#define LOGP_MODELS_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "logp/v1/job_service.pb.h"
+#include "logp/v1/model_service.pb.h"
+#include "proto/cc/records.h"
+
+namespace logp {
+
+// What a model is trained on and scores.
+struct DataShape {
+  v1::DataKind kind = v1::DATA_KIND_UNSPECIFIED;
+  int64_t dim = 0;
+  int32_t num_categories = 0;
+};
+
+// Fills in defaults for unset fields (e.g. MADE: 1 hidden layer of 500 units, natural order).
+v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec);
+
+// INVALID_ARGUMENT naming the field for an unknown family or a bad hyper-parameter;
+// FAILED_PRECONDITION naming family and kind when the family cannot model `shape.kind`.
+absl::Status ValidateModelSpec(const v1::ModelSpec& spec, const DataShape& shape);
+
+class Model {
+ public:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // A freshly initialised (untrained) model; `seed` fixes initialisation. The spec is validated.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const v1::ModelSpec& spec,
+                                                       const DataShape& shape, uint64_t seed);
+  // Reads what Serialize wrote. INVALID_ARGUMENT (DATA_LOSS for corrupt bytes) on failure.
+  static absl::StatusOr<std::unique_ptr<Model>> Deserialize(const std::string& bytes);
+  // Spec, shape and weights as bytes (the caller stores them durably).
+  absl::StatusOr<std::string> Serialize() const;
+
+  // log p(x) in nats for every row of `records`, which must have the model's kind, dim and
+  // categories (INVALID_ARGUMENT otherwise). Exact for every family so far.
+  absl::StatusOr<std::vector<double>> LogProb(const RecordMatrix& records) const;
+  // `n` independent samples; equal seeds give equal samples.
+  absl::StatusOr<RecordMatrix> Sample(int64_t n, uint64_t seed) const;
+
+  const v1::ModelSpec& spec() const;
+  const DataShape& shape() const;
+  int64_t NumParameters() const;
+  v1::ScoreKind score_kind() const;
+
+  // For tests in models/: the underlying torch module (a logp::DensityNet*), as void*.
+  void* TEST_net() const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct TrainOptions {
+  double learning_rate = 1e-3;
+  double weight_decay = 0.0;
+  int64_t batch_size = 100;
+  int64_t epochs = 10;
+  uint64_t seed = 0;
+  // Minimum seconds between two progress reports (the last step of an epoch always reports).
+  double progress_interval_seconds = 1.0;
+};
+
+// Receives training events on the training thread; keep the work short.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  // Called once before the first step with the planned number of steps.
+  virtual void OnStart(int64_t total_steps) {}
+  virtual void OnProgress(const v1::TrainingProgress& progress) {}
+  virtual void OnEpoch(const v1::EpochSummary& summary) {}
+  // Polled at every step boundary; true stops training with CANCELLED.
+  virtual bool StopRequested() { return false; }
+};
+
+struct TrainResult {
+  // The weights of the epoch with the best validation NLL.
+  std::unique_ptr<Model> model;
+  double best_validation_nll = 0;
+  int64_t steps = 0;
+};
+
+// Trains a model of `spec` on `train` by maximum likelihood (Adam on the mean NLL, or the closed
+// form where one exists), evaluating `validation` after each epoch. CANCELLED if the observer
+// asked to stop; FAILED_PRECONDITION if the loss became NaN or infinite (names step and value).
+absl::StatusOr<TrainResult> Train(const v1::ModelSpec& spec, const RecordMatrix& train,
+                                  const RecordMatrix& validation, const TrainOptions& options,
+                                  TrainObserver* observer);
+
+// Splits `data` into (train, validation) with `fraction` of the rows, chosen by `seed`, held out.
+// Both parts keep at least one row; INVALID_ARGUMENT if that is impossible.
+absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordMatrix& data,
+                                                                   double fraction, uint64_t seed);
+
+// Sets the number of intra-op threads LibTorch uses in this process.
+void SetComputeThreads(int threads);
+
+}  // namespace logp
+
+#endif  // LOGP_MODELS_MODEL_H_

@@ -1,0 +1,52 @@
+// Core: everything logpd does, without a network. Owns the catalogue, the stores and the job
+// manager of one data directory.
+#ifndef LOGP_SERVER_CORE_CORE_H_
+#define LOGP_SERVER_CORE_CORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/core/catalog.h"
+#include "server/core/dataset_store.h"
+#include "server/core/job_manager.h"
+#include "server/core/model_store.h"
+#include "server/core/scoring.h"
+
+namespace logp {
+
+struct CoreOptions {
+  // Data directory (created if missing): catalog.db, datasets/, models/, tmp/.
+  std::string data_dir;
+  JobManagerOptions jobs;
+  ScoringLimits scoring;
+  // Largest dataset accepted, in stored bytes (default 4 GiB).
+  int64_t max_dataset_bytes = int64_t{4} << 30;
+};
+
+class Core {
+ public:
+  static absl::StatusOr<std::unique_ptr<Core>> Open(const CoreOptions& options);
+  ~Core();
+
+  const CoreOptions& options() const { return options_; }
+  Catalog& catalog() { return *catalog_; }
+  DatasetStore& datasets() { return *datasets_; }
+  ModelStore& models() { return *models_; }
+  JobManager& jobs() { return *jobs_; }
+
+  // Stops training (running jobs stay queued for the next start). Idempotent.
+  void Shutdown();
+
+ private:
+  explicit Core(const CoreOptions& options) : options_(options) {}
+  const CoreOptions options_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<DatasetStore> datasets_;
+  std::unique_ptr<ModelStore> models_;
+  std::unique_ptr<JobManager> jobs_;
+};
+
+}  // namespace logp
+
+#endif  // LOGP_SERVER_CORE_CORE_H_

@@ -1,0 +1,290 @@
+#include "server/core/dataset_store.h"
+
+#include <dirent.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "proto/cc/status_macros.h"
+#include "server/core/files.h"
+#include "server/core/time_util.h"
+
+namespace logp {
+namespace {
+
+// Stored file: 32-byte header, then N canonically encoded rows.
+constexpr char kMagic[8] = {'L', 'O', 'G', 'P', 'D', 'S', '0', '1'};
+struct FileHeader {
+  char magic[8];
+  uint32_t kind;
+  uint32_t num_categories;
+  uint64_t num_records;
+  uint64_t dim;
+};
+static_assert(sizeof(FileHeader) == 32, "packed header");
+
+absl::Status CheckHeader(const v1::DatasetHeader& h) {
+  if (h.name().size() > 256) return absl::InvalidArgumentError("header.name is over 256 bytes");
+  if (h.kind() != v1::DATA_KIND_BINARY && h.kind() != v1::DATA_KIND_CATEGORICAL &&
+      h.kind() != v1::DATA_KIND_CONTINUOUS) {
+    return absl::InvalidArgumentError("header.kind must be BINARY, CATEGORICAL or CONTINUOUS");
+  }
+  if (h.dim() == 0) return absl::InvalidArgumentError("header.dim must be > 0 (D = 0)");
+  if (h.num_records() == 0) {
+    return absl::InvalidArgumentError("header.num_records must be > 0 (N = 0)");
+  }
+  if (h.kind() == v1::DATA_KIND_CATEGORICAL &&
+      (h.num_categories() < 2 || h.num_categories() > 65536)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "header.num_categories must be in [2, 65536] for categorical data, got ",
+        h.num_categories()));
+  }
+  if (h.has_image_shape()) {
+    const auto& s = h.image_shape();
+    if (uint64_t{s.height()} * s.width() * s.channels() != h.dim()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("header.image_shape %dx%dx%d does not multiply to dim %d", s.height(),
+                          s.width(), s.channels(), h.dim()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Closes and (unless released) deletes a temporary file.
+class TempFile {
+ public:
+  explicit TempFile(std::string path) : path_(std::move(path)) {
+    f_ = std::fopen(path_.c_str(), "wb");
+  }
+  ~TempFile() {
+    Close();
+    if (!released_) RemoveFile(path_).IgnoreError();
+  }
+  FILE* get() { return f_; }
+  bool Close() {
+    bool ok = true;
+    if (f_) ok = std::fclose(f_) == 0;
+    f_ = nullptr;
+    return ok;
+  }
+  void Release() { released_ = true; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  FILE* f_ = nullptr;
+  bool released_ = false;
+};
+
+}  // namespace
+
+DatasetStore::DatasetStore(const DatasetStoreOptions& options, Catalog* catalog)
+    : options_(options),
+      catalog_(catalog),
+      data_dir_(options.dir + "/datasets"),
+      tmp_dir_(options.dir + "/tmp") {}
+
+absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(
+    const DatasetStoreOptions& options, Catalog* catalog) {
+  std::unique_ptr<DatasetStore> store(new DatasetStore(options, catalog));
+  RETURN_IF_ERROR(MakeDirs(store->data_dir_));
+  RETURN_IF_ERROR(MakeDirs(store->tmp_dir_));
+  RETURN_IF_ERROR(store->RemoveOrphans());
+  return store;
+}
+
+absl::Status DatasetStore::RemoveOrphans() {
+  for (const std::string& dir : {tmp_dir_, data_dir_}) {
+    DIR* d = opendir(dir.c_str());
+    if (!d) continue;
+    std::vector<std::string> names;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') names.push_back(e->d_name);
+    }
+    closedir(d);
+    for (const auto& name : names) {
+      bool orphan = dir == tmp_dir_ && name.rfind("upload-", 0) == 0;
+      if (dir == data_dir_) {
+        const auto dot = name.rfind(".ds");
+        orphan = dot == std::string::npos || dot + 3 != name.size() ||
+                 absl::IsNotFound(catalog_->GetDataset(name.substr(0, dot)).status());
+      }
+      if (orphan) {
+        LOG(INFO) << "removing orphaned dataset file " << dir << "/" << name;
+        RETURN_IF_ERROR(RemoveFile(dir + "/" + name));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DatasetStore::PathOf(const std::string& id) const {
+  return absl::StrCat(data_dir_, "/", id, ".ds");
+}
+
+absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
+    const std::function<bool(v1::CreateDatasetRequest*)>& next,
+    const std::function<bool()>& cancelled) {
+  v1::CreateDatasetRequest req;
+  if (!next(&req)) return absl::InvalidArgumentError("upload is empty: no header");
+  if (!req.has_header()) {
+    return absl::InvalidArgumentError("the first message of an upload must be a header");
+  }
+  const v1::DatasetHeader header = req.header();
+  RETURN_IF_ERROR(CheckHeader(header));
+  ASSIGN_OR_RETURN(RecordMatrix scratch, RecordMatrix::Empty(header.kind(), header.dim(),
+                                                             header.num_categories()));
+  const v1::Encoding enc = CanonicalEncoding(scratch.kind, scratch.num_categories);
+  const int64_t row_bytes = RowBytes(enc, header.dim());
+  const int64_t declared = static_cast<int64_t>(header.num_records());
+  if (declared > options_.max_dataset_bytes / row_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "dataset of %d records x %d bytes exceeds the server's limit of %d bytes", declared,
+        row_bytes, options_.max_dataset_bytes));
+  }
+
+  TempFile tmp(absl::StrCat(tmp_dir_, "/upload-", RandomHex(16)));
+  if (!tmp.get()) return absl::InternalError(absl::StrCat("cannot create ", tmp.path()));
+  FileHeader fh{};
+  std::memcpy(fh.magic, kMagic, sizeof(kMagic));
+  fh.kind = scratch.kind;
+  fh.num_categories = static_cast<uint32_t>(scratch.num_categories);
+  fh.num_records = header.num_records();
+  fh.dim = header.dim();
+  if (std::fwrite(&fh, sizeof(fh), 1, tmp.get()) != 1) {
+    return absl::InternalError("cannot write dataset header");
+  }
+  uint64_t hash = Fnv1a64(absl::string_view(reinterpret_cast<const char*>(&fh), sizeof(fh)),
+                          kFnvOffset);
+  int64_t received = 0;
+  std::string encoded;
+  while (next(&req)) {
+    if (cancelled && cancelled()) return absl::CancelledError("upload cancelled by the client");
+    if (req.has_header()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a second header arrived after ", received, " records"));
+    }
+    if (!req.has_chunk()) return absl::InvalidArgumentError("a message carries neither header nor chunk");
+    const v1::RecordBlock& chunk = req.chunk();
+    if (static_cast<int64_t>(chunk.num_records()) > declared - received) {
+      return absl::InvalidArgumentError(absl::StrCat("received more records than the ", declared,
+                                                     " declared in the header"));
+    }
+    scratch.rows = 0;
+    scratch.u8.clear();
+    scratch.u16.clear();
+    scratch.f32.clear();
+    RETURN_IF_ERROR(DecodeAppend(chunk, received, &scratch));
+    encoded.clear();
+    EncodeAppend(scratch, 0, scratch.rows, &encoded);
+    if (std::fwrite(encoded.data(), 1, encoded.size(), tmp.get()) != encoded.size()) {
+      return absl::ResourceExhaustedError("cannot write dataset: disk full?");
+    }
+    hash = Fnv1a64(encoded, hash);
+    received += scratch.rows;
+  }
+  if (received != declared) {
+    return absl::InvalidArgumentError(absl::StrCat("the header declared ", declared,
+                                                   " records but the upload carried ", received));
+  }
+  if (!tmp.Close()) return absl::ResourceExhaustedError("cannot write dataset: disk full?");
+
+  v1::Dataset ds;
+  ds.set_id(absl::StrCat("ds-", RandomHex(16)));
+  ds.set_name(header.name());
+  ds.set_kind(scratch.kind);
+  ds.set_num_records(header.num_records());
+  ds.set_dim(header.dim());
+  ds.set_num_categories(static_cast<uint32_t>(scratch.num_categories));
+  if (header.has_image_shape()) *ds.mutable_image_shape() = header.image_shape();
+  ds.set_content_hash(absl::StrFormat("fnv1a64:%016x", hash));
+  ds.set_stored_bytes(sizeof(FileHeader) + static_cast<uint64_t>(declared * row_bytes));
+  *ds.mutable_create_time() = ToProto(absl::Now());
+  const std::string path = PathOf(ds.id());
+  RETURN_IF_ERROR(SyncAndRename(tmp.path(), path));
+  tmp.Release();
+  absl::Status st = catalog_->InsertDataset(ds);
+  if (!st.ok()) {
+    RemoveFile(path).IgnoreError();
+    return st;
+  }
+  return ds;
+}
+
+absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& id) {
+  return catalog_->GetDataset(id);
+}
+
+absl::StatusOr<Page<v1::Dataset>> DatasetStore::List(int page_size,
+                                                     const std::string& page_token) {
+  return catalog_->ListDatasets(page_size, page_token);
+}
+
+void DatasetStore::SetInUseCheck(std::function<std::string(const std::string&)> in_use) {
+  absl::MutexLock lock(&mu_);
+  in_use_ = std::move(in_use);
+}
+
+absl::Status DatasetStore::Delete(const std::string& id) {
+  RETURN_IF_ERROR(catalog_->GetDataset(id).status());
+  std::function<std::string(const std::string&)> in_use;
+  {
+    absl::MutexLock lock(&mu_);
+    in_use = in_use_;
+  }
+  if (in_use) {
+    const std::string reason = in_use(id);
+    if (!reason.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("dataset ", id, " is in use: ", reason));
+    }
+  }
+  // Row first: a crash after it leaves an orphan file that the next start removes.
+  RETURN_IF_ERROR(catalog_->DeleteDataset(id));
+  {
+    absl::MutexLock lock(&mu_);
+    cache_.erase(id);
+  }
+  return RemoveFile(PathOf(id));
+}
+
+absl::StatusOr<std::shared_ptr<const RecordMatrix>> DatasetStore::Load(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end()) {
+      if (auto m = it->second.lock()) return m;
+    }
+  }
+  ASSIGN_OR_RETURN(v1::Dataset ds, catalog_->GetDataset(id));
+  auto bytes = ReadFile(PathOf(id));
+  if (!bytes.ok()) {
+    return absl::DataLossError(absl::StrCat("dataset ", id, ": ", bytes.status().message()));
+  }
+  FileHeader fh;
+  if (bytes->size() < sizeof(fh)) return absl::DataLossError("dataset file truncated");
+  std::memcpy(&fh, bytes->data(), sizeof(fh));
+  if (std::memcmp(fh.magic, kMagic, sizeof(kMagic)) != 0 || fh.dim != ds.dim() ||
+      fh.num_records != ds.num_records()) {
+    return absl::DataLossError(absl::StrCat("dataset file of ", id, " does not match its row"));
+  }
+  ASSIGN_OR_RETURN(RecordMatrix m,
+                   RecordMatrix::Empty(static_cast<v1::DataKind>(fh.kind),
+                                       static_cast<int64_t>(fh.dim),
+                                       static_cast<int32_t>(fh.num_categories)));
+  m.Reserve(static_cast<int64_t>(fh.num_records));
+  absl::Status st = DecodeAppend(CanonicalEncoding(m.kind, m.num_categories),
+                                 static_cast<int64_t>(fh.num_records), m.cols,
+                                 absl::string_view(*bytes).substr(sizeof(fh)), 0, &m);
+  if (!st.ok()) return absl::DataLossError(absl::StrCat("dataset ", id, ": ", st.message()));
+  auto shared = std::make_shared<const RecordMatrix>(std::move(m));
+  absl::MutexLock lock(&mu_);
+  cache_[id] = shared;
+  return shared;
+}
+
+}  // namespace logp

@@ -1,0 +1,72 @@
+// DatasetStore: validated, durable, immutable datasets. An upload is written to a temporary file
+// as it streams in and becomes visible (file renamed, catalogue row committed) only once the
+// whole upload has been checked; anything less leaves nothing behind.
+//
+// Thread-safety: all methods may be called concurrently.
+#ifndef LOGP_SERVER_CORE_DATASET_STORE_H_
+#define LOGP_SERVER_CORE_DATASET_STORE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "logp/v1/dataset_service.pb.h"
+#include "proto/cc/records.h"
+#include "server/core/catalog.h"
+
+namespace logp {
+
+struct DatasetStoreOptions {
+  // Directory for dataset files (created if missing): <dir>/datasets and <dir>/tmp.
+  std::string dir;
+  // Largest dataset accepted, in stored (canonically encoded) bytes. Default 4 GiB.
+  int64_t max_dataset_bytes = int64_t{4} << 30;
+};
+
+class DatasetStore {
+ public:
+  // `catalog` must outlive the store. Removes temporary files and files without a catalogue row
+  // (left by a crash) before returning.
+  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(const DatasetStoreOptions& options,
+                                                           Catalog* catalog);
+
+  // Reads one upload: `next` fills the next request and returns false at the end of the stream.
+  // The first request must be a header, every later one a chunk. On any error nothing is stored.
+  // INVALID_ARGUMENT names the record and column at fault; RESOURCE_EXHAUSTED over the size limit.
+  // `cancelled`, if given, is polled between chunks (CANCELLED when it returns true).
+  absl::StatusOr<v1::Dataset> CreateFromStream(
+      const std::function<bool(v1::CreateDatasetRequest*)>& next,
+      const std::function<bool()>& cancelled = nullptr);
+
+  absl::StatusOr<v1::Dataset> Get(const std::string& id);
+  absl::StatusOr<Page<v1::Dataset>> List(int page_size, const std::string& page_token);
+  // FAILED_PRECONDITION if the in-use check (see SetInUseCheck) says a job needs it.
+  absl::Status Delete(const std::string& id);
+  // The records of a dataset (shared and cached while anyone holds them).
+  absl::StatusOr<std::shared_ptr<const RecordMatrix>> Load(const std::string& id);
+
+  // `in_use(id)` returns a non-empty reason when the dataset must not be deleted.
+  void SetInUseCheck(std::function<std::string(const std::string&)> in_use);
+
+  std::string TEST_tmp_dir() const { return tmp_dir_; }
+  std::string TEST_data_dir() const { return data_dir_; }
+
+ private:
+  DatasetStore(const DatasetStoreOptions& options, Catalog* catalog);
+  absl::Status RemoveOrphans();
+  std::string PathOf(const std::string& id) const;
+
+  const DatasetStoreOptions options_;
+  Catalog* const catalog_;
+  const std::string data_dir_, tmp_dir_;
+  absl::Mutex mu_;
+  std::map<std::string, std::weak_ptr<const RecordMatrix>> cache_ ABSL_GUARDED_BY(mu_);
+  std::function<std::string(const std::string&)> in_use_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace logp
+
+#endif  // LOGP_SERVER_CORE_DATASET_STORE_H_

@@ -1,0 +1,449 @@
+#include "server/core/job_manager.h"
+
+#include <glog/logging.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "models/model.h"
+#include "proto/cc/status_macros.h"
+#include "server/core/files.h"
+#include "server/core/time_util.h"
+
+namespace logp {
+namespace {
+
+constexpr double kDefaultLearningRate = 1e-3;
+constexpr int kDefaultBatchSize = 100;
+constexpr int kDefaultEpochs = 10;
+constexpr double kDefaultValidationFraction = 0.1;
+
+bool IsFinal(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+         s == v1::JOB_STATE_CANCELLED;
+}
+
+}  // namespace
+
+struct JobManager::ActiveJob {
+  // Serialises the persistence of this job's events; taken before mu_, never inside it.
+  absl::Mutex write_mu;
+  // Protected by JobManager::mu_.
+  v1::Job job;
+  std::vector<v1::JobEvent> events;  // contiguous seq numbers
+  std::atomic<bool> cancel_requested{false};
+};
+
+// Turns training callbacks into job events.
+class JobManager::Observer : public TrainObserver {
+ public:
+  Observer(JobManager* manager, std::shared_ptr<ActiveJob> job, std::atomic<bool>* shutting_down)
+      : manager_(manager), job_(std::move(job)), shutting_down_(shutting_down) {}
+  void OnStart(int64_t total_steps) override {
+    absl::MutexLock lock(&manager_->mu_);
+    job_->job.set_total_steps(total_steps);
+    job_->job.set_step(0);
+  }
+  void OnProgress(const v1::TrainingProgress& p) override {
+    v1::JobEvent e;
+    *e.mutable_progress() = p;
+    manager_->AddEvent(job_, e, [&](v1::Job* j) { j->set_step(p.step()); });
+  }
+  void OnEpoch(const v1::EpochSummary& s) override {
+    v1::JobEvent e;
+    *e.mutable_epoch_summary() = s;
+    manager_->AddEvent(job_, e, [&](v1::Job* j) {
+      j->set_step(s.step());
+      if (s.is_best()) j->set_best_validation_nll(s.validation_nll());
+    });
+  }
+  bool StopRequested() override { return job_->cancel_requested.load() || shutting_down_->load(); }
+
+ private:
+  JobManager* manager_;
+  std::shared_ptr<ActiveJob> job_;
+  std::atomic<bool>* shutting_down_;
+};
+
+
+JobManager::JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
+                       ModelStore* models)
+    : options_(options), catalog_(catalog), datasets_(datasets), models_(models) {}
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOptions& options,
+                                                              Catalog* catalog,
+                                                              DatasetStore* datasets,
+                                                              ModelStore* models) {
+  if (options.training_slots < 1) return absl::InvalidArgumentError("training_slots must be >= 1");
+  std::unique_ptr<JobManager> m(new JobManager(options, catalog, datasets, models));
+  ASSIGN_OR_RETURN(auto pending,
+                   catalog->JobsInStates({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING}));
+  for (auto& job : pending) {
+    auto active = std::make_shared<ActiveJob>();
+    ASSIGN_OR_RETURN(active->events, catalog->ListEvents(job.id(), 1));
+    const bool was_running = job.state() == v1::JOB_STATE_RUNNING;
+    active->job = std::move(job);
+    {
+      absl::MutexLock lock(&m->mu_);
+      m->active_[active->job.id()] = active;
+      m->queue_.push_back(active->job.id());
+    }
+    if (was_running) {
+      m->ChangeState(active, v1::JOB_STATE_QUEUED,
+                     "requeued after a server restart; training starts over", [](v1::Job* j) {
+                       j->set_step(0);
+                       j->clear_start_time();
+                     });
+    }
+    LOG(INFO) << "recovered job " << active->job.id() << " into the queue";
+  }
+  datasets->SetInUseCheck([mgr = m.get()](const std::string& id) { return mgr->DatasetInUse(id); });
+  for (int i = 0; i < options.training_slots; ++i) {
+    m->slots_.emplace_back([mgr = m.get()] { mgr->SlotLoop(); });
+  }
+  return m;
+}
+
+JobManager::~JobManager() { Shutdown(); }
+
+void JobManager::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    work_cv_.SignalAll();
+    events_cv_.SignalAll();
+  }
+  stop_training_.store(true);
+  for (auto& t : slots_) {
+    if (t.joinable()) t.join();
+  }
+  slots_.clear();
+}
+
+absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
+  if (spec->dataset_id().empty()) return absl::InvalidArgumentError("spec.dataset_id is required");
+  ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec->dataset_id()));
+  const DataShape shape{ds.kind(), ds.dim(), static_cast<int32_t>(ds.num_categories())};
+  *spec->mutable_model() = ModelSpecWithDefaults(spec->model());
+  RETURN_IF_ERROR(ValidateModelSpec(spec->model(), shape));
+  switch (spec->validation_case()) {
+    case v1::JobSpec::kValidationDatasetId: {
+      auto vs = datasets_->Get(spec->validation_dataset_id());
+      if (absl::IsNotFound(vs.status())) {
+        return absl::NotFoundError(
+            absl::StrCat("validation dataset '", spec->validation_dataset_id(), "' not found"));
+      }
+      RETURN_IF_ERROR(vs.status());
+      if (vs->kind() != ds.kind() || vs->dim() != ds.dim() ||
+          vs->num_categories() != ds.num_categories()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "spec.validation_dataset_id: ", KindName(vs->kind()), " data of dim ", vs->dim(),
+            " does not match the training data (", KindName(ds.kind()), ", dim ", ds.dim(), ")"));
+      }
+      break;
+    }
+    case v1::JobSpec::kValidationFraction: {
+      const double f = spec->validation_fraction();
+      if (!(f > 0 && f < 1)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec.validation_fraction must be in (0, 1), got ", f));
+      }
+      const double held = std::llround(f * static_cast<double>(ds.num_records()));
+      if (held < 1 || held >= static_cast<double>(ds.num_records())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "spec.validation_fraction ", f, " of ", ds.num_records(),
+            " records leaves an empty training or validation set"));
+      }
+      break;
+    }
+    default:
+      if (ds.num_records() < 2) {
+        return absl::InvalidArgumentError(
+            "the dataset has one record: give spec.validation_dataset_id");
+      }
+      spec->set_validation_fraction(
+          std::max(kDefaultValidationFraction, 1.0 / static_cast<double>(ds.num_records())));
+  }
+  auto* opt = spec->mutable_optimizer();
+  if (!opt->has_learning_rate()) opt->set_learning_rate(kDefaultLearningRate);
+  if (!(opt->learning_rate() > 0 && opt->learning_rate() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.optimizer.learning_rate must be in (0, 1], got ", opt->learning_rate()));
+  }
+  if (!(opt->weight_decay() >= 0) || !std::isfinite(opt->weight_decay())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.optimizer.weight_decay must be finite and >= 0, got ", opt->weight_decay()));
+  }
+  if (!spec->has_batch_size()) spec->set_batch_size(kDefaultBatchSize);
+  if (spec->batch_size() < 1 || spec->batch_size() > 65536) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.batch_size must be in [1, 65536], got ", spec->batch_size()));
+  }
+  if (!spec->has_epochs()) spec->set_epochs(kDefaultEpochs);
+  if (spec->epochs() < 1 || spec->epochs() > 10000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.epochs must be in [1, 10000], got ", spec->epochs()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw) {
+  v1::JobSpec spec = raw;
+  RETURN_IF_ERROR(ValidateSpec(&spec));
+  auto active = std::make_shared<ActiveJob>();
+  v1::Job& job = active->job;
+  job.set_id(absl::StrCat("job-", RandomHex(16)));
+  *job.mutable_spec() = spec;
+  job.set_state(v1::JOB_STATE_QUEUED);
+  *job.mutable_create_time() = ToProto(absl::Now());
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    if (static_cast<int>(queue_.size()) >= options_.max_queued) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the job queue is full (", options_.max_queued, " jobs waiting)"));
+    }
+  }
+  RETURN_IF_ERROR(catalog_->InsertJob(job));
+  v1::Job out = ChangeState(active, v1::JOB_STATE_QUEUED, "queued");
+  absl::MutexLock lock(&mu_);
+  active_[job.id()] = active;
+  queue_.push_back(job.id());
+  work_cv_.Signal();
+  return out;
+}
+
+absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it != active_.end()) return it->second->job;
+  }
+  auto job = catalog_->GetJob(id);
+  if (absl::IsNotFound(job.status())) {
+    return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  }
+  return job;
+}
+
+absl::StatusOr<Page<v1::Job>> JobManager::ListJobs(int page_size, const std::string& page_token) {
+  ASSIGN_OR_RETURN(Page<v1::Job> page, catalog_->ListJobs(page_size, page_token));
+  absl::MutexLock lock(&mu_);
+  for (auto& j : page.items) {  // live progress of active jobs
+    auto it = active_.find(j.id());
+    if (it != active_.end()) j = it->second->job;
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& id) {
+  std::shared_ptr<ActiveJob> active;
+  bool was_queued = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it != active_.end()) {
+      active = it->second;
+      active->cancel_requested.store(true);
+      auto q = std::find(queue_.begin(), queue_.end(), id);
+      if (q != queue_.end()) {
+        queue_.erase(q);
+        was_queued = true;
+      }
+    }
+  }
+  if (!active) {
+    ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", id, " has already ended (", v1::JobState_Name(job.state()), ")"));
+  }
+  if (was_queued) {
+    return ChangeState(active, v1::JOB_STATE_CANCELLED, "cancelled before it started",
+                       [](v1::Job* j) { *j->mutable_end_time() = ToProto(absl::Now()); });
+  }
+  absl::MutexLock lock(&mu_);
+  return active->job;
+}
+
+absl::Status JobManager::Watch(const std::string& id, int64_t from_seq,
+                               const std::function<bool(const v1::JobEvent&)>& emit,
+                               const std::function<bool()>& cancelled) {
+  if (from_seq < 0) return absl::InvalidArgumentError("from_seq must be >= 0");
+  int64_t next = std::max<int64_t>(from_seq, 1);
+  while (true) {
+    std::vector<v1::JobEvent> batch;
+    bool active = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(id);
+      if (it != active_.end()) {
+        active = true;
+        const auto& ev = it->second->events;
+        // Wait for news unless some is already there.
+        if (ev.empty() || ev.back().seq() < next) {
+          if (shutting_down_) return absl::UnavailableError("server is shutting down");
+          events_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
+          it = active_.find(id);
+          active = it != active_.end();
+        }
+        if (active) {
+          for (const auto& e : it->second->events) {
+            if (e.seq() >= next) batch.push_back(e);
+          }
+        }
+      }
+    }
+    if (!active) {
+      // Ended (or never active in this process): the catalogue has every event.
+      ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
+      ASSIGN_OR_RETURN(batch, catalog_->ListEvents(id, next));
+      for (const auto& e : batch) {
+        if (!emit(e)) return absl::OkStatus();
+        next = e.seq() + 1;
+      }
+      if (IsFinal(job.state())) return absl::OkStatus();
+      {
+        absl::MutexLock lock(&mu_);
+        if (shutting_down_) return absl::UnavailableError("server is shutting down");
+      }
+      absl::SleepFor(absl::Milliseconds(50));  // just re-queued or just ended: look again
+      continue;
+    }
+    for (const auto& e : batch) {
+      if (!emit(e)) return absl::OkStatus();
+      next = e.seq() + 1;
+    }
+    if (cancelled && cancelled()) return absl::CancelledError("watch cancelled by the client");
+  }
+}
+
+std::string JobManager::DatasetInUse(const std::string& dataset_id) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, job] : active_) {
+    const auto& s = job->job.spec();
+    if (s.dataset_id() == dataset_id ||
+        (s.has_validation_dataset_id() && s.validation_dataset_id() == dataset_id)) {
+      return absl::StrCat("job ", id, " is ", v1::JobState_Name(job->job.state()));
+    }
+  }
+  return "";
+}
+
+v1::Job JobManager::AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent event,
+                             const std::function<void(v1::Job*)>& update) {
+  absl::MutexLock write_lock(&job->write_mu);
+  v1::Job snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    event.set_seq(job->job.last_seq() + 1);
+    *event.mutable_time() = ToProto(absl::Now());
+    job->job.set_last_seq(event.seq());
+    if (update) update(&job->job);
+    snapshot = job->job;
+  }
+  absl::Status st = catalog_->AppendEvents(snapshot, {event});
+  if (!st.ok()) LOG(ERROR) << "job " << snapshot.id() << ": cannot persist event: " << st;
+  absl::MutexLock lock(&mu_);
+  job->events.push_back(std::move(event));
+  if (IsFinal(snapshot.state())) active_.erase(snapshot.id());
+  events_cv_.SignalAll();
+  return snapshot;
+}
+
+v1::Job JobManager::ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobState state,
+                                const std::string& message,
+                                const std::function<void(v1::Job*)>& update) {
+  v1::JobEvent e;
+  e.mutable_state_change()->set_state(state);
+  e.mutable_state_change()->set_message(message);
+  LOG(INFO) << "job " << job->job.id() << " -> " << v1::JobState_Name(state)
+            << (message.empty() ? "" : ": ") << message;
+  return AddEvent(job, e, [&](v1::Job* j) {
+    j->set_state(state);
+    if (update) update(j);
+  });
+}
+
+void JobManager::SlotLoop() {
+  while (true) {
+    std::shared_ptr<ActiveJob> job;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!shutting_down_ && queue_.empty()) work_cv_.Wait(&mu_);
+      if (shutting_down_) return;
+      job = active_[queue_.front()];
+      queue_.pop_front();
+    }
+    if (job->cancel_requested.load()) {
+      ChangeState(job, v1::JOB_STATE_CANCELLED, "cancelled before it started",
+                  [](v1::Job* j) { *j->mutable_end_time() = ToProto(absl::Now()); });
+      continue;
+    }
+    ChangeState(job, v1::JOB_STATE_RUNNING, "",
+                [](v1::Job* j) { *j->mutable_start_time() = ToProto(absl::Now()); });
+    RunJob(job);
+  }
+}
+
+void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
+  v1::JobSpec spec;
+  {
+    absl::MutexLock lock(&mu_);
+    spec = job->job.spec();
+  }
+  auto finish = [&](v1::JobState state, const std::string& message, const std::string& model_id) {
+    ChangeState(job, state, message, [&](v1::Job* j) {
+      *j->mutable_end_time() = ToProto(absl::Now());
+      if (state == v1::JOB_STATE_FAILED) j->set_error(message);
+      if (!model_id.empty()) j->set_model_id(model_id);
+    });
+  };
+  absl::StatusOr<v1::Model> published = [&]() -> absl::StatusOr<v1::Model> {
+    ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec.dataset_id()));
+    ASSIGN_OR_RETURN(std::shared_ptr<const RecordMatrix> data, datasets_->Load(spec.dataset_id()));
+    std::shared_ptr<const RecordMatrix> train = data, valid;
+    if (spec.has_validation_dataset_id()) {
+      ASSIGN_OR_RETURN(valid, datasets_->Load(spec.validation_dataset_id()));
+    } else {
+      ASSIGN_OR_RETURN(auto split, SplitRecords(*data, spec.validation_fraction(), spec.seed()));
+      train = std::make_shared<const RecordMatrix>(std::move(split.first));
+      valid = std::make_shared<const RecordMatrix>(std::move(split.second));
+    }
+    data.reset();
+    TrainOptions opts;
+    opts.learning_rate = spec.optimizer().learning_rate();
+    opts.weight_decay = spec.optimizer().weight_decay();
+    opts.batch_size = spec.batch_size();
+    opts.epochs = spec.epochs();
+    opts.seed = spec.seed();
+    opts.progress_interval_seconds = options_.progress_interval_seconds;
+    Observer observer(this, job, &stop_training_);
+    ASSIGN_OR_RETURN(TrainResult result, Train(spec.model(), *train, *valid, opts, &observer));
+    v1::Model meta;
+    meta.set_job_id(job->job.id());
+    meta.set_dataset_id(spec.dataset_id());
+    *meta.mutable_spec() = spec.model();
+    meta.set_kind(ds.kind());
+    meta.set_dim(ds.dim());
+    meta.set_num_categories(ds.num_categories());
+    if (ds.has_image_shape()) *meta.mutable_image_shape() = ds.image_shape();
+    meta.set_validation_nll(result.best_validation_nll);
+    return models_->Publish(meta, std::shared_ptr<const Model>(std::move(result.model)));
+  }();
+  if (published.ok()) {
+    finish(v1::JOB_STATE_SUCCEEDED, "", published->id());
+  } else if (absl::IsCancelled(published.status()) && !job->cancel_requested.load()) {
+    ChangeState(job, v1::JOB_STATE_QUEUED,
+                "interrupted by server shutdown; training starts over at the next start",
+                [](v1::Job* j) { j->set_step(0); });
+  } else if (absl::IsCancelled(published.status())) {
+    finish(v1::JOB_STATE_CANCELLED, "cancelled by request", "");
+  } else {
+    LOG(WARNING) << "job " << job->job.id() << " failed: " << published.status();
+    finish(v1::JOB_STATE_FAILED, std::string(published.status().message()), "");
+  }
+}
+
+}  // namespace logp

@@ -1,0 +1,79 @@
+#include "server/core/model_store.h"
+
+#include <dirent.h>
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proto/cc/status_macros.h"
+#include "server/core/files.h"
+#include "server/core/time_util.h"
+
+namespace logp {
+
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir,
+                                                             Catalog* catalog) {
+  std::unique_ptr<ModelStore> store(new ModelStore(dir + "/models", catalog));
+  RETURN_IF_ERROR(MakeDirs(store->dir_));
+  DIR* d = opendir(store->dir_.c_str());
+  if (d) {
+    std::vector<std::string> names;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') names.push_back(e->d_name);
+    }
+    closedir(d);
+    for (const auto& name : names) {
+      const auto dot = name.rfind(".model");
+      const bool orphan = dot == std::string::npos || dot + 6 != name.size() ||
+                          absl::IsNotFound(catalog->GetModel(name.substr(0, dot)).status());
+      if (orphan) {
+        LOG(INFO) << "removing orphaned model file " << name;
+        RETURN_IF_ERROR(RemoveFile(store->dir_ + "/" + name));
+      }
+    }
+  }
+  return store;
+}
+
+absl::StatusOr<v1::Model> ModelStore::Publish(v1::Model meta, std::shared_ptr<const Model> model) {
+  meta.set_id(absl::StrCat("model-", RandomHex(16)));
+  meta.set_num_parameters(static_cast<uint64_t>(model->NumParameters()));
+  meta.set_score_kind(model->score_kind());
+  *meta.mutable_create_time() = ToProto(absl::Now());
+  ASSIGN_OR_RETURN(std::string bytes, model->Serialize());
+  RETURN_IF_ERROR(WriteFileDurably(PathOf(meta.id()), bytes));
+  absl::Status st = catalog_->InsertModel(meta);
+  if (!st.ok()) {
+    RemoveFile(PathOf(meta.id())).IgnoreError();
+    return st;
+  }
+  absl::MutexLock lock(&mu_);
+  cache_[meta.id()] = std::move(model);
+  return meta;
+}
+
+absl::StatusOr<v1::Model> ModelStore::Get(const std::string& id) { return catalog_->GetModel(id); }
+
+absl::StatusOr<Page<v1::Model>> ModelStore::List(int page_size, const std::string& page_token) {
+  return catalog_->ListModels(page_size, page_token);
+}
+
+absl::StatusOr<std::shared_ptr<const Model>> ModelStore::Load(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end()) return it->second;
+  }
+  RETURN_IF_ERROR(catalog_->GetModel(id).status());
+  auto bytes = ReadFile(PathOf(id));
+  if (!bytes.ok()) {
+    return absl::DataLossError(absl::StrCat("model ", id, ": ", bytes.status().message()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Deserialize(*bytes));
+  std::shared_ptr<const Model> shared = std::move(model);
+  absl::MutexLock lock(&mu_);
+  cache_.emplace(id, shared);
+  return cache_[id];
+}
+
+}  // namespace logp

@@ -1,0 +1,98 @@
+#include "server/core/scoring.h"
+
+#include "absl/strings/str_cat.h"
+#include "models/stats.h"
+#include "proto/cc/status_macros.h"
+
+namespace logp {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+absl::StatusOr<std::shared_ptr<const Model>> LoadModel(ModelStore& models, const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("model_id is required");
+  auto m = models.Load(id);
+  if (absl::IsNotFound(m.status())) {
+    return absl::NotFoundError(absl::StrCat("model '", id, "' not found"));
+  }
+  return m;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ScoreResponse> ScoreRecords(ModelStore& models, const v1::ScoreRequest& request,
+                                               const ScoringLimits& limits) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(models, request.model_id()));
+  const auto& block = request.records();
+  if (static_cast<int64_t>(block.num_records()) > limits.max_score_records) {
+    return absl::ResourceExhaustedError(absl::StrCat("a Score request may carry at most ",
+                                                     limits.max_score_records, " records, got ",
+                                                     block.num_records()));
+  }
+  const DataShape& shape = model->shape();
+  if (block.dim() != shape.dim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("records have dim ", block.dim(), ", the model expects ", shape.dim));
+  }
+  ASSIGN_OR_RETURN(RecordMatrix records,
+                   RecordMatrix::Empty(shape.kind, shape.dim, shape.num_categories));
+  RETURN_IF_ERROR(DecodeAppend(block, 0, &records));
+  ASSIGN_OR_RETURN(std::vector<double> lp, model->LogProb(records));
+  v1::ScoreResponse response;
+  response.mutable_log_prob()->Assign(lp.begin(), lp.end());
+  response.set_score_kind(model->score_kind());
+  return response;
+}
+
+absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(ModelStore& models, DatasetStore& datasets,
+                                                     const v1::EvaluateRequest& request) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(models, request.model_id()));
+  if (request.dataset_id().empty()) return absl::InvalidArgumentError("dataset_id is required");
+  auto data = datasets.Load(request.dataset_id());
+  if (absl::IsNotFound(data.status())) {
+    return absl::NotFoundError(absl::StrCat("dataset '", request.dataset_id(), "' not found"));
+  }
+  RETURN_IF_ERROR(data.status());
+  ASSIGN_OR_RETURN(std::vector<double> lp, model->LogProb(**data));
+  const NllSummary s = SummarizeLogProbs(lp, model->shape().dim);
+  v1::EvaluateResponse r;
+  r.set_num_records(static_cast<uint64_t>(s.count));
+  r.set_mean_nll(s.mean_nll);
+  r.set_standard_error(s.standard_error);
+  r.set_ci95_low(s.ci95_low);
+  r.set_ci95_high(s.ci95_high);
+  r.set_bits_per_dim(s.bits_per_dim);
+  r.set_score_kind(model->score_kind());
+  return r;
+}
+
+absl::Status SampleRecords(ModelStore& models, const v1::SampleRequest& request,
+                           const ScoringLimits& limits,
+                           const std::function<bool(const v1::SampleResponse&)>& write,
+                           const std::function<bool()>& cancelled) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(models, request.model_id()));
+  const int64_t n = static_cast<int64_t>(request.num_samples());
+  if (request.num_samples() == 0) return absl::InvalidArgumentError("num_samples must be > 0");
+  if (request.num_samples() > static_cast<uint64_t>(limits.max_samples)) {
+    return absl::ResourceExhaustedError(absl::StrCat("num_samples may be at most ",
+                                                     limits.max_samples, ", got ",
+                                                     request.num_samples()));
+  }
+  int64_t chunk_index = 0;
+  for (int64_t done = 0; done < n; done += limits.sample_chunk_records, ++chunk_index) {
+    if (cancelled && cancelled()) return absl::CancelledError("sampling cancelled by the client");
+    const int64_t k = std::min(limits.sample_chunk_records, n - done);
+    ASSIGN_OR_RETURN(RecordMatrix s, model->Sample(k, SplitMix64(request.seed() ^ SplitMix64(chunk_index))));
+    v1::SampleResponse response;
+    *response.mutable_records() = Encode(s, 0, s.rows);
+    if (!write(response)) return absl::CancelledError("the client stopped reading samples");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace logp

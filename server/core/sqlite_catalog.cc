@@ -1,0 +1,281 @@
+// SQLite implementation of Catalog: one connection in WAL mode, serialised by a mutex.
+#include <sqlite3.h>
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/cc/status_macros.h"
+#include "server/core/catalog.h"
+
+namespace logp {
+namespace {
+
+constexpr int kDefaultPage = 50;
+constexpr int kMaxPage = 1000;
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS datasets (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, state INTEGER NOT NULL,
+  proto BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS job_events (
+  job_id TEXT NOT NULL, seq INTEGER NOT NULL, proto BLOB NOT NULL, PRIMARY KEY (job_id, seq));
+CREATE TABLE IF NOT EXISTS models (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
+)sql";
+
+// A prepared statement, finalised on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  void Bind(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, const std::string& s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+class SqliteCatalog : public Catalog {
+ public:
+  explicit SqliteCatalog(sqlite3* db) : db_(db) {}
+  ~SqliteCatalog() override { sqlite3_close(db_); }
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL;"));
+    RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL;"));
+    RETURN_IF_ERROR(Exec("PRAGMA busy_timeout=5000;"));
+    return Exec(kSchema);
+  }
+
+  absl::Status InsertDataset(const v1::Dataset& d) override {
+    return Insert("INSERT INTO datasets (id, proto) VALUES (?, ?)", d.id(), d.SerializeAsString());
+  }
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) override {
+    return Get<v1::Dataset>("SELECT proto FROM datasets WHERE id = ?", id, "dataset");
+  }
+  absl::StatusOr<Page<v1::Dataset>> ListDatasets(int n, const std::string& token) override {
+    return List<v1::Dataset>("datasets", n, token);
+  }
+  absl::Status DeleteDataset(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "DELETE FROM datasets WHERE id = ?");
+    if (!s.ok()) return Err("prepare delete");
+    s.Bind(1, id);
+    if (s.Step() != SQLITE_DONE) return Err("delete dataset");
+    if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("dataset ", id));
+    return absl::OkStatus();
+  }
+
+  absl::Status InsertJob(const v1::Job& j) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "INSERT INTO jobs (id, state, proto) VALUES (?, ?, ?)");
+    if (!s.ok()) return Err("prepare insert job");
+    s.Bind(1, j.id());
+    s.Bind(2, static_cast<int64_t>(j.state()));
+    s.BindBlob(3, j.SerializeAsString());
+    const int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
+    if (rc != SQLITE_DONE) return Err("insert job");
+    return absl::OkStatus();
+  }
+  absl::Status UpdateJob(const v1::Job& j) override {
+    absl::MutexLock lock(&mu_);
+    return UpdateJobLocked(j);
+  }
+  absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
+    return Get<v1::Job>("SELECT proto FROM jobs WHERE id = ?", id, "job");
+  }
+  absl::StatusOr<Page<v1::Job>> ListJobs(int n, const std::string& token) override {
+    return List<v1::Job>("jobs", n, token);
+  }
+  absl::StatusOr<std::vector<v1::Job>> JobsInStates(
+      const std::vector<v1::JobState>& states) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Job> out;
+    Stmt s(db_, "SELECT proto, state FROM jobs ORDER BY seq ASC");
+    if (!s.ok()) return Err("prepare jobs in states");
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      const auto st = static_cast<v1::JobState>(s.Int(1));
+      if (std::find(states.begin(), states.end(), st) == states.end()) continue;
+      v1::Job j;
+      if (!j.ParseFromString(s.Blob(0))) return absl::DataLossError("corrupt job row");
+      out.push_back(std::move(j));
+    }
+    if (rc != SQLITE_DONE) return Err("jobs in states");
+    return out;
+  }
+
+  absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE;"));
+    absl::Status st = [&]() -> absl::Status {
+      Stmt s(db_, "INSERT OR REPLACE INTO job_events (job_id, seq, proto) VALUES (?, ?, ?)");
+      if (!s.ok()) return Err("prepare insert event");
+      for (const auto& e : events) {
+        sqlite3_reset(s.get());
+        s.Bind(1, job.id());
+        s.Bind(2, e.seq());
+        s.BindBlob(3, e.SerializeAsString());
+        if (s.Step() != SQLITE_DONE) return Err("insert event");
+      }
+      return UpdateJobLocked(job);
+    }();
+    if (!st.ok()) {
+      Exec("ROLLBACK;").IgnoreError();
+      return st;
+    }
+    return Exec("COMMIT;");
+  }
+  absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
+                                                       int64_t from_seq) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "SELECT proto FROM job_events WHERE job_id = ? AND seq >= ? ORDER BY seq ASC");
+    if (!s.ok()) return Err("prepare list events");
+    s.Bind(1, job_id);
+    s.Bind(2, from_seq);
+    std::vector<v1::JobEvent> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      v1::JobEvent e;
+      if (!e.ParseFromString(s.Blob(0))) return absl::DataLossError("corrupt event row");
+      out.push_back(std::move(e));
+    }
+    if (rc != SQLITE_DONE) return Err("list events");
+    return out;
+  }
+
+  absl::Status InsertModel(const v1::Model& m) override {
+    return Insert("INSERT INTO models (id, proto) VALUES (?, ?)", m.id(), m.SerializeAsString());
+  }
+  absl::StatusOr<v1::Model> GetModel(const std::string& id) override {
+    return Get<v1::Model>("SELECT proto FROM models WHERE id = ?", id, "model");
+  }
+  absl::StatusOr<Page<v1::Model>> ListModels(int n, const std::string& token) override {
+    return List<v1::Model>("models", n, token);
+  }
+
+ private:
+  absl::Status Err(const std::string& what) {
+    return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db_)));
+  }
+  absl::Status Exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "?";
+      sqlite3_free(err);
+      return absl::InternalError(absl::StrCat("sqlite: ", msg));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status UpdateJobLocked(const v1::Job& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt s(db_, "UPDATE jobs SET state = ?, proto = ? WHERE id = ?");
+    if (!s.ok()) return Err("prepare update job");
+    s.Bind(1, static_cast<int64_t>(j.state()));
+    s.BindBlob(2, j.SerializeAsString());
+    s.Bind(3, j.id());
+    if (s.Step() != SQLITE_DONE) return Err("update job");
+    if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("job ", j.id()));
+    return absl::OkStatus();
+  }
+  absl::Status Insert(const char* sql, const std::string& id, const std::string& blob) {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, sql);
+    if (!s.ok()) return Err("prepare insert");
+    s.Bind(1, id);
+    s.BindBlob(2, blob);
+    const int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(absl::StrCat("id ", id));
+    if (rc != SQLITE_DONE) return Err("insert");
+    return absl::OkStatus();
+  }
+  template <typename T>
+  absl::StatusOr<T> Get(const char* sql, const std::string& id, const char* what) {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, sql);
+    if (!s.ok()) return Err("prepare get");
+    s.Bind(1, id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat(what, " '", id, "' not found"));
+    if (rc != SQLITE_ROW) return Err("get");
+    T t;
+    if (!t.ParseFromString(s.Blob(0))) return absl::DataLossError(absl::StrCat("corrupt ", what));
+    return t;
+  }
+  // Pages go newest first; the token is the internal sequence number of the last row returned.
+  template <typename T>
+  absl::StatusOr<Page<T>> List(const std::string& table, int page_size, const std::string& token) {
+    if (page_size < 0 || page_size > kMaxPage) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("page_size must be in [0, ", kMaxPage, "], got ", page_size));
+    }
+    if (page_size == 0) page_size = kDefaultPage;
+    int64_t before = INT64_MAX;
+    if (!token.empty() && (!absl::SimpleAtoi(token, &before) || before < 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("page_token '", token, "' is not valid"));
+    }
+    absl::MutexLock lock(&mu_);
+    const std::string sql =
+        absl::StrCat("SELECT seq, proto FROM ", table, " WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+    Stmt s(db_, sql.c_str());
+    if (!s.ok()) return Err("prepare list");
+    s.Bind(1, before);
+    s.Bind(2, static_cast<int64_t>(page_size) + 1);
+    Page<T> page;
+    int64_t last = 0;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      if (static_cast<int>(page.items.size()) == page_size) {
+        page.next_page_token = absl::StrCat(last);
+        break;
+      }
+      last = s.Int(0);
+      T t;
+      if (!t.ParseFromString(s.Blob(1))) return absl::DataLossError("corrupt row");
+      page.items.push_back(std::move(t));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err("list");
+    return page;
+  }
+
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return absl::InternalError(absl::StrCat("cannot open catalogue ", path, ": ", msg));
+  }
+  auto catalog = std::make_unique<SqliteCatalog>(db);
+  absl::Status st = catalog->Init();
+  if (!st.ok()) return st;
+  return std::unique_ptr<Catalog>(std::move(catalog));
+}
+
+}  // namespace logp

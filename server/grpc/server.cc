@@ -1,0 +1,253 @@
+// Thin gRPC adapters: each method reads its request, calls one core function, maps the status.
+#include "server/grpc/server.h"
+
+#include <glog/logging.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+
+#include "logp/v1/dataset_service.grpc.pb.h"
+#include "logp/v1/job_service.grpc.pb.h"
+#include "logp/v1/model_service.grpc.pb.h"
+
+namespace logp {
+
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  grpc::StatusCode code;
+  switch (s.code()) {
+    case absl::StatusCode::kOk:
+      return grpc::Status::OK;
+    case absl::StatusCode::kCancelled:
+      code = grpc::StatusCode::CANCELLED;
+      break;
+    case absl::StatusCode::kInvalidArgument:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case absl::StatusCode::kDeadlineExceeded:
+      code = grpc::StatusCode::DEADLINE_EXCEEDED;
+      break;
+    case absl::StatusCode::kNotFound:
+      code = grpc::StatusCode::NOT_FOUND;
+      break;
+    case absl::StatusCode::kAlreadyExists:
+      code = grpc::StatusCode::ALREADY_EXISTS;
+      break;
+    case absl::StatusCode::kPermissionDenied:
+      code = grpc::StatusCode::PERMISSION_DENIED;
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      code = grpc::StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    case absl::StatusCode::kAborted:
+      code = grpc::StatusCode::ABORTED;
+      break;
+    case absl::StatusCode::kOutOfRange:
+      code = grpc::StatusCode::OUT_OF_RANGE;
+      break;
+    case absl::StatusCode::kUnimplemented:
+      code = grpc::StatusCode::UNIMPLEMENTED;
+      break;
+    case absl::StatusCode::kUnavailable:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case absl::StatusCode::kDataLoss:
+      code = grpc::StatusCode::DATA_LOSS;
+      break;
+    case absl::StatusCode::kUnauthenticated:
+      code = grpc::StatusCode::UNAUTHENTICATED;
+      break;
+    default:
+      code = grpc::StatusCode::INTERNAL;
+  }
+  if (code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::DATA_LOSS) {
+    LOG(ERROR) << "internal error returned to a client: " << s;
+  }
+  return grpc::Status(code, std::string(s.message()));
+}
+
+namespace {
+
+template <typename T>
+void CopyPage(const Page<T>& page, google::protobuf::RepeatedPtrField<T>* items,
+              std::string* token) {
+  for (const auto& item : page.items) *items->Add() = item;
+  *token = page.next_page_token;
+}
+
+class DatasetServiceImpl final : public v1::DatasetService::Service {
+ public:
+  explicit DatasetServiceImpl(Core* core) : core_(core) {}
+
+  grpc::Status CreateDataset(grpc::ServerContext* ctx,
+                             grpc::ServerReader<v1::CreateDatasetRequest>* reader,
+                             v1::Dataset* response) override {
+    auto ds = core_->datasets().CreateFromStream(
+        [reader](v1::CreateDatasetRequest* r) { return reader->Read(r); },
+        [ctx] { return ctx->IsCancelled(); });
+    if (!ds.ok()) return ToGrpcStatus(ds.status());
+    *response = *ds;
+    LOG(INFO) << "dataset " << ds->id() << " stored: " << ds->num_records() << " x " << ds->dim();
+    return grpc::Status::OK;
+  }
+  grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* req,
+                          v1::Dataset* response) override {
+    auto ds = core_->datasets().Get(req->id());
+    if (!ds.ok()) return ToGrpcStatus(ds.status());
+    *response = *ds;
+    return grpc::Status::OK;
+  }
+  grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest* req,
+                            v1::ListDatasetsResponse* response) override {
+    auto page = core_->datasets().List(req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpcStatus(page.status());
+    CopyPage(*page, response->mutable_datasets(), response->mutable_next_page_token());
+    return grpc::Status::OK;
+  }
+  grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest* req,
+                             v1::DeleteDatasetResponse*) override {
+    return ToGrpcStatus(core_->datasets().Delete(req->id()));
+  }
+
+ private:
+  Core* core_;
+};
+
+class JobServiceImpl final : public v1::JobService::Service {
+ public:
+  explicit JobServiceImpl(Core* core) : core_(core) {}
+
+  grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* req,
+                         v1::Job* response) override {
+    return Reply(core_->jobs().CreateJob(req->spec()), response);
+  }
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
+                      v1::Job* response) override {
+    return Reply(core_->jobs().GetJob(req->id()), response);
+  }
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
+                        v1::ListJobsResponse* response) override {
+    auto page = core_->jobs().ListJobs(req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpcStatus(page.status());
+    CopyPage(*page, response->mutable_jobs(), response->mutable_next_page_token());
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
+                         v1::Job* response) override {
+    return Reply(core_->jobs().CancelJob(req->id()), response);
+  }
+  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
+                        grpc::ServerWriter<v1::JobEvent>* writer) override {
+    return ToGrpcStatus(core_->jobs().Watch(
+        req->id(), req->from_seq(), [writer](const v1::JobEvent& e) { return writer->Write(e); },
+        [ctx] { return ctx->IsCancelled(); }));
+  }
+
+ private:
+  static grpc::Status Reply(absl::StatusOr<v1::Job> job, v1::Job* response) {
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    *response = std::move(*job);
+    return grpc::Status::OK;
+  }
+  Core* core_;
+};
+
+class ModelServiceImpl final : public v1::ModelService::Service {
+ public:
+  explicit ModelServiceImpl(Core* core) : core_(core) {}
+
+  grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest* req,
+                        v1::Model* response) override {
+    auto m = core_->models().Get(req->id());
+    if (absl::IsNotFound(m.status())) {
+      return ToGrpcStatus(absl::NotFoundError("model '" + req->id() + "' not found"));
+    }
+    if (!m.ok()) return ToGrpcStatus(m.status());
+    *response = *m;
+    return grpc::Status::OK;
+  }
+  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest* req,
+                          v1::ListModelsResponse* response) override {
+    auto page = core_->models().List(req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpcStatus(page.status());
+    CopyPage(*page, response->mutable_models(), response->mutable_next_page_token());
+    return grpc::Status::OK;
+  }
+  grpc::Status Score(grpc::ServerContext*, const v1::ScoreRequest* req,
+                     v1::ScoreResponse* response) override {
+    auto r = ScoreRecords(core_->models(), *req, core_->options().scoring);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+  grpc::Status Evaluate(grpc::ServerContext*, const v1::EvaluateRequest* req,
+                        v1::EvaluateResponse* response) override {
+    auto r = EvaluateDataset(core_->models(), core_->datasets(), *req);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+  grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* req,
+                      grpc::ServerWriter<v1::SampleResponse>* writer) override {
+    return ToGrpcStatus(SampleRecords(
+        core_->models(), *req, core_->options().scoring,
+        [writer](const v1::SampleResponse& r) { return writer->Write(r); },
+        [ctx] { return ctx->IsCancelled(); }));
+  }
+
+ private:
+  Core* core_;
+};
+
+}  // namespace
+
+struct LogpServer::Services {
+  explicit Services(Core* core) : datasets(core), jobs(core), models(core) {}
+  DatasetServiceImpl datasets;
+  JobServiceImpl jobs;
+  ModelServiceImpl models;
+};
+
+absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
+                                                              const ServerOptions& options) {
+  std::unique_ptr<LogpServer> s(new LogpServer());
+  s->core_ = core;
+  s->services_ = std::make_unique<Services>(core);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(&s->services_->datasets);
+  builder.RegisterService(&s->services_->jobs);
+  builder.RegisterService(&s->services_->models);
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || s->port_ == 0) {
+    return absl::UnavailableError("cannot listen on " + options.listen_address);
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  return s;
+}
+
+LogpServer::~LogpServer() { Shutdown(absl::Seconds(5)); }
+
+std::shared_ptr<grpc::Channel> LogpServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  return server_->InProcessChannel(args);
+}
+
+void LogpServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  core_->Shutdown();  // ends watch streams and training first, so calls can finish
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+}
+
+}  // namespace logp

@@ -1,0 +1,84 @@
+// logpd: the logp server. Serves until SIGINT or SIGTERM, then shuts down gracefully: stops
+// accepting calls, stops training (running jobs resume from the start on the next launch),
+// finishes calls in flight within --shutdown_grace_seconds, and exits 0.
+#include <glog/logging.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "models/model.h"
+#include "server/core/core.h"
+#include "server/grpc/server.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 = any)");
+ABSL_FLAG(std::string, data_dir, "./logp-data",
+          "Data directory: SQLite catalogue, datasets, models (created if missing)");
+ABSL_FLAG(int, training_slots, 1, "Jobs that train at the same time");
+ABSL_FLAG(int, max_queued_jobs, 64, "Queued jobs beyond which CreateJob is RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, compute_threads, 0, "LibTorch intra-op threads (0: one per core)");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
+ABSL_FLAG(int64_t, max_score_records, 100000, "Records one Score request may carry");
+ABSL_FLAG(int64_t, max_samples, 100000, "Samples one Sample request may ask for");
+ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{4} << 30, "Largest dataset (stored bytes)");
+ABSL_FLAG(double, progress_interval_seconds, 1.0, "Seconds between a job's progress events");
+ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "Time calls in flight get to finish on shutdown");
+ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("logpd --data_dir=DIR [--listen=HOST:PORT] [flags]");
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  // Block the stop signals in every thread; one thread waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  logp::SetComputeThreads(absl::GetFlag(FLAGS_compute_threads));
+  logp::CoreOptions options;
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.jobs.training_slots = absl::GetFlag(FLAGS_training_slots);
+  options.jobs.max_queued = absl::GetFlag(FLAGS_max_queued_jobs);
+  options.jobs.progress_interval_seconds = absl::GetFlag(FLAGS_progress_interval_seconds);
+  options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
+  options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
+  options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
+  auto core = logp::Core::Open(options);
+  if (!core.ok()) {
+    LOG(ERROR) << "cannot open data directory " << options.data_dir << ": " << core.status();
+    return 1;
+  }
+  logp::ServerOptions server_options;
+  server_options.listen_address = absl::GetFlag(FLAGS_listen);
+  server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  auto server = logp::LogpServer::Start(core->get(), server_options);
+  if (!server.ok()) {
+    LOG(ERROR) << server.status();
+    return 1;
+  }
+  LOG(INFO) << "logpd serving on port " << (*server)->port() << ", data in " << options.data_dir;
+  if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
+    const std::string tmp = pf + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::rename(tmp.c_str(), pf.c_str());
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LOG(INFO) << "received signal " << sig << ", shutting down";
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  server->reset();
+  core->reset();
+  LOG(INFO) << "logpd stopped cleanly";
+  return 0;
+}

@@ -1,0 +1,177 @@
+// DatasetStore and Catalog without a network: durable commit, nothing visible from a failed or
+// interrupted upload, orphans removed at startup.
+#include <gtest/gtest.h>
+#include <dirent.h>
+#include <stdlib.h>
+
+#include <fstream>
+
+#include "server/core/catalog.h"
+#include "server/core/dataset_store.h"
+#include "server/core/files.h"
+
+namespace logp {
+namespace {
+
+std::vector<std::string> Files(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') out.push_back(e->d_name);
+  }
+  closedir(d);
+  return out;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/logp-store-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Reopen();
+  }
+  void TearDown() override { system(("rm -rf " + dir_).c_str()); }
+  void Reopen() {
+    store_.reset();
+    catalog_ = OpenSqliteCatalog(dir_ + "/catalog.db").value();
+    store_ = DatasetStore::Open({dir_}, catalog_.get()).value();
+  }
+
+  // Header for N binary records of dim 12, then one chunk per record (uint8 values).
+  std::vector<v1::CreateDatasetRequest> Upload(int declared, int sent) {
+    std::vector<v1::CreateDatasetRequest> reqs(1);
+    auto* h = reqs[0].mutable_header();
+    h->set_name("t");
+    h->set_kind(v1::DATA_KIND_BINARY);
+    h->set_dim(12);
+    h->set_num_records(declared);
+    for (int r = 0; r < sent; ++r) {
+      v1::CreateDatasetRequest c;
+      c.mutable_chunk()->set_encoding(v1::ENCODING_UINT8);
+      c.mutable_chunk()->set_num_records(1);
+      c.mutable_chunk()->set_dim(12);
+      std::string row(12, '\0');
+      for (int i = 0; i < 12; ++i) row[i] = static_cast<char>((r + i) % 3 == 0);
+      c.mutable_chunk()->set_data(row);
+      reqs.push_back(c);
+    }
+    return reqs;
+  }
+  absl::StatusOr<v1::Dataset> Send(const std::vector<v1::CreateDatasetRequest>& reqs,
+                                   std::function<bool()> cancelled = nullptr) {
+    size_t i = 0;
+    return store_->CreateFromStream(
+        [&](v1::CreateDatasetRequest* r) {
+          if (i == reqs.size()) return false;
+          *r = reqs[i++];
+          return true;
+        },
+        cancelled);
+  }
+  void ExpectNothingVisible() {
+    EXPECT_TRUE(store_->List(0, "").value().items.empty());
+    EXPECT_TRUE(Files(store_->TEST_tmp_dir()).empty());
+    EXPECT_TRUE(Files(store_->TEST_data_dir()).empty());
+  }
+
+  std::string dir_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<DatasetStore> store_;
+};
+
+TEST_F(StoreTest, CommittedUploadSurvivesReopenBitForBit) {
+  auto ds = Send(Upload(5, 5));
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->num_records(), 5u);
+  auto before = store_->Load(ds->id()).value();
+  const std::vector<uint8_t> values = before->u8;
+  before.reset();
+  Reopen();
+  auto after = store_->Load(ds->id());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ((*after)->u8, values);
+  EXPECT_EQ(store_->Get(ds->id())->content_hash(), ds->content_hash());
+}
+
+TEST_F(StoreTest, InterruptedUploadLeavesNothingVisible) {
+  // The stream ends after 3 of 5 declared records (a client that died mid-upload).
+  EXPECT_EQ(Send(Upload(5, 3)).status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectNothingVisible();
+  // The client cancels after the second chunk.
+  int polls = 0;
+  EXPECT_EQ(Send(Upload(5, 5), [&] { return ++polls > 2; }).status().code(),
+            absl::StatusCode::kCancelled);
+  ExpectNothingVisible();
+  // A bad value in the last chunk.
+  auto reqs = Upload(5, 5);
+  reqs.back().mutable_chunk()->mutable_data()->at(3) = 7;
+  auto st = Send(reqs).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(st.message()).find("record 4, column 3"), std::string::npos) << st;
+  ExpectNothingVisible();
+}
+
+TEST_F(StoreTest, HeaderRulesAndDeclaredCount) {
+  auto reqs = Upload(2, 2);
+  EXPECT_EQ(Send({reqs[1], reqs[2]}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Send({reqs[0], reqs[1], reqs[0], reqs[2]}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Send(Upload(2, 3)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Send(Upload(0, 0)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Send({}).status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectNothingVisible();
+}
+
+TEST_F(StoreTest, StartupRemovesOrphans) {
+  auto ds = Send(Upload(2, 2));
+  ASSERT_TRUE(ds.ok());
+  // What a crash can leave: a half-written upload and a renamed file whose row never committed.
+  std::ofstream(store_->TEST_tmp_dir() + "/upload-deadbeef") << "half";
+  std::ofstream(store_->TEST_data_dir() + "/ds-0000000000000000.ds") << "no row";
+  Reopen();
+  EXPECT_TRUE(Files(store_->TEST_tmp_dir()).empty());
+  EXPECT_EQ(Files(store_->TEST_data_dir()), std::vector<std::string>{ds->id() + ".ds"});
+  EXPECT_TRUE(store_->Load(ds->id()).ok());
+}
+
+TEST_F(StoreTest, DeleteAndInUse) {
+  auto ds = Send(Upload(2, 2)).value();
+  store_->SetInUseCheck([&](const std::string& id) { return id == ds.id() ? "job x" : ""; });
+  EXPECT_EQ(store_->Delete(ds.id()).code(), absl::StatusCode::kFailedPrecondition);
+  store_->SetInUseCheck(nullptr);
+  EXPECT_TRUE(store_->Delete(ds.id()).ok());
+  EXPECT_EQ(store_->Get(ds.id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Delete(ds.id()).code(), absl::StatusCode::kNotFound);
+  ExpectNothingVisible();
+}
+
+TEST_F(StoreTest, ListPaginatesNewestFirst) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(Send(Upload(1, 1)).value().id());
+  std::vector<std::string> seen;
+  std::string token;
+  do {
+    auto page = store_->List(2, token).value();
+    EXPECT_LE(page.items.size(), 2u);
+    for (auto& d : page.items) seen.push_back(d.id());
+    token = page.next_page_token;
+  } while (!token.empty());
+  EXPECT_EQ(seen, std::vector<std::string>(ids.rbegin(), ids.rend()));
+  EXPECT_EQ(store_->List(-1, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->List(2, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FilesTest, WriteFileDurablyReplacesWholeFiles) {
+  char tmpl[] = "/tmp/logp-files-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  ASSERT_TRUE(WriteFileDurably(dir + "/a", "first").ok());
+  ASSERT_TRUE(WriteFileDurably(dir + "/a", "second").ok());
+  EXPECT_EQ(ReadFile(dir + "/a").value(), "second");
+  EXPECT_EQ(Files(dir), std::vector<std::string>{"a"});
+  EXPECT_EQ(ReadFile(dir + "/missing").status().code(), absl::StatusCode::kNotFound);
+  system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace logp
