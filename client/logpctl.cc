@@ -55,10 +55,12 @@ ABSL_FLAG(int32_t, hidden_units, 0, "MADE units per hidden layer (0: server defa
 ABSL_FLAG(std::string, order, "", "MADE variable order: natural or random.");
 ABSL_FLAG(uint64_t, order_seed, 0, "MADE seed for a random order and the masks.");
 ABSL_FLAG(double, pseudo_count, 0, "Bernoulli additive smoothing.");
-ABSL_FLAG(double, lr, 0, "Adam learning rate (0: server default 1e-3).");
+ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (unset: server default 1e-3).");
 ABSL_FLAG(double, weight_decay, 0, "L2 weight decay.");
-ABSL_FLAG(int32_t, batch_size, 0, "Records per step (0: server default 100).");
-ABSL_FLAG(int32_t, epochs, 0, "Passes over the training records (0: server default 10).");
+ABSL_FLAG(std::optional<int32_t>, batch_size, std::nullopt,
+          "Records per step (unset: server default 100).");
+ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
+          "Passes over the training records (unset: server default 10).");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
           "Seed (models sample: default 1; jobs create: 0 unless given).");
 ABSL_FLAG(bool, watch, false, "jobs create: watch the job after creating it.");
@@ -540,10 +542,10 @@ absl::StatusOr<int> JobsCreate(Context& ctx) {
     made->set_order(order);
   }
   made->set_order_seed(absl::GetFlag(FLAGS_order_seed));
-  spec.mutable_optimizer()->set_learning_rate(absl::GetFlag(FLAGS_lr));
+  if (const auto lr = absl::GetFlag(FLAGS_lr)) spec.mutable_optimizer()->set_learning_rate(*lr);
   spec.mutable_optimizer()->set_weight_decay(absl::GetFlag(FLAGS_weight_decay));
-  spec.set_batch_size(absl::GetFlag(FLAGS_batch_size));
-  spec.set_epochs(absl::GetFlag(FLAGS_epochs));
+  if (const auto b = absl::GetFlag(FLAGS_batch_size)) spec.set_batch_size(*b);
+  if (const auto e = absl::GetFlag(FLAGS_epochs)) spec.set_epochs(*e);
   spec.set_seed(absl::GetFlag(FLAGS_seed).value_or(0));
 
   ASSIGN_OR_RETURN(Client * client, ctx.client());
