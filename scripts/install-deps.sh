@@ -12,10 +12,11 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libsqlite3-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist
+  python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
 )
-# Optional runtime extras for bench/ and cross-language checks.
-if [[ "${LOGP_WITH_PYTHON:-0}" == "1" ]]; then
-  PACKAGES+=(python3-torch python3-grpcio python3-protobuf python3-numpy)
+# PyTorch for the reference scripts in bench/ (large; only when asked for).
+if [[ "${LOGP_WITH_TORCH_PYTHON:-0}" == "1" ]]; then
+  PACKAGES+=(python3-torch)
 fi
 
 missing=()

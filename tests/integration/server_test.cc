@@ -1,0 +1,907 @@
+// End-to-end tests over the wire: an in-process logpd (Core + LogpServer on 127.0.0.1:0) and the
+// C++ client. Every error is checked for its exact status code, and for the record/column or
+// field its message must name. Torch-free on purpose: it only talks to the server.
+#include "server/grpc/server.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "client/client.h"
+#include "server/core/core.h"
+
+namespace logp {
+namespace {
+
+using absl::StatusCode;
+
+// Passes when `status` has exactly `code` and its message contains `needle`.
+::testing::AssertionResult Is(const absl::Status& status, StatusCode code,
+                              const std::string& needle = "") {
+  if (status.code() != code) {
+    return ::testing::AssertionFailure()
+           << "expected " << absl::StatusCodeToString(code) << ", got " << status;
+  }
+  if (!absl::StrContains(status.message(), needle)) {
+    return ::testing::AssertionFailure()
+           << "message of " << status << " does not contain \"" << needle << "\"";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// N binary records of dim D with structure: column 0 is a fair coin, each further column copies
+// the previous one with probability 0.7 and is a fair coin otherwise.
+RecordMatrix Structured(int64_t n, int64_t d, uint32_t seed) {
+  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_BINARY, d, 2).value();
+  std::mt19937 rng(seed);
+  std::bernoulli_distribution coin(0.5), copy(0.7);
+  m.u8.resize(n * d);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < d; ++c) {
+      const bool copies = c > 0 && copy(rng);
+      m.u8[r * d + c] = copies ? m.u8[r * d + c - 1] : static_cast<uint8_t>(coin(rng));
+    }
+  }
+  m.rows = n;
+  return m;
+}
+
+RecordMatrix Continuous(int64_t n, int64_t d, uint32_t seed) {
+  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_CONTINUOUS, d, 0).value();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  for (int64_t i = 0; i < n * d; ++i) m.f32.push_back(normal(rng));
+  m.rows = n;
+  return m;
+}
+
+v1::CreateDatasetRequest Header(v1::DataKind kind, uint32_t dim, uint64_t n, uint32_t k = 0) {
+  v1::CreateDatasetRequest r;
+  auto* h = r.mutable_header();
+  h->set_name("raw");
+  h->set_kind(kind);
+  h->set_dim(dim);
+  h->set_num_records(n);
+  h->set_num_categories(k);
+  return r;
+}
+
+v1::CreateDatasetRequest Chunk(v1::Encoding encoding, uint64_t n, uint32_t dim, std::string data) {
+  v1::CreateDatasetRequest r;
+  auto* c = r.mutable_chunk();
+  c->set_encoding(encoding);
+  c->set_num_records(n);
+  c->set_dim(dim);
+  c->set_data(std::move(data));
+  return r;
+}
+
+std::string Floats(const std::vector<float>& values) {
+  std::string s(values.size() * sizeof(float), '\0');
+  std::memcpy(&s[0], values.data(), s.size());
+  return s;
+}
+
+// A MADE job that finishes in well under a second on 400 x 16 records.
+v1::JobSpec MadeSpec(const std::string& dataset_id, int epochs, int batch_size = 50) {
+  v1::JobSpec spec;
+  spec.set_dataset_id(dataset_id);
+  spec.set_validation_fraction(0.2);
+  spec.mutable_model()->set_family(v1::MODEL_FAMILY_MADE);
+  spec.mutable_model()->mutable_made()->set_hidden_units(32);
+  spec.mutable_optimizer()->set_learning_rate(0.03);
+  spec.set_batch_size(batch_size);
+  spec.set_epochs(epochs);
+  spec.set_seed(11);
+  return spec;
+}
+
+v1::JobSpec BernoulliSpec(const std::string& dataset_id) {
+  v1::JobSpec spec;
+  spec.set_dataset_id(dataset_id);
+  spec.set_validation_fraction(0.2);
+  spec.mutable_model()->set_family(v1::MODEL_FAMILY_BERNOULLI);
+  spec.mutable_model()->mutable_bernoulli()->set_pseudo_count(0.5);
+  spec.set_batch_size(50);
+  spec.set_epochs(1);
+  spec.set_seed(11);
+  return spec;
+}
+
+std::vector<v1::JobState> StateChanges(const std::vector<v1::JobEvent>& events) {
+  std::vector<v1::JobState> out;
+  for (const auto& e : events) {
+    if (e.has_state_change()) out.push_back(e.state_change().state());
+  }
+  return out;
+}
+
+// seq runs 1, 2, 3, ... with no gaps.
+void ExpectContiguous(const std::vector<v1::JobEvent>& events, int64_t first = 1) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    ASSERT_EQ(events[i].seq(), first + static_cast<int64_t>(i)) << "event " << i;
+  }
+}
+
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') out.push_back(e->d_name);
+  }
+  closedir(d);
+  return out;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/logp-it-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    StartServer();
+  }
+  void TearDown() override {
+    StopServer();
+    system(("rm -rf " + dir_).c_str());
+  }
+
+  CoreOptions Options() const {
+    CoreOptions o;
+    o.data_dir = dir_;
+    o.scoring.max_score_records = 1000;
+    o.scoring.max_samples = 500;
+    o.jobs.max_queued = 2;
+    o.jobs.progress_interval_seconds = 0.05;
+    o.jobs.training_slots = 1;
+    return o;
+  }
+  void StartServer() {
+    auto core = Core::Open(Options());
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = std::move(*core);
+    ServerOptions so;
+    so.listen_address = "127.0.0.1:0";
+    auto server = LogpServer::Start(core_.get(), so);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_GT(server_->port(), 0);
+    auto client = Client::Connect("127.0.0.1:" + std::to_string(server_->port()));
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+  }
+  void StopServer() {
+    client_.reset();
+    if (server_) server_->Shutdown(absl::Seconds(2));
+    server_.reset();
+    core_.reset();
+  }
+
+  v1::Dataset Upload(const RecordMatrix& m, const std::string& name = "data") {
+    auto ds = client_->UploadDataset(name, m);
+    EXPECT_TRUE(ds.ok()) << ds.status();
+    return ds.ok() ? *ds : v1::Dataset();
+  }
+  // Every event of the job from `from_seq` until it ends.
+  std::vector<v1::JobEvent> Events(const std::string& job_id, int64_t from_seq = 0) {
+    std::vector<v1::JobEvent> out;
+    absl::Status st = client_->WatchJob(job_id, from_seq, [&](const v1::JobEvent& e) {
+      out.push_back(e);
+      return true;
+    });
+    EXPECT_TRUE(st.ok()) << st;
+    return out;
+  }
+  // Blocks until the job has a RUNNING state change.
+  void WaitUntilRunning(const std::string& job_id) {
+    bool running = false;
+    absl::Status st = client_->WatchJob(job_id, 0, [&](const v1::JobEvent& e) {
+      running = e.has_state_change() && e.state_change().state() == v1::JOB_STATE_RUNNING;
+      return !running;
+    });
+    ASSERT_TRUE(st.ok()) << st;
+    ASSERT_TRUE(running) << "job " << job_id << " ended without running";
+  }
+  // Creates the job and waits for it to succeed; returns the final job.
+  v1::Job Train(const v1::JobSpec& spec, std::vector<v1::JobEvent>* events = nullptr) {
+    auto job = client_->CreateJob(spec);
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return v1::Job();
+    auto done = client_->WaitForJob(job->id(), [&](const v1::JobEvent& e) {
+      if (events) events->push_back(e);
+      return true;
+    });
+    EXPECT_TRUE(done.ok()) << done.status();
+    if (!done.ok()) return v1::Job();
+    EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+    return *done;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Core> core_;
+  std::unique_ptr<LogpServer> server_;
+  std::unique_ptr<Client> client_;
+};
+
+// ------------------------------------------------------------------------------ 1. the loop
+
+TEST_F(ServerTest, UploadTrainScoreEvaluateSample) {
+  const RecordMatrix data = Structured(400, 16, 1);
+  const v1::Dataset uploaded = Upload(data, "structured");
+  auto ds = client_->GetDataset(uploaded.id());
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->id(), uploaded.id());
+  EXPECT_EQ(ds->name(), "structured");
+  EXPECT_EQ(ds->num_records(), 400u);
+  EXPECT_EQ(ds->dim(), 16u);
+  EXPECT_EQ(ds->kind(), v1::DATA_KIND_BINARY);
+  EXPECT_EQ(ds->num_categories(), 2u);
+  EXPECT_FALSE(ds->content_hash().empty());
+  EXPECT_EQ(ds->content_hash(), uploaded.content_hash());
+
+  // Train MADE and watch it live.
+  constexpr int kEpochs = 5;
+  auto created = client_->CreateJob(MadeSpec(ds->id(), kEpochs));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->state(), v1::JOB_STATE_QUEUED);
+  std::vector<v1::JobEvent> events;
+  auto job = client_->WaitForJob(created->id(), [&](const v1::JobEvent& e) {
+    events.push_back(e);
+    return true;
+  });
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_FALSE(events.empty());
+  ExpectContiguous(events);
+  EXPECT_EQ(job->last_seq(), events.back().seq());
+  const std::vector<v1::JobState> states = StateChanges(events);
+  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING,
+                                               v1::JOB_STATE_SUCCEEDED}));
+  EXPECT_TRUE(events.front().has_state_change());
+  EXPECT_TRUE(events.back().has_state_change());
+  double best_nll = std::numeric_limits<double>::infinity();
+  std::set<int> epochs_seen;
+  for (const auto& e : events) {
+    if (e.has_progress()) {
+      EXPECT_TRUE(std::isfinite(e.progress().train_nll())) << e.DebugString();
+      EXPECT_GE(e.progress().epoch(), 1);
+      EXPECT_LE(e.progress().epoch(), kEpochs);
+    }
+    if (!e.has_epoch_summary()) continue;
+    const auto& s = e.epoch_summary();
+    epochs_seen.insert(s.epoch());
+    EXPECT_TRUE(std::isfinite(s.train_nll())) << s.DebugString();
+    EXPECT_TRUE(std::isfinite(s.validation_nll())) << s.DebugString();
+    EXPECT_GT(s.validation_nll(), 0);
+    EXPECT_NEAR(s.validation_bits_per_dim(), s.validation_nll() / (16 * std::log(2.0)), 1e-9);
+    EXPECT_GT(s.validation_standard_error(), 0);
+    best_nll = std::min(best_nll, s.validation_nll());
+  }
+  std::set<int> all_epochs;
+  for (int e = 1; e <= kEpochs; ++e) all_epochs.insert(e);
+  EXPECT_EQ(epochs_seen, all_epochs);
+  EXPECT_GT(job->total_steps(), 0);
+  EXPECT_EQ(job->step(), job->total_steps());
+  EXPECT_DOUBLE_EQ(job->best_validation_nll(), best_nll);
+  ASSERT_FALSE(job->model_id().empty());
+
+  // The published model.
+  auto model = client_->GetModel(job->model_id());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->id(), job->model_id());
+  EXPECT_EQ(model->job_id(), job->id());
+  EXPECT_EQ(model->dataset_id(), ds->id());
+  EXPECT_EQ(model->kind(), v1::DATA_KIND_BINARY);
+  EXPECT_EQ(model->dim(), 16u);
+  EXPECT_GT(model->num_parameters(), 0u);
+  EXPECT_EQ(model->score_kind(), v1::SCORE_KIND_EXACT);
+  EXPECT_DOUBLE_EQ(model->validation_nll(), best_nll);
+
+  // Score every training record: log-probabilities of binary records are finite and < 0.
+  auto scores = client_->Score(model->id(), data);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  ASSERT_EQ(scores->size(), 400u);
+  double sum_nll = 0;
+  for (double lp : *scores) {
+    EXPECT_TRUE(std::isfinite(lp));
+    EXPECT_LT(lp, 0);
+    sum_nll -= lp;
+  }
+  const double mean_nll = sum_nll / 400;
+  // The same records sent one byte per value score the same, in batches of any size.
+  {
+    v1::ScoreRequest req;
+    req.set_model_id(model->id());
+    req.mutable_records()->set_encoding(v1::ENCODING_UINT8);
+    req.mutable_records()->set_num_records(7);
+    req.mutable_records()->set_dim(16);
+    req.mutable_records()->set_data(std::string(data.u8.begin(), data.u8.begin() + 7 * 16));
+    auto r = client_->ScoreRaw(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->score_kind(), v1::SCORE_KIND_EXACT);
+    ASSERT_EQ(r->log_prob_size(), 7);
+    // Scores are computed in float32 and GEMM blocking depends on the batch shape, so a
+    // record's score may move in the last float bits with its neighbours: compare to 1e-6.
+    for (int i = 0; i < 7; ++i) {
+      EXPECT_NEAR(r->log_prob(i), (*scores)[i], 1e-6 * std::abs((*scores)[i])) << i;
+    }
+    auto batched = client_->Score(model->id(), data, 33);
+    ASSERT_TRUE(batched.ok()) << batched.status();
+    ASSERT_EQ(batched->size(), 400u);
+    for (int i = 0; i < 400; ++i) {
+      EXPECT_NEAR((*batched)[i], (*scores)[i], 1e-6 * std::abs((*scores)[i])) << i;
+    }
+  }
+
+  // Evaluate agrees with the per-record scores.
+  auto ev = client_->Evaluate(model->id(), ds->id());
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  EXPECT_EQ(ev->num_records(), 400u);
+  EXPECT_NEAR(ev->mean_nll(), mean_nll, 1e-6 * mean_nll);
+  EXPECT_GT(ev->standard_error(), 0);
+  EXPECT_LT(ev->ci95_low(), ev->mean_nll());
+  EXPECT_GT(ev->ci95_high(), ev->mean_nll());
+  EXPECT_NEAR(ev->ci95_high() - ev->mean_nll(), 1.96 * ev->standard_error(), 1e-9 * ev->mean_nll());
+  EXPECT_NEAR(ev->bits_per_dim(), ev->mean_nll() / (16 * std::log(2.0)), 1e-12);
+  EXPECT_EQ(ev->score_kind(), v1::SCORE_KIND_EXACT);
+
+  // Sampling is reproducible by seed.
+  auto a = client_->Sample(model->id(), 20, 3);
+  auto b = client_->Sample(model->id(), 20, 3);
+  auto c = client_->Sample(model->id(), 20, 4);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(a->rows, 20);
+  EXPECT_EQ(a->cols, 16);
+  EXPECT_EQ(a->kind, v1::DATA_KIND_BINARY);
+  ASSERT_EQ(a->u8.size(), 20u * 16);
+  for (uint8_t v : a->u8) EXPECT_LE(v, 1);
+  EXPECT_EQ(a->u8, b->u8);
+  EXPECT_NE(a->u8, c->u8);
+
+  // Independent Bernoulli on the same split cannot see the chain structure: it is worse.
+  const v1::Job bern = Train(BernoulliSpec(ds->id()));
+  ASSERT_FALSE(bern.model_id().empty());
+  auto bern_model = client_->GetModel(bern.model_id());
+  ASSERT_TRUE(bern_model.ok()) << bern_model.status();
+  std::cerr << "DEBUG bern " << bern_model->validation_nll() << " made " << model->validation_nll() << "\n";
+  EXPECT_GT(bern_model->validation_nll(), model->validation_nll())
+      << "bernoulli " << bern_model->validation_nll() << " vs made " << model->validation_nll();
+  EXPECT_GT(bern.best_validation_nll(), job->best_validation_nll());
+
+  // A late watcher gets the whole history and the stream ends.
+  const std::vector<v1::JobEvent> replay = Events(job->id(), 0);
+  ASSERT_EQ(replay.size(), events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(replay[i].SerializeAsString(), events[i].SerializeAsString()) << i;
+  }
+  const std::vector<v1::JobEvent> tail = Events(job->id(), 3);
+  ASSERT_EQ(tail.size(), events.size() - 2);
+  ExpectContiguous(tail, 3);
+  EXPECT_TRUE(Events(job->id(), job->last_seq() + 1).empty());
+  EXPECT_TRUE(Is(client_->WatchJob(job->id(), -1, nullptr), StatusCode::kInvalidArgument));
+}
+
+// ------------------------------------------------------------------------- 2. bad uploads
+
+TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
+  const v1::Dataset good1 = Upload(Structured(50, 16, 2), "good1");
+  const v1::Dataset good2 = Upload(Continuous(30, 3, 3), "good2");
+  const v1::Encoding kU8 = v1::ENCODING_UINT8;
+  const v1::Encoding kBits = v1::ENCODING_BITPACKED;
+  const v1::Encoding kF32 = v1::ENCODING_FLOAT32_LE;
+  auto bad = [&](const std::vector<v1::CreateDatasetRequest>& reqs, const std::string& needle) {
+    return Is(client_->UploadRaw(reqs).status(), StatusCode::kInvalidArgument, needle);
+  };
+  const auto kBinary = v1::DATA_KIND_BINARY;
+
+  // Wrong byte length: 2 records of dim 16 in uint8 are 32 bytes, not 31.
+  EXPECT_TRUE(bad({Header(kBinary, 16, 2), Chunk(kU8, 2, 16, std::string(31, '\0'))}, "bytes"));
+  // Bit-packed: 2 bytes per record of dim 16.
+  EXPECT_TRUE(bad({Header(kBinary, 16, 2), Chunk(kBits, 2, 16, std::string(3, '\0'))}, "bytes"));
+  // A chunk whose dim differs from the header's.
+  EXPECT_TRUE(bad({Header(kBinary, 16, 1), Chunk(kU8, 1, 8, std::string(8, '\0'))}, "dim"));
+
+  // A 2 in binary data: record indices count across chunks (3 + 1 = record 4).
+  {
+    std::string second(3 * 16, '\0');
+    second[1 * 16 + 5] = 2;
+    EXPECT_TRUE(bad({Header(kBinary, 16, 6), Chunk(kU8, 3, 16, std::string(3 * 16, '\1')),
+                     Chunk(kU8, 3, 16, second)},
+                    "record 4, column 5"));
+  }
+  // Categorical value >= K, in uint8 (K = 3) and uint16 (K = 300).
+  {
+    std::string first(2 * 4, '\2'), second(2 * 4, '\0');
+    second[0 * 4 + 1] = 3;
+    EXPECT_TRUE(bad({Header(v1::DATA_KIND_CATEGORICAL, 4, 4, 3), Chunk(kU8, 2, 4, first),
+                     Chunk(kU8, 2, 4, second)},
+                    "record 2, column 1"));
+    std::string wide(3 * 2 * 2, '\0');
+    wide[(2 * 2 + 1) * 2] = static_cast<char>(300 & 0xFF);
+    wide[(2 * 2 + 1) * 2 + 1] = static_cast<char>(300 >> 8);
+    EXPECT_TRUE(bad(
+        {Header(v1::DATA_KIND_CATEGORICAL, 2, 3, 300), Chunk(v1::ENCODING_UINT16_LE, 3, 2, wide)},
+        "record 2, column 1"));
+  }
+  // Continuous NaN and +Inf.
+  {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    const auto kCont = v1::DATA_KIND_CONTINUOUS;
+    EXPECT_TRUE(bad({Header(kCont, 3, 4), Chunk(kF32, 2, 3, Floats({0, 1, 2, 3, 4, 5})),
+                     Chunk(kF32, 2, 3, Floats({0, 1, 2, 3, 4, nan}))},
+                    "record 3, column 2"));
+    EXPECT_TRUE(bad({Header(kCont, 3, 4), Chunk(kF32, 2, 3, Floats({0, 1, 2, 3, 4, 5})),
+                     Chunk(kF32, 2, 3, Floats({inf, 1, 2, 3, 4, 5}))},
+                    "record 2, column 0"));
+    EXPECT_TRUE(
+        bad({Header(kCont, 3, 1), Chunk(kF32, 1, 3, Floats({0, -inf, 2}))}, "record 0, column 1"));
+    // Continuous data cannot come as bytes.
+    EXPECT_TRUE(bad({Header(kCont, 3, 1), Chunk(kU8, 1, 3, std::string(3, '\0'))}, "encoding"));
+  }
+  // N = 0 and D = 0.
+  EXPECT_TRUE(bad({Header(kBinary, 16, 0)}, "num_records"));
+  EXPECT_TRUE(bad({Header(kBinary, 0, 1), Chunk(kU8, 1, 0, "")}, "dim"));
+  // Declared N differs from what arrives: fewer, and more (in one chunk, and over two chunks).
+  EXPECT_TRUE(bad({Header(kBinary, 16, 5), Chunk(kU8, 3, 16, std::string(48, '\1'))}, "declared"));
+  EXPECT_TRUE(bad({Header(kBinary, 16, 2), Chunk(kU8, 3, 16, std::string(48, '\1'))}, "declared"));
+  EXPECT_TRUE(bad({Header(kBinary, 16, 2), Chunk(kU8, 2, 16, std::string(32, '\1')),
+                   Chunk(kU8, 1, 16, std::string(16, '\1'))},
+                  "declared"));
+  // Header missing, header repeated, nothing at all.
+  EXPECT_TRUE(bad({Chunk(kU8, 1, 16, std::string(16, '\1'))}, "header"));
+  EXPECT_TRUE(bad({Header(kBinary, 16, 2), Chunk(kU8, 1, 16, std::string(16, '\1')),
+                   Header(kBinary, 16, 2), Chunk(kU8, 1, 16, std::string(16, '\1'))},
+                  "header"));
+  EXPECT_TRUE(bad({}, "header"));
+  // Non-zero padding bits after the last column of a bit-packed record (dim 12: 4 pad bits).
+  {
+    std::string rows = {'\xFF', '\xF0', '\x0F', '\x01'};
+    EXPECT_TRUE(bad({Header(kBinary, 12, 2), Chunk(kBits, 2, 12, rows)}, "record 1"));
+  }
+  // Categorical with K = 1 and an image shape that does not multiply to dim.
+  EXPECT_TRUE(bad({Header(v1::DATA_KIND_CATEGORICAL, 4, 1, 1)}, "num_categories"));
+  {
+    auto h = Header(kBinary, 16, 1);
+    h.mutable_header()->mutable_image_shape()->set_height(3);
+    h.mutable_header()->mutable_image_shape()->set_width(5);
+    h.mutable_header()->mutable_image_shape()->set_channels(1);
+    EXPECT_TRUE(bad({h, Chunk(kU8, 1, 16, std::string(16, '\0'))}, "image_shape"));
+  }
+
+  // Exactly the good datasets are stored, unchanged, and no temporary file is left.
+  auto list = client_->ListDatasets();
+  ASSERT_TRUE(list.ok()) << list.status();
+  std::set<std::string> ids;
+  for (const auto& d : list->datasets()) ids.insert(d.id());
+  EXPECT_EQ(ids, (std::set<std::string>{good1.id(), good2.id()}));
+  for (const v1::Dataset& before : {good1, good2}) {
+    auto after = client_->GetDataset(before.id());
+    ASSERT_TRUE(after.ok()) << after.status();
+    EXPECT_EQ(after->SerializeAsString(), before.SerializeAsString());
+  }
+  EXPECT_TRUE(FilesIn(dir_ + "/tmp").empty());
+  EXPECT_EQ(FilesIn(dir_ + "/datasets").size(), 2u);
+
+  // The server still serves: a good upload works and hashes equal content equally.
+  const v1::Dataset good3 = Upload(Structured(50, 16, 2), "good3");
+  EXPECT_FALSE(good3.id().empty());
+  EXPECT_NE(good3.id(), good1.id());
+  EXPECT_EQ(good3.content_hash(), good1.content_hash());
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 3);
+}
+
+// ---------------------------------------------------------------------------- 3. bad jobs
+
+TEST_F(ServerTest, BadJobSpecsAreRefused) {
+  const v1::Dataset binary = Upload(Structured(40, 16, 4));
+  const v1::Dataset narrow = Upload(Structured(40, 8, 5));
+  const v1::Dataset continuous = Upload(Continuous(40, 4, 6));
+  auto refused = [&](const std::function<void(v1::JobSpec*)>& edit, StatusCode code,
+                     const std::string& needle) {
+    v1::JobSpec spec = MadeSpec(binary.id(), 2);
+    edit(&spec);
+    return Is(client_->CreateJob(spec).status(), code, needle);
+  };
+  const StatusCode kInvalid = StatusCode::kInvalidArgument;
+
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->mutable_optimizer()->set_learning_rate(0); },
+                      kInvalid, "learning_rate"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->mutable_optimizer()->set_learning_rate(-1); },
+                      kInvalid, "learning_rate"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->mutable_optimizer()->set_learning_rate(1.5); },
+                      kInvalid, "learning_rate"));
+  EXPECT_TRUE(refused(
+      [](v1::JobSpec* s) {
+        s->mutable_optimizer()->set_learning_rate(std::numeric_limits<double>::quiet_NaN());
+      },
+      kInvalid, "learning_rate"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_batch_size(0); }, kInvalid, "batch_size"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_batch_size(65537); }, kInvalid, "batch_size"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_epochs(0); }, kInvalid, "epochs"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_epochs(10001); }, kInvalid, "epochs"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->mutable_optimizer()->set_weight_decay(-1); },
+                      kInvalid, "weight_decay"));
+  EXPECT_TRUE(
+      refused([](v1::JobSpec* s) { s->mutable_model()->set_family(v1::MODEL_FAMILY_UNSPECIFIED); },
+              kInvalid, "family"));
+  EXPECT_TRUE(refused(
+      [](v1::JobSpec* s) { s->mutable_model()->set_family(static_cast<v1::ModelFamily>(77)); },
+      kInvalid, "family"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_validation_fraction(1.5); }, kInvalid,
+                      "validation_fraction"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_validation_fraction(0); }, kInvalid,
+                      "validation_fraction"));
+  EXPECT_TRUE(
+      refused([](v1::JobSpec* s) { s->mutable_model()->mutable_made()->set_hidden_units(-1); },
+              kInvalid, "hidden_units"));
+  EXPECT_TRUE(
+      refused([](v1::JobSpec* s) { s->mutable_model()->mutable_made()->set_hidden_layers(9); },
+              kInvalid, "hidden_layers"));
+  EXPECT_TRUE(refused(
+      [](v1::JobSpec* s) {
+        s->mutable_model()->set_family(v1::MODEL_FAMILY_BERNOULLI);
+        s->mutable_model()->mutable_bernoulli()->set_pseudo_count(-0.5);
+      },
+      kInvalid, "pseudo_count"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->clear_dataset_id(); }, kInvalid, "dataset_id"));
+
+  // Unknown datasets.
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_dataset_id("ds-0000000000000000"); },
+                      StatusCode::kNotFound, "ds-0000000000000000"));
+  EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_validation_dataset_id("ds-1111111111111111"); },
+                      StatusCode::kNotFound, "ds-1111111111111111"));
+
+  // Families that cannot model continuous data.
+  EXPECT_TRUE(refused([&](v1::JobSpec* s) { s->set_dataset_id(continuous.id()); },
+                      StatusCode::kFailedPrecondition, "continuous"));
+  EXPECT_TRUE(refused([&](v1::JobSpec* s) { s->set_dataset_id(continuous.id()); },
+                      StatusCode::kFailedPrecondition, "made"));
+  EXPECT_TRUE(refused([&](v1::JobSpec* s) { *s = BernoulliSpec(continuous.id()); },
+                      StatusCode::kFailedPrecondition, "continuous"));
+  EXPECT_TRUE(refused([&](v1::JobSpec* s) { *s = BernoulliSpec(continuous.id()); },
+                      StatusCode::kFailedPrecondition, "bernoulli"));
+
+  // A validation dataset of another dim (or kind).
+  EXPECT_TRUE(refused([&](v1::JobSpec* s) { s->set_validation_dataset_id(narrow.id()); }, kInvalid,
+                      "validation_dataset_id"));
+  EXPECT_TRUE(refused([&](v1::JobSpec* s) { s->set_validation_dataset_id(continuous.id()); },
+                      kInvalid, "validation_dataset_id"));
+
+  // No refused request left a job behind.
+  auto jobs = client_->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_EQ(jobs->jobs_size(), 0);
+}
+
+// --------------------------------------------------------------------------- 4. not found
+
+TEST_F(ServerTest, UnknownIdsAreNotFound) {
+  const RecordMatrix data = Structured(40, 16, 7);
+  const v1::Dataset ds = Upload(data);
+  const v1::Job job = Train(BernoulliSpec(ds.id()));
+  ASSERT_FALSE(job.model_id().empty());
+  const std::string kDs = "ds-ffffffffffffffff", kJob = "job-ffffffffffffffff",
+                    kModel = "model-ffffffffffffffff";
+  const StatusCode kNotFound = StatusCode::kNotFound;
+
+  EXPECT_TRUE(Is(client_->GetDataset(kDs).status(), kNotFound, kDs));
+  EXPECT_TRUE(Is(client_->DeleteDataset(kDs), kNotFound, kDs));
+  EXPECT_TRUE(Is(client_->GetJob(kJob).status(), kNotFound, kJob));
+  EXPECT_TRUE(Is(client_->CancelJob(kJob).status(), kNotFound, kJob));
+  EXPECT_TRUE(Is(client_->WatchJob(kJob, 0, nullptr), kNotFound, kJob));
+  EXPECT_TRUE(Is(client_->GetModel(kModel).status(), kNotFound, kModel));
+  EXPECT_TRUE(Is(client_->Score(kModel, data).status(), kNotFound, kModel));
+  EXPECT_TRUE(Is(client_->Evaluate(kModel, ds.id()).status(), kNotFound, kModel));
+  EXPECT_TRUE(Is(client_->Evaluate(job.model_id(), kDs).status(), kNotFound, kDs));
+  EXPECT_TRUE(Is(client_->Sample(kModel, 5, 1).status(), kNotFound, kModel));
+  // The raw Sample RPC too (Client::Sample asks GetModel first).
+  {
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                       grpc::InsecureChannelCredentials());
+    auto stub = v1::ModelService::NewStub(channel);
+    grpc::ClientContext ctx;
+    v1::SampleRequest req;
+    req.set_model_id(kModel);
+    req.set_num_samples(5);
+    auto reader = stub->Sample(&ctx, req);
+    v1::SampleResponse resp;
+    EXPECT_FALSE(reader->Read(&resp));
+    EXPECT_TRUE(Is(FromGrpcStatus(reader->Finish()), kNotFound, kModel));
+  }
+  // Deleting a dataset twice.
+  EXPECT_TRUE(client_->DeleteDataset(ds.id()).ok());
+  EXPECT_TRUE(Is(client_->DeleteDataset(ds.id()), kNotFound, ds.id()));
+  EXPECT_TRUE(Is(client_->GetDataset(ds.id()).status(), kNotFound, ds.id()));
+  // The model outlives its training dataset.
+  EXPECT_TRUE(client_->Score(job.model_id(), data).ok());
+}
+
+// ------------------------------------------------------------------------------ 5. cancel
+
+TEST_F(ServerTest, CancelQueuedAndRunningJobs) {
+  const v1::Dataset ds = Upload(Structured(400, 16, 8));
+  // One training slot: the long job occupies it, the next two wait.
+  auto long_job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(long_job.ok()) << long_job.status();
+  WaitUntilRunning(long_job->id());
+  auto queued = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(queued->state(), v1::JOB_STATE_QUEUED);
+  auto third = client_->CreateJob(MadeSpec(ds.id(), 2));
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_TRUE(Is(client_->CreateJob(MadeSpec(ds.id(), 2)).status(), StatusCode::kResourceExhausted,
+                 "queue"));
+  auto listed = client_->ListJobs();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->jobs_size(), 3);
+
+  // A queued job is cancelled at once and never runs.
+  auto cancelled = client_->CancelJob(queued->id());
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  const std::vector<v1::JobEvent> queued_events = Events(queued->id());
+  ExpectContiguous(queued_events);
+  EXPECT_EQ(queued_events.size(), 2u);
+  EXPECT_EQ(StateChanges(queued_events),
+            (std::vector<v1::JobState>{v1::JOB_STATE_QUEUED, v1::JOB_STATE_CANCELLED}));
+  auto queued_after = client_->GetJob(queued->id());
+  ASSERT_TRUE(queued_after.ok()) << queued_after.status();
+  EXPECT_EQ(queued_after->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(queued_after->has_start_time());
+  EXPECT_TRUE(queued_after->model_id().empty());
+  // Its place in the queue is free again.
+  auto refill = client_->CreateJob(MadeSpec(ds.id(), 2));
+  ASSERT_TRUE(refill.ok()) << refill.status();
+
+  // The dataset of a queued or running job cannot be deleted.
+  EXPECT_TRUE(Is(client_->DeleteDataset(ds.id()), StatusCode::kFailedPrecondition, ds.id()));
+
+  // A running job stops at its next step and publishes nothing.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto stopping = client_->CancelJob(long_job->id());
+  ASSERT_TRUE(stopping.ok()) << stopping.status();
+  EXPECT_TRUE(stopping->state() == v1::JOB_STATE_RUNNING ||
+              stopping->state() == v1::JOB_STATE_CANCELLED)
+      << v1::JobState_Name(stopping->state());
+  auto stopped = client_->WaitForJob(long_job->id());
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  // A liveness bound, not a benchmark: cancellation is checked at every step (~1 ms).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_EQ(stopped->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_TRUE(stopped->model_id().empty());
+  EXPECT_LT(stopped->step(), stopped->total_steps());
+  const std::vector<v1::JobEvent> long_events = Events(long_job->id());
+  ExpectContiguous(long_events);
+  EXPECT_EQ(StateChanges(long_events),
+            (std::vector<v1::JobState>{v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING,
+                                       v1::JOB_STATE_CANCELLED}));
+
+  // The next queued jobs then run to the end.
+  auto third_done = client_->WaitForJob(third->id());
+  ASSERT_TRUE(third_done.ok()) << third_done.status();
+  EXPECT_EQ(third_done->state(), v1::JOB_STATE_SUCCEEDED) << third_done->error();
+  EXPECT_FALSE(third_done->model_id().empty());
+  auto refill_done = client_->WaitForJob(refill->id());
+  ASSERT_TRUE(refill_done.ok()) << refill_done.status();
+  EXPECT_EQ(refill_done->state(), v1::JOB_STATE_SUCCEEDED) << refill_done->error();
+
+  // Ended jobs cannot be cancelled.
+  EXPECT_TRUE(
+      Is(client_->CancelJob(third->id()).status(), StatusCode::kFailedPrecondition, "SUCCEEDED"));
+  EXPECT_TRUE(Is(client_->CancelJob(long_job->id()).status(), StatusCode::kFailedPrecondition,
+                 "CANCELLED"));
+  EXPECT_TRUE(
+      Is(client_->CancelJob(queued->id()).status(), StatusCode::kFailedPrecondition, "CANCELLED"));
+  // Only the two successful jobs published models.
+  auto models = client_->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  EXPECT_EQ(models->models_size(), 2);
+  // No job uses the dataset any more.
+  EXPECT_TRUE(client_->DeleteDataset(ds.id()).ok());
+}
+
+// ------------------------------------------------------------------------------ 6. limits
+
+TEST_F(ServerTest, RequestLimits) {
+  const RecordMatrix data = Structured(1001, 16, 9);
+  const v1::Dataset ds = Upload(data);
+  const v1::Job job = Train(BernoulliSpec(ds.id()));
+  const std::string model = job.model_id();
+  ASSERT_FALSE(model.empty());
+
+  // Score: at most max_score_records records per request.
+  EXPECT_TRUE(Is(client_->Score(model, data).status(), StatusCode::kResourceExhausted, "1000"));
+  RecordMatrix first1000 = data;
+  first1000.rows = 1000;
+  first1000.u8.resize(1000 * 16);
+  auto ok_scores = client_->Score(model, first1000);
+  ASSERT_TRUE(ok_scores.ok()) << ok_scores.status();
+  EXPECT_EQ(ok_scores->size(), 1000u);
+
+  // Sample: 1..max_samples.
+  EXPECT_TRUE(Is(client_->Sample(model, 501, 1).status(), StatusCode::kResourceExhausted, "500"));
+  EXPECT_TRUE(
+      Is(client_->Sample(model, 0, 1).status(), StatusCode::kInvalidArgument, "num_samples"));
+  auto most = client_->Sample(model, 500, 1);
+  ASSERT_TRUE(most.ok()) << most.status();
+  EXPECT_EQ(most->rows, 500);
+
+  // Records that do not fit the model.
+  EXPECT_TRUE(Is(client_->Score(model, Structured(3, 15, 1)).status(), StatusCode::kInvalidArgument,
+                 "dim"));
+  EXPECT_TRUE(Is(client_->Score(model, Continuous(3, 16, 1)).status(), StatusCode::kInvalidArgument,
+                 "encoding"));
+  {
+    v1::ScoreRequest req;
+    req.set_model_id(model);
+    req.mutable_records()->set_encoding(v1::ENCODING_UINT8);
+    req.mutable_records()->set_num_records(3);
+    req.mutable_records()->set_dim(16);
+    std::string values(3 * 16, '\1');
+    values[2 * 16 + 7] = 2;
+    req.mutable_records()->set_data(values);
+    EXPECT_TRUE(
+        Is(client_->ScoreRaw(req).status(), StatusCode::kInvalidArgument, "record 2, column 7"));
+    req.mutable_records()->set_data(std::string(3 * 16 - 1, '\1'));
+    EXPECT_TRUE(Is(client_->ScoreRaw(req).status(), StatusCode::kInvalidArgument, "bytes"));
+    v1::ScoreRequest no_model = req;
+    no_model.clear_model_id();
+    EXPECT_TRUE(Is(client_->ScoreRaw(no_model).status(), StatusCode::kInvalidArgument, "model_id"));
+  }
+  // Evaluate on a dataset that does not fit the model.
+  const v1::Dataset narrow = Upload(Structured(10, 8, 1));
+  EXPECT_TRUE(
+      Is(client_->Evaluate(model, narrow.id()).status(), StatusCode::kInvalidArgument, "dim"));
+
+  // A message over the server's transport limit: a second server over the same core with a
+  // 64 KiB limit, and a client that would send 1 MiB. The request would be INVALID_ARGUMENT
+  // (1 record, 200 KiB of bytes) if it reached the service: RESOURCE_EXHAUSTED comes from gRPC.
+  ServerOptions small;
+  small.listen_address = "127.0.0.1:0";
+  small.max_message_bytes = 64 << 10;
+  auto server2 = LogpServer::Start(core_.get(), small);
+  ASSERT_TRUE(server2.ok()) << server2.status();
+  ClientOptions big;
+  big.max_message_bytes = 1 << 20;
+  auto client2 = Client::Connect("127.0.0.1:" + std::to_string((*server2)->port()), big);
+  ASSERT_TRUE(client2.ok()) << client2.status();
+  auto fits = (*client2)->Score(model, Structured(10, 16, 1));
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  v1::ScoreRequest huge;
+  huge.set_model_id(model);
+  huge.mutable_records()->set_encoding(v1::ENCODING_UINT8);
+  huge.mutable_records()->set_num_records(1);
+  huge.mutable_records()->set_dim(16);
+  huge.mutable_records()->set_data(std::string(200 << 10, '\1'));
+  EXPECT_TRUE(Is((*client2)->ScoreRaw(huge).status(), StatusCode::kResourceExhausted));
+  // Both servers still serve.
+  EXPECT_TRUE((*client2)->Score(model, Structured(10, 16, 1)).ok());
+  EXPECT_TRUE(client_->Score(model, Structured(10, 16, 1)).ok());
+  // Shutting down a server shuts down the core's training too, so this comes last.
+  (*server2)->Shutdown(absl::Seconds(1));
+}
+
+// -------------------------------------------------------------------------- 7. pagination
+
+TEST_F(ServerTest, ListPaginatesOverTheWire) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Upload(Structured(5, 16, i)).id());
+  auto first = client_->ListDatasets(2);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->datasets_size(), 2);
+  EXPECT_EQ(first->datasets(0).id(), ids[2]);  // newest first
+  EXPECT_EQ(first->datasets(1).id(), ids[1]);
+  ASSERT_FALSE(first->next_page_token().empty());
+  auto second = client_->ListDatasets(2, first->next_page_token());
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->datasets_size(), 1);
+  EXPECT_EQ(second->datasets(0).id(), ids[0]);
+  EXPECT_TRUE(second->next_page_token().empty());
+  auto all = client_->ListDatasets();
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->datasets_size(), 3);
+  EXPECT_TRUE(all->next_page_token().empty());
+
+  EXPECT_TRUE(Is(client_->ListDatasets(-1).status(), StatusCode::kInvalidArgument, "page_size"));
+  EXPECT_TRUE(
+      Is(client_->ListDatasets(2, "bogus").status(), StatusCode::kInvalidArgument, "page_token"));
+  EXPECT_TRUE(Is(client_->ListJobs(-1).status(), StatusCode::kInvalidArgument, "page_size"));
+  EXPECT_TRUE(Is(client_->ListModels(-1).status(), StatusCode::kInvalidArgument, "page_size"));
+}
+
+// ----------------------------------------------------------------------------- 8. restart
+
+TEST_F(ServerTest, EverythingSurvivesARestart) {
+  const RecordMatrix data = Structured(400, 16, 10);
+  const v1::Dataset ds = Upload(data);
+  const v1::Job job = Train(MadeSpec(ds.id(), 3));
+  ASSERT_FALSE(job.model_id().empty());
+  const std::vector<v1::JobEvent> events = Events(job.id());
+  auto model = client_->GetModel(job.model_id());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto scores = client_->Score(job.model_id(), data);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  auto sample = client_->Sample(job.model_id(), 20, 5);
+  ASSERT_TRUE(sample.ok()) << sample.status();
+
+  StopServer();
+  StartServer();
+  ASSERT_NE(client_, nullptr);
+
+  auto ds_after = client_->GetDataset(ds.id());
+  ASSERT_TRUE(ds_after.ok()) << ds_after.status();
+  EXPECT_EQ(ds_after->SerializeAsString(), ds.SerializeAsString());
+  auto job_after = client_->GetJob(job.id());
+  ASSERT_TRUE(job_after.ok()) << job_after.status();
+  EXPECT_EQ(job_after->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job_after->last_seq(), job.last_seq());
+  EXPECT_EQ(job_after->model_id(), job.model_id());
+  EXPECT_EQ(job_after->SerializeAsString(), job.SerializeAsString());
+  const std::vector<v1::JobEvent> replay = Events(job.id());
+  ASSERT_EQ(replay.size(), events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(replay[i].SerializeAsString(), events[i].SerializeAsString()) << i;
+  }
+  auto model_after = client_->GetModel(job.model_id());
+  ASSERT_TRUE(model_after.ok()) << model_after.status();
+  EXPECT_EQ(model_after->SerializeAsString(), model->SerializeAsString());
+  // The model is now read back from disk: its scores are bit for bit the same.
+  auto scores_after = client_->Score(job.model_id(), data);
+  ASSERT_TRUE(scores_after.ok()) << scores_after.status();
+  ASSERT_EQ(scores_after->size(), scores->size());
+  for (size_t i = 0; i < scores->size(); ++i) {
+    EXPECT_EQ((*scores_after)[i], (*scores)[i]) << "record " << i;
+  }
+  auto sample_after = client_->Sample(job.model_id(), 20, 5);
+  ASSERT_TRUE(sample_after.ok()) << sample_after.status();
+  EXPECT_EQ(sample_after->u8, sample->u8);
+  // And it can still be trained on.
+  const v1::Job again = Train(BernoulliSpec(ds.id()));
+  EXPECT_FALSE(again.model_id().empty());
+}
+
+TEST_F(ServerTest, RunningJobIsRequeuedAfterRestart) {
+  const v1::Dataset ds = Upload(Structured(400, 16, 12));
+  auto job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  WaitUntilRunning(job->id());
+  StopServer();
+  StartServer();
+
+  // Its history is kept and continues: QUEUED, RUNNING, QUEUED (interrupted), RUNNING again.
+  WaitUntilRunning(job->id());
+  auto cancel = client_->CancelJob(job->id());
+  ASSERT_TRUE(cancel.ok()) << cancel.status();
+  const std::vector<v1::JobEvent> events = Events(job->id());
+  ExpectContiguous(events);
+  EXPECT_EQ(
+      StateChanges(events),
+      (std::vector<v1::JobState>{v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_QUEUED,
+                                 v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLED}));
+  auto done = client_->GetJob(job->id());
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(done->last_seq(), events.back().seq());
+}
+
+}  // namespace
+}  // namespace logp
