@@ -55,14 +55,14 @@ class Client {
   absl::StatusOr<v1::Dataset> UploadRaw(const std::vector<v1::CreateDatasetRequest>& requests);
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id);
   absl::StatusOr<v1::ListDatasetsResponse> ListDatasets(int32_t page_size = 0,
-                                                         const std::string& page_token = "");
+                                                        const std::string& page_token = "");
   absl::Status DeleteDataset(const std::string& id);
 
   // --- jobs ---
   absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(int32_t page_size = 0,
-                                                 const std::string& page_token = "");
+                                                const std::string& page_token = "");
   absl::StatusOr<v1::Job> CancelJob(const std::string& id);
   // Streams the job's events from `from_seq` to `on_event` until the job ends (the stream
   // closes), on_event returns false, or an error occurs.
@@ -73,7 +73,7 @@ class Client {
   // --- models ---
   absl::StatusOr<v1::Model> GetModel(const std::string& id);
   absl::StatusOr<v1::ListModelsResponse> ListModels(int32_t page_size = 0,
-                                                     const std::string& page_token = "");
+                                                    const std::string& page_token = "");
   // log p(x) in nats for every row of `records` (sent in requests of at most `batch` records).
   absl::StatusOr<std::vector<double>> Score(const std::string& model_id,
                                             const RecordMatrix& records, int64_t batch = 10000);

@@ -55,7 +55,8 @@ ABSL_FLAG(int32_t, hidden_units, 0, "MADE units per hidden layer (0: server defa
 ABSL_FLAG(std::string, order, "", "MADE variable order: natural or random.");
 ABSL_FLAG(uint64_t, order_seed, 0, "MADE seed for a random order and the masks.");
 ABSL_FLAG(double, pseudo_count, 0, "Bernoulli additive smoothing.");
-ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (unset: server default 1e-3).");
+ABSL_FLAG(std::optional<double>, lr, std::nullopt,
+          "Adam learning rate (unset: server default 1e-3).");
 ABSL_FLAG(double, weight_decay, 0, "L2 weight decay.");
 ABSL_FLAG(std::optional<int32_t>, batch_size, std::nullopt,
           "Records per step (unset: server default 100).");

@@ -85,8 +85,7 @@ absl::StatusOr<std::shared_ptr<DensityNet>> MakeDensityNet(const v1::ModelSpec& 
     case v1::MODEL_FAMILY_MADE: {
       const auto& m = spec.made();
       return std::shared_ptr<DensityNet>(std::make_shared<MadeImpl>(
-          shape.dim, m.hidden_layers(), m.hidden_units(), MadeOrder(m, shape.dim),
-          m.order_seed()));
+          shape.dim, m.hidden_layers(), m.hidden_units(), MadeOrder(m, shape.dim), m.order_seed()));
     }
     default:
       return absl::InternalError("unreachable: validated family has no factory");
@@ -108,8 +107,7 @@ torch::Tensor RecordsToTensor(const RecordMatrix& m) {
 
 // ---------------------------------------------------------------- Bernoulli
 
-BernoulliNetImpl::BernoulliNetImpl(int64_t dim, double pseudo_count)
-    : pseudo_count_(pseudo_count) {
+BernoulliNetImpl::BernoulliNetImpl(int64_t dim, double pseudo_count) : pseudo_count_(pseudo_count) {
   logits_ = register_parameter("logits", torch::zeros({dim}));
 }
 
@@ -149,14 +147,16 @@ MadeImpl::MadeImpl(int64_t dim, int64_t hidden_layers, int64_t hidden_units,
   for (int64_t l = 0; l < hidden_layers; ++l) {
     std::vector<int64_t> deg(hidden_units);
     const int64_t lo = std::min(prev_min, max_degree);
-    for (auto& d : deg) d = lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(max_degree - lo + 1));
+    for (auto& d : deg)
+      d = lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(max_degree - lo + 1));
     auto mask = torch::zeros({hidden_units, static_cast<int64_t>(prev.size())});
     auto acc = mask.accessor<float, 2>();
     for (int64_t k = 0; k < hidden_units; ++k) {
       for (size_t j = 0; j < prev.size(); ++j) acc[k][j] = deg[k] >= prev[j] ? 1.f : 0.f;
     }
-    layers_.push_back(register_module("hidden" + std::to_string(l),
-                                      torch::nn::Linear(static_cast<int64_t>(prev.size()), hidden_units)));
+    layers_.push_back(
+        register_module("hidden" + std::to_string(l),
+                        torch::nn::Linear(static_cast<int64_t>(prev.size()), hidden_units)));
     masks_.push_back(register_buffer("mask" + std::to_string(l), mask));
     prev = deg;
     prev_min = *std::min_element(deg.begin(), deg.end());
@@ -166,7 +166,8 @@ MadeImpl::MadeImpl(int64_t dim, int64_t hidden_layers, int64_t hidden_units,
   for (int64_t d = 0; d < dim; ++d) {
     for (size_t j = 0; j < prev.size(); ++j) acc[d][j] = in_degree[d] > prev[j] ? 1.f : 0.f;
   }
-  layers_.push_back(register_module("output", torch::nn::Linear(static_cast<int64_t>(prev.size()), dim)));
+  layers_.push_back(
+      register_module("output", torch::nn::Linear(static_cast<int64_t>(prev.size()), dim)));
   masks_.push_back(register_buffer("mask_out", mask));
 }
 

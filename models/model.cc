@@ -33,10 +33,10 @@ std::mutex& InitMutex() {
 
 absl::Status CheckMatches(const RecordMatrix& m, const DataShape& s, const char* what) {
   if (m.kind != s.kind || m.cols != s.dim || m.num_categories != s.num_categories) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " are ", KindName(m.kind), " with dim ", m.cols, " and K = ", m.num_categories,
-        "; the model expects ", KindName(s.kind), " with dim ", s.dim, " and K = ",
-        s.num_categories));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " are ", KindName(m.kind), " with dim ", m.cols,
+                     " and K = ", m.num_categories, "; the model expects ", KindName(s.kind),
+                     " with dim ", s.dim, " and K = ", s.num_categories));
   }
   return absl::OkStatus();
 }
@@ -210,8 +210,7 @@ v1::ScoreKind Model::score_kind() const { return v1::SCORE_KIND_EXACT; }
 void* Model::TEST_net() const { return impl_->net.get(); }
 
 absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordMatrix& data,
-                                                                   double fraction,
-                                                                   uint64_t seed) {
+                                                                   double fraction, uint64_t seed) {
   if (!(fraction > 0 && fraction < 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("validation_fraction must be in (0, 1), got ", fraction));
@@ -334,9 +333,8 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           ++step;
           const double lv = loss.item<double>();
           if (!std::isfinite(lv)) {
-            return absl::FailedPreconditionError(
-                absl::StrFormat("training diverged: loss is %f at step %d (epoch %d)", lv, step,
-                                epoch));
+            return absl::FailedPreconditionError(absl::StrFormat(
+                "training diverged: loss is %f at step %d (epoch %d)", lv, step, epoch));
           }
           epoch_sum += lv * (e - b);
           window_sum += lv * (e - b);
@@ -359,8 +357,8 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           }
         }
         const double secs = std::max(1e-9, Seconds(epoch_start, std::chrono::steady_clock::now()));
-        if (validate(static_cast<int>(epoch), step, epoch_sum / epoch_records,
-                     epoch_records / secs, &best)) {
+        if (validate(static_cast<int>(epoch), step, epoch_sum / epoch_records, epoch_records / secs,
+                     &best)) {
           best_state = CopyState(net);
         }
       }

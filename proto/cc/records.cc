@@ -23,7 +23,8 @@ bool KindAllowsEncoding(v1::DataKind kind, int32_t k, v1::Encoding e) {
 }
 
 absl::Status BadValue(int64_t record, int64_t column, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("record ", record, ", column ", column, ": ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("record ", record, ", column ", column, ": ", what));
 }
 
 }  // namespace
@@ -40,9 +41,8 @@ absl::StatusOr<RecordMatrix> RecordMatrix::Empty(v1::DataKind kind, int64_t cols
       break;
     case v1::DATA_KIND_CATEGORICAL:
       if (num_categories < 2 || num_categories > 65536) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("num_categories must be in [2, 65536] for categorical data, got ",
-                         num_categories));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "num_categories must be in [2, 65536] for categorical data, got ", num_categories));
       }
       m.num_categories = num_categories;
       break;

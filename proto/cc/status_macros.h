@@ -9,9 +9,9 @@
 #define LOGP_CONCAT_(a, b) LOGP_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::absl::Status logp_status_ = (expr);      \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status logp_status_ = (expr);        \
     if (!logp_status_.ok()) return logp_status_; \
   } while (0)
 

@@ -47,7 +47,8 @@ class Catalog {
 
   // Appends events (their seq numbers are set by the caller) and updates the job row in one
   // transaction, so the job's last_seq never runs ahead of or behind its events.
-  virtual absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) = 0;
+  virtual absl::Status AppendEvents(const v1::Job& job,
+                                    const std::vector<v1::JobEvent>& events) = 0;
   virtual absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                                int64_t from_seq) = 0;
 

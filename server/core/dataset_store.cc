@@ -1,11 +1,10 @@
 #include "server/core/dataset_store.h"
 
 #include <dirent.h>
+#include <glog/logging.h>
 
 #include <cstdio>
 #include <cstring>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -40,9 +39,9 @@ absl::Status CheckHeader(const v1::DatasetHeader& h) {
   }
   if (h.kind() == v1::DATA_KIND_CATEGORICAL &&
       (h.num_categories() < 2 || h.num_categories() > 65536)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "header.num_categories must be in [2, 65536] for categorical data, got ",
-        h.num_categories()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.num_categories must be in [2, 65536] for categorical data, got ",
+                     h.num_categories()));
   }
   if (h.has_image_shape()) {
     const auto& s = h.image_shape();
@@ -89,8 +88,8 @@ DatasetStore::DatasetStore(const DatasetStoreOptions& options, Catalog* catalog)
       data_dir_(options.dir + "/datasets"),
       tmp_dir_(options.dir + "/tmp") {}
 
-absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(
-    const DatasetStoreOptions& options, Catalog* catalog) {
+absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const DatasetStoreOptions& options,
+                                                                 Catalog* catalog) {
   std::unique_ptr<DatasetStore> store(new DatasetStore(options, catalog));
   RETURN_IF_ERROR(MakeDirs(store->data_dir_));
   RETURN_IF_ERROR(MakeDirs(store->tmp_dir_));
@@ -137,15 +136,15 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
   }
   const v1::DatasetHeader header = req.header();
   RETURN_IF_ERROR(CheckHeader(header));
-  ASSIGN_OR_RETURN(RecordMatrix scratch, RecordMatrix::Empty(header.kind(), header.dim(),
-                                                             header.num_categories()));
+  ASSIGN_OR_RETURN(RecordMatrix scratch,
+                   RecordMatrix::Empty(header.kind(), header.dim(), header.num_categories()));
   const v1::Encoding enc = CanonicalEncoding(scratch.kind, scratch.num_categories);
   const int64_t row_bytes = RowBytes(enc, header.dim());
   const int64_t declared = static_cast<int64_t>(header.num_records());
   if (declared > options_.max_dataset_bytes / row_bytes) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "dataset of %d records x %d bytes exceeds the server's limit of %d bytes", declared,
-        row_bytes, options_.max_dataset_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("dataset of %d records x %d bytes exceeds the server's limit of %d bytes",
+                        declared, row_bytes, options_.max_dataset_bytes));
   }
 
   TempFile tmp(absl::StrCat(tmp_dir_, "/upload-", RandomHex(16)));
@@ -159,8 +158,8 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
   if (std::fwrite(&fh, sizeof(fh), 1, tmp.get()) != 1) {
     return absl::InternalError("cannot write dataset header");
   }
-  uint64_t hash = Fnv1a64(absl::string_view(reinterpret_cast<const char*>(&fh), sizeof(fh)),
-                          kFnvOffset);
+  uint64_t hash =
+      Fnv1a64(absl::string_view(reinterpret_cast<const char*>(&fh), sizeof(fh)), kFnvOffset);
   int64_t received = 0;
   std::string encoded;
   while (next(&req)) {
@@ -169,11 +168,12 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
       return absl::InvalidArgumentError(
           absl::StrCat("a second header arrived after ", received, " records"));
     }
-    if (!req.has_chunk()) return absl::InvalidArgumentError("a message carries neither header nor chunk");
+    if (!req.has_chunk())
+      return absl::InvalidArgumentError("a message carries neither header nor chunk");
     const v1::RecordBlock& chunk = req.chunk();
     if (static_cast<int64_t>(chunk.num_records()) > declared - received) {
-      return absl::InvalidArgumentError(absl::StrCat("received more records than the ", declared,
-                                                     " declared in the header"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("received more records than the ", declared, " declared in the header"));
     }
     scratch.rows = 0;
     scratch.u8.clear();
@@ -220,8 +220,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& id) {
   return catalog_->GetDataset(id);
 }
 
-absl::StatusOr<Page<v1::Dataset>> DatasetStore::List(int page_size,
-                                                     const std::string& page_token) {
+absl::StatusOr<Page<v1::Dataset>> DatasetStore::List(int page_size, const std::string& page_token) {
   return catalog_->ListDatasets(page_size, page_token);
 }
 
@@ -272,10 +271,9 @@ absl::StatusOr<std::shared_ptr<const RecordMatrix>> DatasetStore::Load(const std
       fh.num_records != ds.num_records()) {
     return absl::DataLossError(absl::StrCat("dataset file of ", id, " does not match its row"));
   }
-  ASSIGN_OR_RETURN(RecordMatrix m,
-                   RecordMatrix::Empty(static_cast<v1::DataKind>(fh.kind),
-                                       static_cast<int64_t>(fh.dim),
-                                       static_cast<int32_t>(fh.num_categories)));
+  ASSIGN_OR_RETURN(RecordMatrix m, RecordMatrix::Empty(static_cast<v1::DataKind>(fh.kind),
+                                                       static_cast<int64_t>(fh.dim),
+                                                       static_cast<int32_t>(fh.num_categories)));
   m.Reserve(static_cast<int64_t>(fh.num_records));
   absl::Status st = DecodeAppend(CanonicalEncoding(m.kind, m.num_categories),
                                  static_cast<int64_t>(fh.num_records), m.cols,

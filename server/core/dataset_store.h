@@ -31,7 +31,7 @@ class DatasetStore {
   // `catalog` must outlive the store. Removes temporary files and files without a catalogue row
   // (left by a crash) before returning.
   static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(const DatasetStoreOptions& options,
-                                                           Catalog* catalog);
+                                                            Catalog* catalog);
 
   // Reads one upload: `next` fills the next request and returns false at the end of the stream.
   // The first request must be a header, every later one a chunk. On any error nothing is stored.

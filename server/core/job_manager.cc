@@ -21,8 +21,7 @@ constexpr int kDefaultEpochs = 10;
 constexpr double kDefaultValidationFraction = 0.1;
 
 bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
 }  // namespace
@@ -66,7 +65,6 @@ class JobManager::Observer : public TrainObserver {
   std::shared_ptr<ActiveJob> job_;
   std::atomic<bool>* shutting_down_;
 };
-
 
 JobManager::JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
                        ModelStore* models)
@@ -152,9 +150,9 @@ absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
       }
       const double held = std::llround(f * static_cast<double>(ds.num_records()));
       if (held < 1 || held >= static_cast<double>(ds.num_records())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "spec.validation_fraction ", f, " of ", ds.num_records(),
-            " records leaves an empty training or validation set"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec.validation_fraction ", f, " of ", ds.num_records(),
+                         " records leaves an empty training or validation set"));
       }
       break;
     }
@@ -169,8 +167,8 @@ absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
   auto* opt = spec->mutable_optimizer();
   if (!opt->has_learning_rate()) opt->set_learning_rate(kDefaultLearningRate);
   if (!(opt->learning_rate() > 0 && opt->learning_rate() <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.optimizer.learning_rate must be in (0, 1], got ", opt->learning_rate()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.optimizer.learning_rate must be in (0, 1], got ", opt->learning_rate()));
   }
   if (!(opt->weight_decay() >= 0) || !std::isfinite(opt->weight_decay())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -199,16 +197,24 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw) {
   job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_create_time() = ToProto(absl::Now());
   {
+    // Reserve a queue place before writing, so concurrent calls cannot overrun the bound.
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
-    if (static_cast<int>(queue_.size()) >= options_.max_queued) {
+    if (static_cast<int>(queue_.size()) + reserved_places_ >= options_.max_queued) {
       return absl::ResourceExhaustedError(
           absl::StrCat("the job queue is full (", options_.max_queued, " jobs waiting)"));
     }
+    ++reserved_places_;
   }
-  RETURN_IF_ERROR(catalog_->InsertJob(job));
+  absl::Status inserted = catalog_->InsertJob(job);
+  if (!inserted.ok()) {
+    absl::MutexLock lock(&mu_);
+    --reserved_places_;
+    return inserted;
+  }
   v1::Job out = ChangeState(active, v1::JOB_STATE_QUEUED, "queued");
   absl::MutexLock lock(&mu_);
+  --reserved_places_;
   active_[job.id()] = active;
   queue_.push_back(job.id());
   work_cv_.Signal();
@@ -256,8 +262,8 @@ absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& id) {
   }
   if (!active) {
     ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", id, " has already ended (", v1::JobState_Name(job.state()), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, " has already ended (", v1::JobState_Name(job.state()), ")"));
   }
   if (was_queued) {
     return ChangeState(active, v1::JOB_STATE_CANCELLED, "cancelled before it started",

@@ -41,8 +41,7 @@ class JobManager {
   // Re-queues jobs left QUEUED or RUNNING by a previous process (in creation order) and starts
   // the training slots. The stores and catalogue must outlive the manager.
   static absl::StatusOr<std::unique_ptr<JobManager>> Start(const JobManagerOptions& options,
-                                                           Catalog* catalog,
-                                                           DatasetStore* datasets,
+                                                           Catalog* catalog, DatasetStore* datasets,
                                                            ModelStore* models);
   // Calls Shutdown().
   ~JobManager();
@@ -97,6 +96,8 @@ class JobManager {
   absl::CondVar events_cv_;  // some job got an event
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  // Queue places taken by CreateJob calls still writing their job.
+  int reserved_places_ ABSL_GUARDED_BY(mu_) = 0;
   // QUEUED and RUNNING jobs; ended jobs live only in the catalogue.
   std::map<std::string, std::shared_ptr<ActiveJob>> active_ ABSL_GUARDED_BY(mu_);
   // Mirrors shutting_down_ for lock-free polling at every training step.

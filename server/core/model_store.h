@@ -20,8 +20,7 @@ namespace logp {
 class ModelStore {
  public:
   // Files live in <dir>/models. Removes files without a catalogue row (left by a crash).
-  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir,
-                                                         Catalog* catalog);
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir, Catalog* catalog);
 
   // Writes the model durably, then commits `meta` (its id, create_time, num_parameters and
   // score_kind are filled in here) to the catalogue. Returns the stored row.

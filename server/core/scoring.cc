@@ -79,15 +79,15 @@ absl::Status SampleRecords(ModelStore& models, const v1::SampleRequest& request,
   const int64_t n = static_cast<int64_t>(request.num_samples());
   if (request.num_samples() == 0) return absl::InvalidArgumentError("num_samples must be > 0");
   if (request.num_samples() > static_cast<uint64_t>(limits.max_samples)) {
-    return absl::ResourceExhaustedError(absl::StrCat("num_samples may be at most ",
-                                                     limits.max_samples, ", got ",
-                                                     request.num_samples()));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "num_samples may be at most ", limits.max_samples, ", got ", request.num_samples()));
   }
   int64_t chunk_index = 0;
   for (int64_t done = 0; done < n; done += limits.sample_chunk_records, ++chunk_index) {
     if (cancelled && cancelled()) return absl::CancelledError("sampling cancelled by the client");
     const int64_t k = std::min(limits.sample_chunk_records, n - done);
-    ASSIGN_OR_RETURN(RecordMatrix s, model->Sample(k, SplitMix64(request.seed() ^ SplitMix64(chunk_index))));
+    ASSIGN_OR_RETURN(RecordMatrix s,
+                     model->Sample(k, SplitMix64(request.seed() ^ SplitMix64(chunk_index))));
     v1::SampleResponse response;
     *response.mutable_records() = Encode(s, 0, s.rows);
     if (!write(response)) return absl::CancelledError("the client stopped reading samples");

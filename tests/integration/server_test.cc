@@ -11,16 +11,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <iostream>
 #include <limits>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "client/client.h"
 #include "server/core/core.h"
 
@@ -166,6 +167,7 @@ class ServerTest : public ::testing::Test {
     o.data_dir = dir_;
     o.scoring.max_score_records = 1000;
     o.scoring.max_samples = 500;
+    o.scoring.sample_chunk_records = 64;  // Sample streams several chunks
     o.jobs.max_queued = 2;
     o.jobs.progress_interval_seconds = 0.05;
     o.jobs.training_slots = 1;
@@ -218,14 +220,11 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(running) << "job " << job_id << " ended without running";
   }
   // Creates the job and waits for it to succeed; returns the final job.
-  v1::Job Train(const v1::JobSpec& spec, std::vector<v1::JobEvent>* events = nullptr) {
+  v1::Job Train(const v1::JobSpec& spec) {
     auto job = client_->CreateJob(spec);
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return v1::Job();
-    auto done = client_->WaitForJob(job->id(), [&](const v1::JobEvent& e) {
-      if (events) events->push_back(e);
-      return true;
-    });
+    auto done = client_->WaitForJob(job->id());
     EXPECT_TRUE(done.ok()) << done.status();
     if (!done.ok()) return v1::Job();
     EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
@@ -380,7 +379,6 @@ TEST_F(ServerTest, UploadTrainScoreEvaluateSample) {
   ASSERT_FALSE(bern.model_id().empty());
   auto bern_model = client_->GetModel(bern.model_id());
   ASSERT_TRUE(bern_model.ok()) << bern_model.status();
-  std::cerr << "DEBUG bern " << bern_model->validation_nll() << " made " << model->validation_nll() << "\n";
   EXPECT_GT(bern_model->validation_nll(), model->validation_nll())
       << "bernoulli " << bern_model->validation_nll() << " vs made " << model->validation_nll();
   EXPECT_GT(bern.best_validation_nll(), job->best_validation_nll());
@@ -645,7 +643,11 @@ TEST_F(ServerTest, CancelQueuedAndRunningJobs) {
   auto queued = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
   ASSERT_TRUE(queued.ok()) << queued.status();
   EXPECT_EQ(queued->state(), v1::JOB_STATE_QUEUED);
-  auto third = client_->CreateJob(MadeSpec(ds.id(), 2));
+  // The third job holds out a separate validation dataset.
+  const v1::Dataset valid = Upload(Structured(100, 16, 14), "valid");
+  v1::JobSpec third_spec = MadeSpec(ds.id(), 2);
+  third_spec.set_validation_dataset_id(valid.id());
+  auto third = client_->CreateJob(third_spec);
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(third->state(), v1::JOB_STATE_QUEUED);
   EXPECT_TRUE(Is(client_->CreateJob(MadeSpec(ds.id(), 2)).status(), StatusCode::kResourceExhausted,
@@ -672,8 +674,9 @@ TEST_F(ServerTest, CancelQueuedAndRunningJobs) {
   auto refill = client_->CreateJob(MadeSpec(ds.id(), 2));
   ASSERT_TRUE(refill.ok()) << refill.status();
 
-  // The dataset of a queued or running job cannot be deleted.
+  // The datasets of a queued or running job cannot be deleted.
   EXPECT_TRUE(Is(client_->DeleteDataset(ds.id()), StatusCode::kFailedPrecondition, ds.id()));
+  EXPECT_TRUE(Is(client_->DeleteDataset(valid.id()), StatusCode::kFailedPrecondition, valid.id()));
 
   // A running job stops at its next step and publishes nothing.
   const auto t0 = std::chrono::steady_clock::now();
@@ -715,8 +718,9 @@ TEST_F(ServerTest, CancelQueuedAndRunningJobs) {
   auto models = client_->ListModels();
   ASSERT_TRUE(models.ok()) << models.status();
   EXPECT_EQ(models->models_size(), 2);
-  // No job uses the dataset any more.
+  // No job uses the datasets any more.
   EXPECT_TRUE(client_->DeleteDataset(ds.id()).ok());
+  EXPECT_TRUE(client_->DeleteDataset(valid.id()).ok());
 }
 
 // ------------------------------------------------------------------------------ 6. limits
@@ -741,9 +745,14 @@ TEST_F(ServerTest, RequestLimits) {
   EXPECT_TRUE(Is(client_->Sample(model, 501, 1).status(), StatusCode::kResourceExhausted, "500"));
   EXPECT_TRUE(
       Is(client_->Sample(model, 0, 1).status(), StatusCode::kInvalidArgument, "num_samples"));
-  auto most = client_->Sample(model, 500, 1);
+  auto most = client_->Sample(model, 500, 1);  // 8 chunks of at most 64
   ASSERT_TRUE(most.ok()) << most.status();
   EXPECT_EQ(most->rows, 500);
+  EXPECT_EQ(most->u8.size(), 500u * 16);
+  for (uint8_t v : most->u8) ASSERT_LE(v, 1);
+  auto most_again = client_->Sample(model, 500, 1);
+  ASSERT_TRUE(most_again.ok()) << most_again.status();
+  EXPECT_EQ(most_again->u8, most->u8);
 
   // Records that do not fit the model.
   EXPECT_TRUE(Is(client_->Score(model, Structured(3, 15, 1)).status(), StatusCode::kInvalidArgument,
@@ -884,7 +893,21 @@ TEST_F(ServerTest, RunningJobIsRequeuedAfterRestart) {
   auto job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
   ASSERT_TRUE(job.ok()) << job.status();
   WaitUntilRunning(job->id());
+  // A watcher of the running job (already streaming) is told the server is going away.
+  auto watcher_client = Client::Connect("127.0.0.1:" + std::to_string(server_->port()));
+  ASSERT_TRUE(watcher_client.ok()) << watcher_client.status();
+  absl::Status watch_status;
+  absl::Notification streaming;
+  std::thread watcher([&] {
+    watch_status = (*watcher_client)->WatchJob(job->id(), 0, [&](const v1::JobEvent&) {
+      if (!streaming.HasBeenNotified()) streaming.Notify();
+      return true;
+    });
+  });
+  streaming.WaitForNotification();
   StopServer();
+  watcher.join();
+  EXPECT_TRUE(Is(watch_status, StatusCode::kUnavailable, "shutting down"));
   StartServer();
 
   // Its history is kept and continues: QUEUED, RUNNING, QUEUED (interrupted), RUNNING again.
@@ -901,6 +924,37 @@ TEST_F(ServerTest, RunningJobIsRequeuedAfterRestart) {
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ(done->last_seq(), events.back().seq());
+}
+
+// The queue bound holds under concurrent submissions too: with the slot busy and max_queued 2,
+// exactly two of eight simultaneous CreateJob calls may succeed.
+TEST_F(ServerTest, ConcurrentCreateJobRespectsQueueBound) {
+  const v1::Dataset ds = Upload(Structured(400, 16, 13));
+  auto long_job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(long_job.ok()) << long_job.status();
+  WaitUntilRunning(long_job->id());
+  std::vector<absl::Status> results(8);
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < results.size(); ++i) {
+      threads.emplace_back(
+          [&, i] { results[i] = client_->CreateJob(MadeSpec(ds.id(), 1)).status(); });
+    }
+    for (auto& t : threads) t.join();
+  }
+  int accepted = 0;
+  for (const absl::Status& r : results) {
+    if (r.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_TRUE(Is(r, StatusCode::kResourceExhausted, "queue"));
+    }
+  }
+  EXPECT_EQ(accepted, 2);
+  auto jobs = client_->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_EQ(jobs->jobs_size(), 3);
+  ASSERT_TRUE(client_->CancelJob(long_job->id()).ok());
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // The wire codec: exact encodings and the validation messages that name record and column.
+#include "proto/cc/records.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
-
-#include "proto/cc/records.h"
 
 namespace logp {
 namespace {
@@ -38,8 +38,8 @@ TEST(RecordsTest, RejectsNonzeroPaddingBits) {
 
 TEST(RecordsTest, NamesRecordAndColumnOfABadBinaryValue) {
   RecordMatrix m = Binary(3);
-  auto st = DecodeAppend(v1::ENCODING_UINT8, 2, 3, std::string("\x00\x01\x00\x01\x02\x00", 6),
-                         10, &m);
+  auto st =
+      DecodeAppend(v1::ENCODING_UINT8, 2, 3, std::string("\x00\x01\x00\x01\x02\x00", 6), 10, &m);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(st.message()).find("record 11, column 1"), std::string::npos) << st;
 }

@@ -1,7 +1,7 @@
 // DatasetStore and Catalog without a network: durable commit, nothing visible from a failed or
 // interrupted upload, orphans removed at startup.
-#include <gtest/gtest.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <fstream>
