@@ -58,10 +58,10 @@ echo "== draw 64 samples"
 demo_secs=$(awk -v a="$demo_start" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')
 rate=$(awk -v e="$EPOCHS" -v s="$train_secs" 'BEGIN {print 54000 * e / s}')
 echo "== summary"
-printf 'test NLL           %s\n' "$(grep -o '"meanNll":[0-9.]*' "$OUT/evaluate.json" | cut -d: -f2) nats"
+printf 'test NLL           %.2f nats\n' "$(grep -o '"meanNll":[0-9.]*' "$OUT/evaluate.json" | cut -d: -f2)"
 printf 'training           %.1f s for %d epochs of 54,000 records (%.0f records/s incl. validation)\n' \
   "$train_secs" "$EPOCHS" "$rate"
-printf 'demo (upload..sample) %.1f s\n' "$demo_secs"
+printf 'demo               %.1f s from upload to samples\n' "$demo_secs"
 printf 'samples            %s\n' "$OUT/samples.png"
 
 echo "== shut down"
