@@ -1,6 +1,5 @@
 #include "server/core/dataset_store.h"
 
-#include <dirent.h>
 #include <glog/logging.h>
 
 #include <cstdio>
@@ -99,14 +98,7 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const DatasetSt
 
 absl::Status DatasetStore::RemoveOrphans() {
   for (const std::string& dir : {tmp_dir_, data_dir_}) {
-    DIR* d = opendir(dir.c_str());
-    if (!d) continue;
-    std::vector<std::string> names;
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    }
-    closedir(d);
-    for (const auto& name : names) {
+    for (const auto& name : ListDir(dir)) {
       bool orphan = dir == tmp_dir_ && name.rfind("upload-", 0) == 0;
       if (dir == data_dir_) {
         const auto dot = name.rfind(".ds");

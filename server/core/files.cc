@@ -1,5 +1,6 @@
 #include "server/core/files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,6 +99,17 @@ absl::Status MakeDirs(const std::string& path) {
     if (i < path.size()) cur.push_back(path[i]);
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return names;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  closedir(d);
+  return names;
 }
 
 absl::Status RemoveFile(const std::string& path) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -18,6 +19,8 @@ absl::Status WriteFileDurably(const std::string& path, absl::string_view bytes);
 absl::Status SyncAndRename(const std::string& path, const std::string& final_path);
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status MakeDirs(const std::string& path);
+// Names of the entries of `dir` not starting with '.'; empty if it cannot be read.
+std::vector<std::string> ListDir(const std::string& dir);
 // Removes a file; OK if it does not exist.
 absl::Status RemoveFile(const std::string& path);
 // A random lower-case hex string of `n` characters (ids, temp names).

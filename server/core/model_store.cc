@@ -1,6 +1,5 @@
 #include "server/core/model_store.h"
 
-#include <dirent.h>
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
@@ -15,21 +14,13 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
                                                              Catalog* catalog) {
   std::unique_ptr<ModelStore> store(new ModelStore(dir + "/models", catalog));
   RETURN_IF_ERROR(MakeDirs(store->dir_));
-  DIR* d = opendir(store->dir_.c_str());
-  if (d) {
-    std::vector<std::string> names;
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    }
-    closedir(d);
-    for (const auto& name : names) {
-      const auto dot = name.rfind(".model");
-      const bool orphan = dot == std::string::npos || dot + 6 != name.size() ||
-                          absl::IsNotFound(catalog->GetModel(name.substr(0, dot)).status());
-      if (orphan) {
-        LOG(INFO) << "removing orphaned model file " << name;
-        RETURN_IF_ERROR(RemoveFile(store->dir_ + "/" + name));
-      }
+  for (const auto& name : ListDir(store->dir_)) {
+    const auto dot = name.rfind(".model");
+    const bool orphan = dot == std::string::npos || dot + 6 != name.size() ||
+                        absl::IsNotFound(catalog->GetModel(name.substr(0, dot)).status());
+    if (orphan) {
+      LOG(INFO) << "removing orphaned model file " << name;
+      RETURN_IF_ERROR(RemoveFile(store->dir_ + "/" + name));
     }
   }
   return store;

@@ -3,7 +3,6 @@
 // field its message must name. Torch-free on purpose: it only talks to the server.
 #include "server/grpc/server.h"
 
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -24,6 +23,7 @@
 #include "absl/synchronization/notification.h"
 #include "client/client.h"
 #include "server/core/core.h"
+#include "server/core/files.h"
 
 namespace logp {
 namespace {
@@ -136,17 +136,6 @@ void ExpectContiguous(const std::vector<v1::JobEvent>& events, int64_t first = 1
   for (size_t i = 0; i < events.size(); ++i) {
     ASSERT_EQ(events[i].seq(), first + static_cast<int64_t>(i)) << "event " << i;
   }
-}
-
-std::vector<std::string> FilesIn(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') out.push_back(e->d_name);
-  }
-  closedir(d);
-  return out;
 }
 
 class ServerTest : public ::testing::Test {
@@ -495,8 +484,8 @@ TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
     ASSERT_TRUE(after.ok()) << after.status();
     EXPECT_EQ(after->SerializeAsString(), before.SerializeAsString());
   }
-  EXPECT_TRUE(FilesIn(dir_ + "/tmp").empty());
-  EXPECT_EQ(FilesIn(dir_ + "/datasets").size(), 2u);
+  EXPECT_TRUE(ListDir(dir_ + "/tmp").empty());
+  EXPECT_EQ(ListDir(dir_ + "/datasets").size(), 2u);
 
   // The server still serves: a good upload works and hashes equal content equally.
   const v1::Dataset good3 = Upload(Structured(50, 16, 2), "good3");

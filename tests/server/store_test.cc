@@ -1,6 +1,5 @@
 // DatasetStore and Catalog without a network: durable commit, nothing visible from a failed or
 // interrupted upload, orphans removed at startup.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -12,17 +11,6 @@
 
 namespace logp {
 namespace {
-
-std::vector<std::string> Files(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') out.push_back(e->d_name);
-  }
-  closedir(d);
-  return out;
-}
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -71,8 +59,8 @@ class StoreTest : public ::testing::Test {
   }
   void ExpectNothingVisible() {
     EXPECT_TRUE(store_->List(0, "").value().items.empty());
-    EXPECT_TRUE(Files(store_->TEST_tmp_dir()).empty());
-    EXPECT_TRUE(Files(store_->TEST_data_dir()).empty());
+    EXPECT_TRUE(ListDir(store_->TEST_tmp_dir()).empty());
+    EXPECT_TRUE(ListDir(store_->TEST_data_dir()).empty());
   }
 
   std::string dir_;
@@ -130,8 +118,8 @@ TEST_F(StoreTest, StartupRemovesOrphans) {
   std::ofstream(store_->TEST_tmp_dir() + "/upload-deadbeef") << "half";
   std::ofstream(store_->TEST_data_dir() + "/ds-0000000000000000.ds") << "no row";
   Reopen();
-  EXPECT_TRUE(Files(store_->TEST_tmp_dir()).empty());
-  EXPECT_EQ(Files(store_->TEST_data_dir()), std::vector<std::string>{ds->id() + ".ds"});
+  EXPECT_TRUE(ListDir(store_->TEST_tmp_dir()).empty());
+  EXPECT_EQ(ListDir(store_->TEST_data_dir()), std::vector<std::string>{ds->id() + ".ds"});
   EXPECT_TRUE(store_->Load(ds->id()).ok());
 }
 
@@ -168,7 +156,7 @@ TEST(FilesTest, WriteFileDurablyReplacesWholeFiles) {
   ASSERT_TRUE(WriteFileDurably(dir + "/a", "first").ok());
   ASSERT_TRUE(WriteFileDurably(dir + "/a", "second").ok());
   EXPECT_EQ(ReadFile(dir + "/a").value(), "second");
-  EXPECT_EQ(Files(dir), std::vector<std::string>{"a"});
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"a"});
   EXPECT_EQ(ReadFile(dir + "/missing").status().code(), absl::StatusCode::kNotFound);
   system(("rm -rf " + dir).c_str());
 }
