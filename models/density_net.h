@@ -1,78 +1,92 @@
-// DensityNet: the LibTorch interface every model family implements. Internal to models/ and its
-// tests; the rest of logp sees only models/model.h.
+// DensityNet: the LibTorch interface every model family implements, and the registry of
+// families. Internal to models/ and its tests; the rest of logp sees only models/model.h.
+//
+// Conventions: a net takes float [B, D] batches of values as uploaded (binary 0/1, categorical
+// 0..K-1 as floats, continuous floats) and returns log-likelihoods in nats per record.
 #ifndef LOGP_MODELS_DENSITY_NET_H_
 #define LOGP_MODELS_DENSITY_NET_H_
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "logp/v1/job_service.pb.h"
+#include "logp/v1/model_service.pb.h"
 #include "models/model.h"
 
 namespace logp {
 
+// Scores of a batch and how they were obtained.
+struct ScoreBatch {
+  torch::Tensor log_prob;        // [B] double or float
+  torch::Tensor standard_error;  // [B] for ESTIMATE scores; undefined otherwise
+  v1::ScoreKind kind = v1::SCORE_KIND_EXACT;
+  int importance_samples = 0;
+};
+
 class DensityNet : public torch::nn::Module {
  public:
-  // log p(x) in nats for a float [B, D] batch of values; returns [B]. Differentiable.
+  enum class Fit { kGradient, kClosedForm, kEm };
+
+  // The family's log-likelihood of each record, [B]; differentiable. Exact for exact families;
+  // the ELBO for the VAE.
   virtual torch::Tensor LogProb(const torch::Tensor& x) = 0;
-  // [n, D] float samples drawn with `gen`.
+  // Mean training loss of a batch: the mean NLL unless the family trains on something else
+  // (the VAE: the mean negative ELBO). Called in train() mode.
+  virtual torch::Tensor Loss(const torch::Tensor& x) { return -LogProb(x).mean(); }
+  // Scores for serving (eval mode, no gradients): LogProb labelled EXACT unless overridden.
+  virtual ScoreBatch Score(const torch::Tensor& x, const ScoreOptions& options) {
+    return ScoreBatch{LogProb(x), torch::Tensor(), v1::SCORE_KIND_EXACT, 0};
+  }
+  // [n, D] float samples drawn with `gen`, in the same value convention as the input.
   virtual torch::Tensor Sample(int64_t n, at::Generator& gen) = 0;
-  // True if the family has a closed-form maximum-likelihood fit (then Train uses FitClosedForm).
-  virtual bool HasClosedForm() const { return false; }
-  // Sets the parameters to the maximum-likelihood fit of `x` ([N, D] float).
+
+  // How Train fits the family: Adam on Loss (default), a closed form, or EM (one EM step over
+  // the whole training set per epoch).
+  virtual Fit fit() const { return Fit::kGradient; }
   virtual void FitClosedForm(const torch::Tensor& x) {}
+  virtual void EmStep(const torch::Tensor& x) {}
+  // Called before gradient step `step` (0-based), e.g. to switch MADE's mask.
+  virtual void BeforeStep(int64_t step) {}
 };
 
-// Independent Bernoulli: log p(x) = sum_d x_d log p_d + (1 - x_d) log(1 - p_d), with
-// p_d = sigmoid(logits_d).
-class BernoulliNetImpl : public DensityNet {
- public:
-  BernoulliNetImpl(int64_t dim, double pseudo_count);
-  torch::Tensor LogProb(const torch::Tensor& x) override;
-  torch::Tensor Sample(int64_t n, at::Generator& gen) override;
-  bool HasClosedForm() const override { return true; }
-  // p_d = (ones_d + a) / (N + 2a), clamped to [1e-6, 1 - 1e-6].
-  void FitClosedForm(const torch::Tensor& x) override;
-  torch::Tensor Probabilities() const;
-
- private:
-  double pseudo_count_;
-  torch::Tensor logits_;
+// One model family: what it models, its defaults and checks, and its factory.
+struct FamilyInfo {
+  v1::ModelFamily family = v1::MODEL_FAMILY_UNSPECIFIED;
+  // Lower-case name used in messages ("made").
+  std::string name;
+  std::vector<v1::DataKind> kinds;
+  // Fills unset hyper-parameters of spec.<family> with their defaults.
+  std::function<void(v1::ModelSpec*)> set_defaults;
+  // INVALID_ARGUMENT naming the field ("model.made.hidden_units ..."); defaults are applied.
+  std::function<absl::Status(const v1::ModelSpec&, const DataShape&)> validate;
+  // Builds an initialised net for a validated spec.
+  std::function<std::shared_ptr<DensityNet>(const v1::ModelSpec&, const DataShape&)> make;
 };
 
-// MADE (Germain et al. 2015) for binary data: a masked MLP whose output d sees only inputs that
-// come before d in `order`, so log p(x) = sum_d log Bernoulli(x_d | sigmoid(out_d)) is exact.
-class MadeImpl : public DensityNet {
- public:
-  // `order[i]` is the variable at position i. Hidden units' degrees are drawn from `mask_seed`.
-  MadeImpl(int64_t dim, int64_t hidden_layers, int64_t hidden_units, std::vector<int64_t> order,
-           uint64_t mask_seed);
-  // Logits [B, D] of p(x_d = 1 | x_<d).
-  torch::Tensor Logits(const torch::Tensor& x);
-  torch::Tensor LogProb(const torch::Tensor& x) override;
-  torch::Tensor Sample(int64_t n, at::Generator& gen) override;
-  const std::vector<int64_t>& order() const { return order_; }
+// The registered family, or nullptr.
+const FamilyInfo* FindFamily(v1::ModelFamily family);
 
- private:
-  int64_t dim_;
-  std::vector<int64_t> order_;
-  std::vector<torch::nn::Linear> layers_;
-  std::vector<torch::Tensor> masks_;
-};
-
-// Builds the net of a validated spec (defaults applied) for `shape`.
+// Builds the net of a spec (defaults applied, validated) for `shape`, including preprocessing.
 absl::StatusOr<std::shared_ptr<DensityNet>> MakeDensityNet(const v1::ModelSpec& spec,
                                                            const DataShape& shape);
 
-// The variable order of a MADE spec: natural, or a permutation drawn from order_seed.
-std::vector<int64_t> MadeOrder(const v1::MadeParams& params, int64_t dim);
+// INVALID_ARGUMENT "<field> must be in [lo, hi], got v" unless lo <= v <= hi.
+absl::Status CheckRange(const std::string& field, double value, double lo, double hi);
 
-// Float [rows, cols] copy of the rows `index` of `m` (all rows if `index` is undefined).
+// A variable order: natural, or a permutation of 0..dim-1 drawn from `seed` (portable).
+std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64_t dim);
+
+// Float [rows, cols] copy of all rows of `m`.
 torch::Tensor RecordsToTensor(const RecordMatrix& m);
+
+// log(mean(exp(x), dim)), stable.
+torch::Tensor LogMeanExp(const torch::Tensor& x, int64_t dim);
 
 }  // namespace logp
 

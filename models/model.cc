@@ -70,7 +70,31 @@ RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape) {
   return m;
 }
 
-// Per-record log p of all rows of `base` (any dtype), in batches, without gradients.
+// Scores of all rows of `base` (any dtype), in batches, without gradients.
+Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& options) {
+  Scores out;
+  out.log_prob.reserve(base.size(0));
+  torch::NoGradGuard no_grad;
+  for (int64_t b = 0; b < base.size(0); b += kEvalBatch) {
+    const int64_t e = std::min(base.size(0), b + kEvalBatch);
+    ScoreOptions batch_options = options;
+    batch_options.seed = options.seed + static_cast<uint64_t>(b);
+    ScoreBatch s = net.Score(base.slice(0, b, e).to(torch::kFloat), batch_options);
+    auto lp = s.log_prob.to(torch::kDouble).contiguous();
+    out.log_prob.insert(out.log_prob.end(), lp.data_ptr<double>(),
+                        lp.data_ptr<double>() + lp.numel());
+    if (s.standard_error.defined()) {
+      auto se = s.standard_error.to(torch::kDouble).contiguous();
+      out.standard_error.insert(out.standard_error.end(), se.data_ptr<double>(),
+                                se.data_ptr<double>() + se.numel());
+    }
+    out.kind = s.kind;
+    out.importance_samples = s.importance_samples;
+  }
+  return out;
+}
+
+// Per-record LogProb of all rows of `base`: the training objective's view (validation).
 std::vector<double> LogProbAll(DensityNet& net, const torch::Tensor& base) {
   std::vector<double> out;
   out.reserve(base.size(0));
@@ -81,6 +105,15 @@ std::vector<double> LogProbAll(DensityNet& net, const torch::Tensor& base) {
     out.insert(out.end(), lp.data_ptr<double>(), lp.data_ptr<double>() + lp.numel());
   }
   return out;
+}
+
+// Sum of |w| over weight matrices (not biases or scalar parameters): the L1 penalty.
+torch::Tensor L1Penalty(DensityNet& net) {
+  torch::Tensor total = torch::zeros({});
+  for (const auto& p : net.named_parameters()) {
+    if (p.key().find("weight") != std::string::npos) total = total + p.value().abs().sum();
+  }
+  return total;
 }
 
 std::vector<torch::Tensor> CopyState(DensityNet& net) {
@@ -182,7 +215,22 @@ absl::StatusOr<std::vector<double>> Model::LogProb(const RecordMatrix& records) 
   RETURN_IF_ERROR(CheckMatches(records, impl_->shape, "records"));
   try {
     c10::InferenceMode guard;
-    return LogProbAll(*impl_->net, BorrowRows(records));
+    return ScoreAll(*impl_->net, BorrowRows(records), ScoreOptions{}).log_prob;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("scoring: ", e.what()));
+  }
+}
+
+absl::StatusOr<Scores> Model::Score(const RecordMatrix& records,
+                                    const ScoreOptions& options) const {
+  RETURN_IF_ERROR(CheckMatches(records, impl_->shape, "records"));
+  if (options.importance_samples > 10000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("importance_samples must be at most 10000, got ", options.importance_samples));
+  }
+  try {
+    c10::InferenceMode guard;
+    return ScoreAll(*impl_->net, BorrowRows(records), options);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("scoring: ", e.what()));
   }
@@ -206,7 +254,15 @@ int64_t Model::NumParameters() const {
   for (const auto& p : impl_->net->parameters()) n += p.numel();
   return n;
 }
-v1::ScoreKind Model::score_kind() const { return v1::SCORE_KIND_EXACT; }
+v1::ScoreKind Model::score_kind() const {
+  // The kind of a default score, read off a one-record score (cheap for every family).
+  try {
+    c10::InferenceMode guard;
+    return impl_->net->Score(torch::zeros({1, impl_->shape.dim}), ScoreOptions{}).kind;
+  } catch (const std::exception&) {
+    return v1::SCORE_KIND_UNSPECIFIED;
+  }
+}
 void* Model::TEST_net() const { return impl_->net.get(); }
 
 absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordMatrix& data,
@@ -284,11 +340,44 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
     };
 
     double best = std::numeric_limits<double>::infinity();
-    if (net.HasClosedForm()) {
+    const double l1 = model->spec().regularization().l1();
+    if (net.fit() == DensityNet::Fit::kEm) {
+      // EM: one step over the whole training set per epoch.
+      observer->OnStart(options.epochs);
+      std::vector<torch::Tensor> best_state = CopyState(net);
+      const torch::Tensor train_f = train_x.to(torch::kFloat);
+      for (int64_t epoch = 1; epoch <= options.epochs; ++epoch) {
+        if (observer->StopRequested()) return absl::CancelledError("job cancelled");
+        const auto t0 = std::chrono::steady_clock::now();
+        {
+          torch::NoGradGuard no_grad;
+          net.EmStep(train_f);
+        }
+        const double secs = std::max(1e-9, Seconds(t0, std::chrono::steady_clock::now()));
+        const double train_nll = SummarizeLogProbs(LogProbAll(net, train_x), shape.dim).mean_nll;
+        if (!std::isfinite(train_nll)) {
+          return absl::FailedPreconditionError(
+              absl::StrFormat("training diverged: NLL is %f after EM step %d", train_nll, epoch));
+        }
+        v1::TrainingProgress p;
+        p.set_epoch(static_cast<int32_t>(epoch));
+        p.set_step(epoch);
+        p.set_total_steps(options.epochs);
+        p.set_train_nll(train_nll);
+        p.set_train_bits_per_dim(train_nll * nats_to_bpd);
+        p.set_samples_per_second(train.rows / secs);
+        observer->OnProgress(p);
+        if (validate(static_cast<int>(epoch), epoch, train_nll, train.rows / secs, &best)) {
+          best_state = CopyState(net);
+        }
+      }
+      RestoreState(net, best_state);
+      result.steps = options.epochs;
+    } else if (net.fit() == DensityNet::Fit::kClosedForm) {
       // Closed-form maximum likelihood: one "step" over all the training data.
       observer->OnStart(1);
       const auto t0 = std::chrono::steady_clock::now();
-      net.FitClosedForm(train_x);
+      net.FitClosedForm(train_x.to(torch::kFloat));
       const double secs = std::max(1e-9, Seconds(t0, std::chrono::steady_clock::now()));
       const double train_nll = [&] {
         NllSummary s = SummarizeLogProbs(LogProbAll(net, train_x), shape.dim);
@@ -326,9 +415,14 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           if (observer->StopRequested()) return absl::CancelledError("job cancelled");
           const int64_t e = std::min(n, b + bs);
           auto x = train_x.index_select(0, perm.slice(0, b, e)).to(torch::kFloat);
-          auto loss = -net.LogProb(x).mean();
+          net.BeforeStep(step);
+          auto loss = net.Loss(x);
           optimizer.zero_grad();
-          loss.backward();
+          if (l1 > 0) {
+            (loss + l1 * L1Penalty(net)).backward();
+          } else {
+            loss.backward();
+          }
           optimizer.step();
           ++step;
           const double lv = loss.item<double>();

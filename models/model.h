@@ -34,6 +34,24 @@ v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec);
 // FAILED_PRECONDITION naming family and kind when the family cannot model `shape.kind`.
 absl::Status ValidateModelSpec(const v1::ModelSpec& spec, const DataShape& shape);
 
+// How to score families without an exact likelihood (the VAE); exact families ignore it.
+struct ScoreOptions {
+  // < 0: the model's default; 0: the ELBO; k >= 1: the importance-weighted estimate with k
+  // samples.
+  int importance_samples = -1;
+  // Seed of the importance samples.
+  uint64_t seed = 0;
+};
+
+// Per-record scores and how they were obtained.
+struct Scores {
+  std::vector<double> log_prob;
+  // ESTIMATE only: per-record standard error; empty otherwise.
+  std::vector<double> standard_error;
+  v1::ScoreKind kind = v1::SCORE_KIND_EXACT;
+  int importance_samples = 0;
+};
+
 class Model {
  public:
   struct Impl;
@@ -53,12 +71,16 @@ class Model {
   // log p(x) in nats for every row of `records`, which must have the model's kind, dim and
   // categories (INVALID_ARGUMENT otherwise). Exact for every family so far.
   absl::StatusOr<std::vector<double>> LogProb(const RecordMatrix& records) const;
+  // Scores with their kind (exact, lower bound or estimate); INVALID_ARGUMENT as LogProb, or for
+  // importance_samples over 10000.
+  absl::StatusOr<Scores> Score(const RecordMatrix& records, const ScoreOptions& options) const;
   // `n` independent samples; equal seeds give equal samples.
   absl::StatusOr<RecordMatrix> Sample(int64_t n, uint64_t seed) const;
 
   const v1::ModelSpec& spec() const;
   const DataShape& shape() const;
   int64_t NumParameters() const;
+  // The kind of the model's default scores.
   v1::ScoreKind score_kind() const;
 
   // For tests in models/: the underlying torch module (a logp::DensityNet*), as void*.

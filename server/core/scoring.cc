@@ -23,6 +23,20 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(ModelStore& models, const
   return m;
 }
 
+template <typename Request>
+absl::StatusOr<ScoreOptions> ToScoreOptions(const Request& request) {
+  ScoreOptions options;
+  if (request.has_importance_samples()) {
+    if (request.importance_samples() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("importance_samples must be >= 0, got ", request.importance_samples()));
+    }
+    options.importance_samples = request.importance_samples();
+  }
+  options.seed = request.seed();
+  return options;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(ModelStore& models, const v1::ScoreRequest& request,
@@ -42,10 +56,14 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(ModelStore& models, const v1::Sco
   ASSIGN_OR_RETURN(RecordMatrix records,
                    RecordMatrix::Empty(shape.kind, shape.dim, shape.num_categories));
   RETURN_IF_ERROR(DecodeAppend(block, 0, &records));
-  ASSIGN_OR_RETURN(std::vector<double> lp, model->LogProb(records));
+  ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
+  ASSIGN_OR_RETURN(Scores scores, model->Score(records, options));
   v1::ScoreResponse response;
-  response.mutable_log_prob()->Assign(lp.begin(), lp.end());
-  response.set_score_kind(model->score_kind());
+  response.mutable_log_prob()->Assign(scores.log_prob.begin(), scores.log_prob.end());
+  response.mutable_standard_error()->Assign(scores.standard_error.begin(),
+                                            scores.standard_error.end());
+  response.set_score_kind(scores.kind);
+  response.set_importance_samples(scores.importance_samples);
   return response;
 }
 
@@ -58,8 +76,9 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(ModelStore& models, Dataset
     return absl::NotFoundError(absl::StrCat("dataset '", request.dataset_id(), "' not found"));
   }
   RETURN_IF_ERROR(data.status());
-  ASSIGN_OR_RETURN(std::vector<double> lp, model->LogProb(**data));
-  const NllSummary s = SummarizeLogProbs(lp, model->shape().dim);
+  ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
+  ASSIGN_OR_RETURN(Scores scores, model->Score(**data, options));
+  const NllSummary s = SummarizeLogProbs(scores.log_prob, model->shape().dim);
   v1::EvaluateResponse r;
   r.set_num_records(static_cast<uint64_t>(s.count));
   r.set_mean_nll(s.mean_nll);
@@ -67,7 +86,8 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(ModelStore& models, Dataset
   r.set_ci95_low(s.ci95_low);
   r.set_ci95_high(s.ci95_high);
   r.set_bits_per_dim(s.bits_per_dim);
-  r.set_score_kind(model->score_kind());
+  r.set_score_kind(scores.kind);
+  r.set_importance_samples(scores.importance_samples);
   return r;
 }
 

@@ -6,6 +6,8 @@
 #include <random>
 
 #include "models/density_net.h"
+#include "models/families/bernoulli.h"
+#include "models/families/made.h"
 #include "models/model.h"
 #include "models/stats.h"
 

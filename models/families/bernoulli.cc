@@ -1,0 +1,47 @@
+#include "models/families/bernoulli.h"
+
+#include "models/families/families.h"
+
+namespace logp {
+namespace F = torch::nn::functional;
+
+BernoulliNetImpl::BernoulliNetImpl(int64_t dim, double pseudo_count) : pseudo_count_(pseudo_count) {
+  logits_ = register_parameter("logits", torch::zeros({dim}));
+}
+
+torch::Tensor BernoulliNetImpl::LogProb(const torch::Tensor& x) {
+  // x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l), stable for any l.
+  return (x * logits_ - F::softplus(logits_)).sum(1);
+}
+
+torch::Tensor BernoulliNetImpl::Sample(int64_t n, at::Generator& gen) {
+  auto u = torch::rand({n, logits_.size(0)}, gen);
+  return (u < torch::sigmoid(logits_.detach())).to(torch::kFloat);
+}
+
+void BernoulliNetImpl::FitClosedForm(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const double n = static_cast<double>(x.size(0));
+  auto p = (x.sum(0, false, torch::kDouble) + pseudo_count_) / (n + 2 * pseudo_count_);
+  p = p.clamp(1e-6, 1 - 1e-6);
+  logits_.copy_(torch::log(p) - torch::log1p(-p));
+}
+
+torch::Tensor BernoulliNetImpl::Probabilities() const { return torch::sigmoid(logits_.detach()); }
+
+FamilyInfo BernoulliFamily() {
+  FamilyInfo f;
+  f.family = v1::MODEL_FAMILY_BERNOULLI;
+  f.name = "bernoulli";
+  f.kinds = {v1::DATA_KIND_BINARY};
+  f.set_defaults = [](v1::ModelSpec*) {};
+  f.validate = [](const v1::ModelSpec& spec, const DataShape&) {
+    return CheckRange("model.bernoulli.pseudo_count", spec.bernoulli().pseudo_count(), 0, 1e9);
+  };
+  f.make = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    return std::make_shared<BernoulliNetImpl>(shape.dim, spec.bernoulli().pseudo_count());
+  };
+  return f;
+}
+
+}  // namespace logp

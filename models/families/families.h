@@ -1,0 +1,14 @@
+// The FamilyInfo of every family, one function per family file. registry.cc lists them.
+#ifndef LOGP_MODELS_FAMILIES_FAMILIES_H_
+#define LOGP_MODELS_FAMILIES_FAMILIES_H_
+
+#include "models/density_net.h"
+
+namespace logp {
+
+FamilyInfo BernoulliFamily();
+FamilyInfo MadeFamily();
+
+}  // namespace logp
+
+#endif  // LOGP_MODELS_FAMILIES_FAMILIES_H_

@@ -1,0 +1,108 @@
+// The registry of model families and the checks every spec goes through.
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/density_net.h"
+#include "models/families/families.h"
+
+namespace logp {
+namespace {
+
+const std::vector<FamilyInfo>& Registry() {
+  static const auto* families = new std::vector<FamilyInfo>{
+      BernoulliFamily(),
+      MadeFamily(),
+  };
+  return *families;
+}
+
+}  // namespace
+
+const FamilyInfo* FindFamily(v1::ModelFamily family) {
+  for (const auto& f : Registry()) {
+    if (f.family == family) return &f;
+  }
+  return nullptr;
+}
+
+v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec) {
+  v1::ModelSpec s = spec;
+  if (const FamilyInfo* f = FindFamily(s.family())) f->set_defaults(&s);
+  return s;
+}
+
+absl::Status CheckRange(const std::string& field, double value, double lo, double hi) {
+  if (!(value >= lo && value <= hi)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be in [", lo, ", ", hi, "], got ", value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModelSpec(const v1::ModelSpec& raw, const DataShape& shape) {
+  if (raw.family() == v1::MODEL_FAMILY_UNSPECIFIED) {
+    return absl::InvalidArgumentError("model.family is required");
+  }
+  const FamilyInfo* f = FindFamily(raw.family());
+  if (f == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.family ", static_cast<int>(raw.family()), " is not known"));
+  }
+  const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
+  if (std::find(f->kinds.begin(), f->kinds.end(), shape.kind) == f->kinds.end()) {
+    std::vector<std::string> kinds;
+    for (auto k : f->kinds) kinds.push_back(KindName(k));
+    return absl::FailedPreconditionError(
+        absl::StrCat("model family ", f->name, " does not support ", KindName(shape.kind),
+                     " data (it models ", absl::StrJoin(kinds, ", "), " data)"));
+  }
+  const auto& reg = spec.regularization();
+  auto st = CheckRange("model.regularization.l1", reg.l1(), 0, 1e6);
+  if (st.ok()) st = CheckRange("model.regularization.dropout", reg.dropout(), 0, 0.99);
+  if (!st.ok()) return st;
+  if (spec.has_preprocessing() && shape.kind != v1::DATA_KIND_CONTINUOUS) {
+    return absl::InvalidArgumentError("model.preprocessing applies to continuous data only");
+  }
+  return f->validate(spec, shape);
+}
+
+absl::StatusOr<std::shared_ptr<DensityNet>> MakeDensityNet(const v1::ModelSpec& raw,
+                                                           const DataShape& shape) {
+  auto st = ValidateModelSpec(raw, shape);
+  if (!st.ok()) return st;
+  const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
+  return FindFamily(spec.family())->make(spec, shape);
+}
+
+std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64_t dim) {
+  std::vector<int64_t> out(dim);
+  for (int64_t i = 0; i < dim; ++i) out[i] = i;
+  if (order == v1::VARIABLE_ORDER_RANDOM) {
+    std::mt19937_64 rng(seed);
+    for (int64_t i = dim - 1; i > 0; --i) {  // Fisher-Yates, portable across platforms
+      std::swap(out[i], out[rng() % static_cast<uint64_t>(i + 1)]);
+    }
+  }
+  return out;
+}
+
+torch::Tensor RecordsToTensor(const RecordMatrix& m) {
+  if (m.rows == 0) return torch::zeros({0, m.cols});
+  if (!m.f32.empty()) {
+    return torch::from_blob(const_cast<float*>(m.f32.data()), {m.rows, m.cols}).clone();
+  }
+  if (!m.u16.empty()) {
+    std::vector<float> v(m.u16.begin(), m.u16.end());
+    return torch::from_blob(v.data(), {m.rows, m.cols}).clone();
+  }
+  return torch::from_blob(const_cast<uint8_t*>(m.u8.data()), {m.rows, m.cols}, torch::kUInt8)
+      .to(torch::kFloat);
+}
+
+torch::Tensor LogMeanExp(const torch::Tensor& x, int64_t dim) {
+  return torch::logsumexp(x, dim) - std::log(static_cast<double>(x.size(dim)));
+}
+
+}  // namespace logp
