@@ -229,23 +229,36 @@ absl::StatusOr<v1::ListModelsResponse> Client::ListModels(int32_t page_size,
 
 absl::StatusOr<std::vector<double>> Client::Score(const std::string& model_id,
                                                   const RecordMatrix& records, int64_t batch) {
+  absl::StatusOr<v1::ScoreResponse> all = ScoreAll(model_id, records, ScoringOptions{}, batch);
+  if (!all.ok()) return all.status();
+  return std::vector<double>(all->log_prob().begin(), all->log_prob().end());
+}
+
+absl::StatusOr<v1::ScoreResponse> Client::ScoreAll(const std::string& model_id,
+                                                   const RecordMatrix& records,
+                                                   const ScoringOptions& options, int64_t batch) {
   if (batch <= 0) batch = std::max<int64_t>(1, records.rows);
-  std::vector<double> log_probs;
-  log_probs.reserve(records.rows);
+  v1::ScoreResponse all;
   v1::ScoreRequest request;
   request.set_model_id(model_id);
+  if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
   for (int64_t begin = 0; begin < records.rows; begin += batch) {
     const int64_t end = std::min(records.rows, begin + batch);
     *request.mutable_records() = Encode(records, begin, end);
+    // Distinct importance samples per request, reproducible from the caller's seed.
+    request.set_seed(options.seed + static_cast<uint64_t>(begin));
     absl::StatusOr<v1::ScoreResponse> response = ScoreRaw(request);
     if (!response.ok()) return response.status();
     if (response->log_prob_size() != end - begin) {
       return absl::InternalError(absl::StrCat("server returned ", response->log_prob_size(),
                                               " scores for ", end - begin, " records"));
     }
-    log_probs.insert(log_probs.end(), response->log_prob().begin(), response->log_prob().end());
+    all.mutable_log_prob()->MergeFrom(response->log_prob());
+    all.mutable_standard_error()->MergeFrom(response->standard_error());
+    all.set_score_kind(response->score_kind());
+    all.set_importance_samples(response->importance_samples());
   }
-  return log_probs;
+  return all;
 }
 
 absl::StatusOr<v1::ScoreResponse> Client::ScoreRaw(const v1::ScoreRequest& request) {
@@ -258,12 +271,15 @@ absl::StatusOr<v1::ScoreResponse> Client::ScoreRaw(const v1::ScoreRequest& reque
 }
 
 absl::StatusOr<v1::EvaluateResponse> Client::Evaluate(const std::string& model_id,
-                                                      const std::string& dataset_id) {
+                                                      const std::string& dataset_id,
+                                                      const ScoringOptions& options) {
   grpc::ClientContext context;
   SetDeadline(&context);
   v1::EvaluateRequest request;
   request.set_model_id(model_id);
   request.set_dataset_id(dataset_id);
+  if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
+  request.set_seed(options.seed);
   v1::EvaluateResponse response;
   absl::Status status = FromGrpcStatus(models_->Evaluate(&context, request, &response));
   if (!status.ok()) return status;

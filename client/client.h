@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,14 @@ struct ClientOptions {
   int max_message_bytes = 64 << 20;
   // Bytes of records per upload chunk (default 1 MiB).
   int64_t upload_chunk_bytes = 1 << 20;
+};
+
+// How to score families without an exact likelihood (the VAE); exact families ignore it.
+struct ScoringOptions {
+  // Unset: the model's default; 0: the ELBO; k >= 1: importance-weighted estimate with k samples.
+  std::optional<int32_t> importance_samples;
+  // Seed of the importance samples.
+  uint64_t seed = 0;
 };
 
 // Called during uploads with (records sent, total records).
@@ -77,10 +86,16 @@ class Client {
   // log p(x) in nats for every row of `records` (sent in requests of at most `batch` records).
   absl::StatusOr<std::vector<double>> Score(const std::string& model_id,
                                             const RecordMatrix& records, int64_t batch = 10000);
+  // Scores with their kind, importance samples and standard errors (ESTIMATE), concatenated
+  // over requests of at most `batch` records.
+  absl::StatusOr<v1::ScoreResponse> ScoreAll(const std::string& model_id,
+                                             const RecordMatrix& records,
+                                             const ScoringOptions& options, int64_t batch = 10000);
   // Sends one ScoreRequest as given (for tests and benchmarks).
   absl::StatusOr<v1::ScoreResponse> ScoreRaw(const v1::ScoreRequest& request);
   absl::StatusOr<v1::EvaluateResponse> Evaluate(const std::string& model_id,
-                                                const std::string& dataset_id);
+                                                const std::string& dataset_id,
+                                                const ScoringOptions& options = {});
   // Draws `n` samples; the result has the model's kind, dim and categories.
   absl::StatusOr<RecordMatrix> Sample(const std::string& model_id, uint64_t n, uint64_t seed);
 

@@ -22,8 +22,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -47,14 +50,42 @@ ABSL_FLAG(int64_t, max_records, 0, "Read at most this many records (0: all).");
 
 // jobs create. Zero / empty means "the server's default".
 ABSL_FLAG(std::string, dataset, "", "Dataset id (jobs create, models evaluate).");
-ABSL_FLAG(std::string, family, "", "Model family: bernoulli or made.");
+ABSL_FLAG(std::string, family, "",
+          "Model family: bernoulli, categorical, gaussian, gaussian_mixture, fvsbn, nade, made, "
+          "maf, realnvp or vae.");
 ABSL_FLAG(std::string, validation_dataset, "", "Validation dataset id.");
 ABSL_FLAG(double, validation_fraction, 0, "Fraction of training records held out (0 < f < 1).");
-ABSL_FLAG(int32_t, hidden_layers, 0, "MADE hidden layers (0: server default 1).");
-ABSL_FLAG(int32_t, hidden_units, 0, "MADE units per hidden layer (0: server default 500).");
-ABSL_FLAG(std::string, order, "", "MADE variable order: natural or random.");
-ABSL_FLAG(uint64_t, order_seed, 0, "MADE seed for a random order and the masks.");
-ABSL_FLAG(double, pseudo_count, 0, "Bernoulli additive smoothing.");
+// Hyper-parameters: each sets the field of that name in the chosen family's params message (see
+// proto/logp/v1/job_service.proto); unset flags leave the server's defaults.
+ABSL_FLAG(std::optional<std::string>, hidden_layers, std::nullopt, "Hidden layers.");
+ABSL_FLAG(std::optional<std::string>, hidden_units, std::nullopt, "Units per hidden layer.");
+ABSL_FLAG(std::optional<std::string>, order, std::nullopt, "Variable order: natural or random.");
+ABSL_FLAG(std::optional<std::string>, order_seed, std::nullopt, "Seed of a random order/masks.");
+ABSL_FLAG(std::optional<std::string>, pseudo_count, std::nullopt, "Additive smoothing.");
+ABSL_FLAG(std::optional<std::string>, num_masks, std::nullopt, "MADE: masks (order-agnostic).");
+ABSL_FLAG(std::optional<std::string>, conditional, std::nullopt, "MADE: gaussian or mixture.");
+ABSL_FLAG(std::optional<std::string>, mixture_components, std::nullopt, "MADE mixture size.");
+ABSL_FLAG(std::optional<std::string>, direct_connections, std::nullopt, "MADE: true/false.");
+ABSL_FLAG(std::optional<std::string>, components, std::nullopt, "Gaussian mixture: K.");
+ABSL_FLAG(std::optional<std::string>, covariance, std::nullopt, "Mixture: diagonal or full.");
+ABSL_FLAG(std::optional<std::string>, training, std::nullopt, "Mixture: em or gradient.");
+ABSL_FLAG(std::optional<std::string>, min_variance, std::nullopt, "Variance floor.");
+ABSL_FLAG(std::optional<std::string>, flow_layers, std::nullopt, "MAF: flow layers.");
+ABSL_FLAG(std::optional<std::string>, coupling_layers, std::nullopt, "RealNVP: couplings.");
+ABSL_FLAG(std::optional<std::string>, batch_norm, std::nullopt, "MAF/RealNVP: true/false.");
+ABSL_FLAG(std::optional<std::string>, latent_dim, std::nullopt, "VAE: latent dimension.");
+ABSL_FLAG(std::optional<int32_t>, importance_samples, std::nullopt,
+          "VAE: k importance samples (jobs create: the model's default; models score/evaluate: "
+          "this request's; 0 = the ELBO).");
+ABSL_FLAG(std::optional<double>, l1, std::nullopt, "L1 penalty on weights.");
+ABSL_FLAG(std::optional<double>, dropout, std::nullopt, "Dropout on hidden units.");
+ABSL_FLAG(bool, dequantize, false, "Continuous 8-bit data: uniform dequantisation.");
+ABSL_FLAG(std::optional<int32_t>, levels, std::nullopt, "Dequantisation levels (default 256).");
+ABSL_FLAG(bool, logit, false, "Continuous 8-bit data: logit transform.");
+ABSL_FLAG(std::optional<double>, logit_alpha, std::nullopt, "Logit transform alpha.");
+ABSL_FLAG(std::string, model_json, "",
+          "A ModelSpec in protobuf JSON, merged over the flags above, e.g. "
+          "'{\"maf\":{\"flowLayers\":5}}'.");
 ABSL_FLAG(std::optional<double>, lr, std::nullopt,
           "Adam learning rate (unset: server default 1e-3).");
 ABSL_FLAG(double, weight_decay, 0, "L2 weight decay.");
@@ -85,15 +116,19 @@ datasets upload FILE --kind=binary|categorical|continuous [--name=N]
                 [--binarize_threshold=T] [--num_categories=K] [--max_records=N]
                                   upload an IDX (.gz), .npy or .csv file
 datasets get ID | list | delete ID
-jobs create --dataset=ID --family=bernoulli|made [--validation_dataset=ID |
-            --validation_fraction=F] [--hidden_layers=L --hidden_units=H
-            --order=natural|random --order_seed=S] [--pseudo_count=A] [--lr=R
-            --weight_decay=W --batch_size=B --epochs=E --seed=S] [--watch]
+jobs create --dataset=ID --family=FAMILY [--validation_dataset=ID |
+            --validation_fraction=F] [hyper-parameter flags, e.g. --hidden_layers=L
+            --hidden_units=H --order=natural|random --num_masks=M --components=K
+            --covariance=full --flow_layers=N --latent_dim=Z --dropout=P --l1=C
+            --dequantize --logit] [--model_json=JSON] [--lr=R --weight_decay=W
+            --batch_size=B --epochs=E --seed=S] [--watch]
+            FAMILY: bernoulli categorical gaussian gaussian_mixture fvsbn nade made
+                    maf realnvp vae
 jobs get ID | list | cancel ID
 jobs watch ID [--from_seq=N]      follow training; exit 0 iff the job succeeded
 models get ID | list
 models score ID FILE [read flags as for upload] [--output=FILE]
-models evaluate ID --dataset=ID
+models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
 
 Run with --help for every flag.
@@ -192,6 +227,13 @@ std::string EnumWord(const std::string& name, absl::string_view prefix) {
 std::string FamilyWord(v1::ModelFamily f) {
   return EnumWord(v1::ModelFamily_Name(f), "MODEL_FAMILY_");
 }
+// The params message of `family` inside `spec` (the field named like the family), or nullptr.
+google::protobuf::Message* FamilyParams(v1::ModelSpec* spec, v1::ModelFamily family) {
+  const auto* field = spec->GetDescriptor()->FindFieldByName(FamilyWord(family));
+  if (field == nullptr) return nullptr;
+  return spec->GetReflection()->MutableMessage(spec, field);
+}
+
 std::string StateWord(v1::JobState s) {
   return std::string(absl::StripPrefix(v1::JobState_Name(s), "JOB_STATE_"));
 }
@@ -280,18 +322,18 @@ absl::Status Print(const v1::Job& j) {
       {"dataset", s.dataset_id()},
       {"validation", Validation(s)},
       {"family", FamilyWord(s.model().family())}};
-  if (s.model().family() == v1::MODEL_FAMILY_MADE) {
-    const v1::MadeParams& m = s.model().made();
-    fields.push_back(
-        {"made",
-         absl::StrFormat("hidden layers %s, units %s, order %s, order seed %d",
-                         OrDefault(m.hidden_layers()), OrDefault(m.hidden_units()),
-                         m.order() == v1::VARIABLE_ORDER_UNSPECIFIED
-                             ? "default"
-                             : EnumWord(v1::VariableOrder_Name(m.order()), "VARIABLE_ORDER_"),
-                         m.order_seed())});
-  } else if (s.model().family() == v1::MODEL_FAMILY_BERNOULLI) {
-    fields.push_back({"pseudo count", absl::StrFormat("%g", s.model().bernoulli().pseudo_count())});
+  {
+    v1::ModelSpec model = s.model();
+    if (const auto* params = FamilyParams(&model, model.family())) {
+      const std::string text = params->ShortDebugString();
+      fields.push_back({FamilyWord(model.family()), text.empty() ? "defaults" : text});
+    }
+    if (model.has_regularization()) {
+      fields.push_back({"regularization", model.regularization().ShortDebugString()});
+    }
+    if (model.has_preprocessing()) {
+      fields.push_back({"preprocessing", model.preprocessing().ShortDebugString()});
+    }
   }
   fields.push_back({"optimizer", absl::StrFormat("adam lr %s, weight decay %g",
                                                  OrDefault(s.optimizer().learning_rate()),
@@ -510,9 +552,130 @@ absl::StatusOr<int> Watch(Client* client, const std::string& id, int64_t from_se
   return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : 1;
 }
 
+// Sets field `name` of `msg` from its text `value` (numbers, true/false, or an enum word such as
+// "random" for VARIABLE_ORDER_RANDOM).
+absl::Status SetField(google::protobuf::Message* msg, const std::string& name,
+                      const std::string& value) {
+  using google::protobuf::FieldDescriptor;
+  const auto* field = msg->GetDescriptor()->FindFieldByName(name);
+  if (field == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", name, " does not apply to ", msg->GetDescriptor()->name(), " (see --model_json)"));
+  }
+  const auto* refl = msg->GetReflection();
+  bool ok = true;
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      ok = absl::SimpleAtoi(value, &v);
+      if (ok) refl->SetInt32(msg, field, v);
+      break;
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      ok = absl::SimpleAtoi(value, &v);
+      if (ok) refl->SetUInt64(msg, field, v);
+      break;
+    }
+    case FieldDescriptor::CPPTYPE_DOUBLE: {
+      double v;
+      ok = absl::SimpleAtod(value, &v);
+      if (ok) refl->SetDouble(msg, field, v);
+      break;
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      bool v;
+      ok = absl::SimpleAtob(value, &v);
+      if (ok) refl->SetBool(msg, field, v);
+      break;
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const std::string upper = absl::AsciiStrToUpper(value);
+      const google::protobuf::EnumValueDescriptor* match = nullptr;
+      std::vector<std::string> words;
+      for (int i = 1; i < field->enum_type()->value_count(); ++i) {
+        const auto* v = field->enum_type()->value(i);
+        const std::string word = v->name().substr(v->name().rfind('_') + 1);
+        if (absl::EndsWith(v->name(), "_" + upper)) match = v;
+        words.push_back(absl::AsciiStrToLower(word));
+      }
+      if (match == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", name, " must be one of ", absl::StrJoin(words, ", "), ", got '", value, "'"));
+      }
+      refl->SetEnum(msg, field, match);
+      break;
+    }
+    default:
+      ok = false;
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat("--", name, ": cannot read '", value, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ModelSpec> ModelSpecFromFlags() {
+  v1::ModelSpec model;
+  ASSIGN_OR_RETURN(
+      const v1::ModelFamily family,
+      ParseEnum<v1::ModelFamily>("family", absl::GetFlag(FLAGS_family), "MODEL_FAMILY_",
+                                 v1::ModelFamily_Parse,
+                                 "bernoulli, categorical, gaussian, gaussian_mixture, fvsbn, "
+                                 "nade, made, maf, realnvp, vae"));
+  model.set_family(family);
+  const std::pair<const char*, std::optional<std::string>> params[] = {
+      {"hidden_layers", absl::GetFlag(FLAGS_hidden_layers)},
+      {"hidden_units", absl::GetFlag(FLAGS_hidden_units)},
+      {"order", absl::GetFlag(FLAGS_order)},
+      {"order_seed", absl::GetFlag(FLAGS_order_seed)},
+      {"pseudo_count", absl::GetFlag(FLAGS_pseudo_count)},
+      {"num_masks", absl::GetFlag(FLAGS_num_masks)},
+      {"conditional", absl::GetFlag(FLAGS_conditional)},
+      {"mixture_components", absl::GetFlag(FLAGS_mixture_components)},
+      {"direct_connections", absl::GetFlag(FLAGS_direct_connections)},
+      {"components", absl::GetFlag(FLAGS_components)},
+      {"covariance", absl::GetFlag(FLAGS_covariance)},
+      {"training", absl::GetFlag(FLAGS_training)},
+      {"min_variance", absl::GetFlag(FLAGS_min_variance)},
+      {"flow_layers", absl::GetFlag(FLAGS_flow_layers)},
+      {"coupling_layers", absl::GetFlag(FLAGS_coupling_layers)},
+      {"batch_norm", absl::GetFlag(FLAGS_batch_norm)},
+      {"latent_dim", absl::GetFlag(FLAGS_latent_dim)},
+  };
+  google::protobuf::Message* family_params = FamilyParams(&model, family);
+  for (const auto& [name, value] : params) {
+    if (!value) continue;
+    if (family_params == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a known --family"));
+    }
+    RETURN_IF_ERROR(SetField(family_params, name, *value));
+  }
+  if (const auto k = absl::GetFlag(FLAGS_importance_samples)) {
+    model.mutable_vae()->set_importance_samples(*k);
+  }
+  if (const auto l1 = absl::GetFlag(FLAGS_l1)) model.mutable_regularization()->set_l1(*l1);
+  if (const auto p = absl::GetFlag(FLAGS_dropout)) model.mutable_regularization()->set_dropout(*p);
+  if (absl::GetFlag(FLAGS_dequantize)) model.mutable_preprocessing()->set_dequantize(true);
+  if (absl::GetFlag(FLAGS_logit)) model.mutable_preprocessing()->set_logit(true);
+  if (const auto l = absl::GetFlag(FLAGS_levels)) model.mutable_preprocessing()->set_levels(*l);
+  if (const auto a = absl::GetFlag(FLAGS_logit_alpha)) {
+    model.mutable_preprocessing()->set_logit_alpha(*a);
+  }
+  if (const std::string json = absl::GetFlag(FLAGS_model_json); !json.empty()) {
+    v1::ModelSpec extra;
+    auto st = google::protobuf::util::JsonStringToMessage(json, &extra);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--model_json: ", st.ToString()));
+    }
+    model.MergeFrom(extra);
+  }
+  return model;
+}
+
 absl::StatusOr<int> JobsCreate(Context& ctx) {
   if (!ctx.args.empty() || absl::GetFlag(FLAGS_dataset).empty()) {
-    return UsageOf("jobs create --dataset=ID --family=bernoulli|made [...]");
+    return UsageOf("jobs create --dataset=ID --family=FAMILY [...]");
   }
   v1::JobSpec spec;
   spec.set_dataset_id(absl::GetFlag(FLAGS_dataset));
@@ -525,24 +688,7 @@ absl::StatusOr<int> JobsCreate(Context& ctx) {
   if (!validation_dataset.empty()) spec.set_validation_dataset_id(validation_dataset);
   if (validation_fraction != 0) spec.set_validation_fraction(validation_fraction);
 
-  v1::ModelSpec* model = spec.mutable_model();
-  ASSIGN_OR_RETURN(
-      const v1::ModelFamily family,
-      ParseEnum<v1::ModelFamily>("family", absl::GetFlag(FLAGS_family), "MODEL_FAMILY_",
-                                 v1::ModelFamily_Parse, "bernoulli, made"));
-  model->set_family(family);
-  model->mutable_bernoulli()->set_pseudo_count(absl::GetFlag(FLAGS_pseudo_count));
-  v1::MadeParams* made = model->mutable_made();
-  made->set_hidden_layers(absl::GetFlag(FLAGS_hidden_layers));
-  made->set_hidden_units(absl::GetFlag(FLAGS_hidden_units));
-  if (!absl::GetFlag(FLAGS_order).empty()) {
-    ASSIGN_OR_RETURN(
-        const v1::VariableOrder order,
-        ParseEnum<v1::VariableOrder>("order", absl::GetFlag(FLAGS_order), "VARIABLE_ORDER_",
-                                     v1::VariableOrder_Parse, "natural, random"));
-    made->set_order(order);
-  }
-  made->set_order_seed(absl::GetFlag(FLAGS_order_seed));
+  ASSIGN_OR_RETURN(*spec.mutable_model(), ModelSpecFromFlags());
   if (const auto lr = absl::GetFlag(FLAGS_lr)) spec.mutable_optimizer()->set_learning_rate(*lr);
   spec.mutable_optimizer()->set_weight_decay(absl::GetFlag(FLAGS_weight_decay));
   if (const auto b = absl::GetFlag(FLAGS_batch_size)) spec.set_batch_size(*b);
@@ -653,6 +799,21 @@ std::pair<double, double> MeanAndStandardError(const std::vector<double>& values
   return {mean, se};
 }
 
+ScoringOptions ScoringOptionsFromFlags() {
+  ScoringOptions options;
+  options.importance_samples = absl::GetFlag(FLAGS_importance_samples);
+  options.seed = absl::GetFlag(FLAGS_seed).value_or(0);
+  return options;
+}
+
+std::string ScoreKindWords(v1::ScoreKind kind, int32_t k) {
+  if (kind == v1::SCORE_KIND_ESTIMATE) {
+    return absl::StrCat(ScoreKindName(kind), " (importance-weighted, k = ", k, ")");
+  }
+  if (kind == v1::SCORE_KIND_LOWER_BOUND) return absl::StrCat(ScoreKindName(kind), " (ELBO)");
+  return ScoreKindName(kind);
+}
+
 absl::StatusOr<int> ModelsScore(Context& ctx) {
   if (ctx.args.size() != 2) {
     return UsageOf("models score ID FILE [--kind=K --binarize_threshold=T ...] [--output=FILE]");
@@ -661,7 +822,9 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
   ASSIGN_OR_RETURN(const v1::Model model, client->GetModel(ctx.args[0]));
   ASSIGN_OR_RETURN(const ReadOptions options, ReadOptionsFromFlags(&model));
   ASSIGN_OR_RETURN(const RecordMatrix records, ReadRecordsFile(ctx.args[1], options));
-  ASSIGN_OR_RETURN(const std::vector<double> log_probs, client->Score(model.id(), records));
+  ASSIGN_OR_RETURN(const v1::ScoreResponse scored,
+                   client->ScoreAll(model.id(), records, ScoringOptionsFromFlags()));
+  const std::vector<double> log_probs(scored.log_prob().begin(), scored.log_prob().end());
 
   const std::string output = absl::GetFlag(FLAGS_output);
   if (!output.empty()) {
@@ -675,10 +838,7 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
     }
   }
   if (absl::GetFlag(FLAGS_json)) {
-    v1::ScoreResponse response;
-    response.mutable_log_prob()->Add(log_probs.begin(), log_probs.end());
-    response.set_score_kind(model.score_kind());
-    RETURN_IF_ERROR(PrintJson(response));
+    RETURN_IF_ERROR(PrintJson(scored));
     return 0;
   }
   if (output.empty()) {
@@ -690,7 +850,7 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
                {"mean log p", absl::StrFormat("%.4f ± %.4f nats", mean, se)},
                {"mean NLL", absl::StrFormat("%.4f nats (%.4f bits/dim)", -mean,
                                             -mean / (records.cols * M_LN2))},
-               {"scores", ScoreKindName(model.score_kind())},
+               {"scores", ScoreKindWords(scored.score_kind(), scored.importance_samples())},
                {"written to", output}});
   return 0;
 }
@@ -700,8 +860,9 @@ absl::StatusOr<int> ModelsEvaluate(Context& ctx) {
     return UsageOf("models evaluate ID --dataset=ID");
   }
   ASSIGN_OR_RETURN(Client * client, ctx.client());
-  ASSIGN_OR_RETURN(const v1::EvaluateResponse r,
-                   client->Evaluate(ctx.args[0], absl::GetFlag(FLAGS_dataset)));
+  ASSIGN_OR_RETURN(
+      const v1::EvaluateResponse r,
+      client->Evaluate(ctx.args[0], absl::GetFlag(FLAGS_dataset), ScoringOptionsFromFlags()));
   if (absl::GetFlag(FLAGS_json)) {
     RETURN_IF_ERROR(PrintJson(r));
     return 0;
@@ -711,7 +872,7 @@ absl::StatusOr<int> ModelsEvaluate(Context& ctx) {
                                             r.standard_error())},
                {"95% interval", absl::StrFormat("[%.4f, %.4f]", r.ci95_low(), r.ci95_high())},
                {"bits/dim", absl::StrFormat("%.4f", r.bits_per_dim())},
-               {"scores", ScoreKindName(r.score_kind())}});
+               {"scores", ScoreKindWords(r.score_kind(), r.importance_samples())}});
   return 0;
 }
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Binarized Fashion-MNIST benchmark of every binary family through the real service: uploads
+# train (60k, with a 10% validation split) and test (10k), trains each family with the stated
+# hyper-parameters, evaluates the test set and prints a table (test NLL ± SE, bits/dim, training
+# wall time). Usage: bench/zoo_fmnist.sh [FAMILY ...]   (default: all)
+# Environment: SCALE multiplies every epoch count (e.g. SCALE=0.1 for a quick look).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN="$ROOT/${LOGP_BUILD_DIR:-build}"
+FMNIST=/usr/share/datasets/fashion-mnist
+SCALE="${SCALE:-1}"
+scripts/build.sh --target logpd logpctl >/dev/null
+
+WORK=$(mktemp -d /tmp/logp-bench.XXXXXX)
+"$BIN/server/logpd" --data_dir="$WORK/data" --listen=127.0.0.1:0 --port_file="$WORK/port" \
+  --progress_interval_seconds=10 >"$WORK/logpd.log" 2>&1 &
+PID=$!
+trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.1; done
+CTL=("$BIN/client/logpctl" --server="127.0.0.1:$(cat "$WORK/port")")
+field() { grep -o "\"$1\":\"\?[^\",}]*" | head -1 | sed 's/.*:"\?//'; }
+
+TRAIN=$("${CTL[@]}" --json datasets upload "$FMNIST/train-images-idx3-ubyte.gz" --kind=binary \
+  --binarize_threshold=127 --name=train | field id)
+TEST=$("${CTL[@]}" --json datasets upload "$FMNIST/t10k-images-idx3-ubyte.gz" --kind=binary \
+  --binarize_threshold=127 --name=test | field id)
+
+# name | epochs | flags
+CONFIGS=(
+  "bernoulli|1|--family=bernoulli --pseudo_count=0.5"
+  "fvsbn|20|--family=fvsbn --lr=0.001"
+  "nade|20|--family=nade --hidden_units=500 --lr=0.001"
+  "made|20|--family=made --hidden_layers=1 --hidden_units=500 --lr=0.001"
+  "made-2x1000|30|--family=made --hidden_layers=2 --hidden_units=1000 --lr=0.001"
+  "made-8masks|30|--family=made --hidden_layers=1 --hidden_units=500 --num_masks=8 --order=random --lr=0.001"
+  "vae|30|--family=vae --latent_dim=32 --hidden_units=500 --lr=0.001"
+)
+WANT=("$@")
+printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |\n' family flags epochs "test NLL (nats ± SE)" bits/dim "train (s)" "score kind"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' -------------- ------------------------------------------------------------------------ -------- ---------------------- ---------- ----------- --------------------------
+for c in "${CONFIGS[@]}"; do
+  IFS='|' read -r name epochs flags <<<"$c"
+  if [[ ${#WANT[@]} -gt 0 && ! " ${WANT[*]} " =~ " ${name} " ]]; then continue; fi
+  epochs=$(awk -v e="$epochs" -v s="$SCALE" 'BEGIN { n = int(e * s + 0.5); print (n < 1 ? 1 : n) }')
+  t0=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  JOB=$("${CTL[@]}" --json jobs create --dataset="$TRAIN" $flags --epochs="$epochs" \
+    --batch_size=100 --validation_fraction=0.1 --seed=1 | field id)
+  if ! "${CTL[@]}" jobs watch "$JOB" >"$WORK/$name.watch" 2>&1; then
+    printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |\n' "$name" "$flags" "$epochs" "FAILED" - - -
+    tail -2 "$WORK/$name.watch" >&2
+    continue
+  fi
+  secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
+  MODEL=$("${CTL[@]}" --json jobs get "$JOB" | field modelId)
+  EXTRA=()
+  [[ $name == vae* ]] && EXTRA=(--importance_samples=100)
+  EVAL=$("${CTL[@]}" --json models evaluate "$MODEL" --dataset="$TEST" "${EXTRA[@]}")
+  nll=$(echo "$EVAL" | field meanNll)
+  se=$(echo "$EVAL" | field standardError)
+  bpd=$(echo "$EVAL" | field bitsPerDim)
+  kind=$(echo "$EVAL" | field scoreKind | sed 's/SCORE_KIND_//')
+  k=$(echo "$EVAL" | field importanceSamples)
+  [[ -n $k ]] && kind="$kind (k=$k)"
+  printf '| %-12s | %-70s | %6s | %-20s | %8.4f | %9s | %-24s |\n' "$name" "$flags" "$epochs" \
+    "$(printf '%.2f ± %.2f' "$nll" "${se:-0}")" "$bpd" "$secs" "$kind"
+done
