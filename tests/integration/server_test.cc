@@ -21,6 +21,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "server/core/core.h"
 #include "server/core/files.h"
@@ -199,14 +201,19 @@ class ServerTest : public ::testing::Test {
     return out;
   }
   // Blocks until the job has a RUNNING state change.
+  // Waits until the job's current state is RUNNING (its history may hold earlier RUNNINGs, e.g.
+  // before a restart, so the history is not enough).
   void WaitUntilRunning(const std::string& job_id) {
-    bool running = false;
-    absl::Status st = client_->WatchJob(job_id, 0, [&](const v1::JobEvent& e) {
-      running = e.has_state_change() && e.state_change().state() == v1::JOB_STATE_RUNNING;
-      return !running;
-    });
-    ASSERT_TRUE(st.ok()) << st;
-    ASSERT_TRUE(running) << "job " << job_id << " ended without running";
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline) {
+      auto job = client_->GetJob(job_id);
+      ASSERT_TRUE(job.ok()) << job.status();
+      if (job->state() == v1::JOB_STATE_RUNNING) return;
+      ASSERT_TRUE(job->state() == v1::JOB_STATE_QUEUED)
+          << "job " << job_id << " ended without running: " << v1::JobState_Name(job->state());
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    FAIL() << "job " << job_id << " did not start within 60 s";
   }
   // Creates the job and waits for it to succeed; returns the final job.
   v1::Job Train(const v1::JobSpec& spec) {
