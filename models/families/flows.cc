@@ -39,7 +39,8 @@ FlowBatchNormImpl::FlowBatchNormImpl(int64_t dim) {
 
 FlowOutput FlowBatchNormImpl::Forward(const torch::Tensor& x) {
   torch::Tensor mean, var;
-  if (is_training()) {
+  // A batch of one has no variance: it uses (and leaves) the running statistics.
+  if (is_training() && x.size(0) > 1) {
     mean = x.mean(0);
     var = (x - mean).pow(2).mean(0);
     torch::NoGradGuard no_grad;

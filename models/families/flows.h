@@ -23,7 +23,8 @@ struct FlowOutput {
 
 // Batch normalisation as a bijection: y = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta. In
 // train mode (m, v) are the batch mean and (biased) variance and the running averages are updated
-// (momentum 0.1); in eval mode they are the running averages, so y is a fixed affine map of x.
+// (momentum 0.1); in eval mode (and for a training batch of one record) they are the running
+// averages, so y is a fixed affine map of x.
 class FlowBatchNormImpl : public torch::nn::Module {
  public:
   explicit FlowBatchNormImpl(int64_t dim);

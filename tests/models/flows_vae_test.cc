@@ -137,6 +137,12 @@ TEST(FlowTest, InvertsInFloat) {
     auto back = flow->Inverse(u);
     EXPECT_LT((back - x).abs().max().item<double>(), 1e-4);
     EXPECT_GT((u - x).abs().max().item<double>(), 1e-2);  // the transform is not the identity
+    // A training batch of one record has no batch variance: batch norm uses its running
+    // statistics, so the train-mode log-density equals the eval-mode one.
+    net->train();
+    auto one_train = net->LogProb(x.slice(0, 0, 1)).item<double>();
+    net->eval();
+    EXPECT_NEAR(one_train, net->LogProb(x.slice(0, 0, 1)).item<double>(), 1e-5);
   }
 }
 
