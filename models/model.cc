@@ -116,16 +116,20 @@ torch::Tensor L1Penalty(DensityNet& net) {
   return total;
 }
 
+// Parameters and buffers (e.g. batch-norm running statistics), so that the best epoch's state is
+// restored as a whole.
 std::vector<torch::Tensor> CopyState(DensityNet& net) {
   std::vector<torch::Tensor> s;
   for (auto& p : net.parameters()) s.push_back(p.detach().clone());
+  for (auto& b : net.buffers()) s.push_back(b.detach().clone());
   return s;
 }
 
 void RestoreState(DensityNet& net, const std::vector<torch::Tensor>& s) {
   torch::NoGradGuard no_grad;
-  auto params = net.parameters();
-  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(s[i]);
+  size_t i = 0;
+  for (auto& p : net.parameters()) p.copy_(s[i++]);
+  for (auto& b : net.buffers()) b.copy_(s[i++]);
 }
 
 double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {

@@ -14,6 +14,9 @@ const std::vector<FamilyInfo>& Registry() {
   static const auto* families = new std::vector<FamilyInfo>{
       BernoulliFamily(),
       MadeFamily(),
+      MafFamily(),
+      RealNvpFamily(),
+      VaeFamily(),
   };
   return *families;
 }

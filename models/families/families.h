@@ -8,6 +8,9 @@ namespace logp {
 
 FamilyInfo BernoulliFamily();
 FamilyInfo MadeFamily();
+FamilyInfo MafFamily();
+FamilyInfo RealNvpFamily();
+FamilyInfo VaeFamily();
 
 }  // namespace logp
 

@@ -1,0 +1,130 @@
+// Normalising flows for continuous data: MAF (Papamakarios et al. 2017) and RealNVP (Dinh et al.
+// 2017). A flow maps x to u = f(x) with a tractable Jacobian and scores
+//   log p(x) = log N(u; 0, I) + log|det df/dx|,
+// exact by the change of variables. Sampling draws u ~ N(0, I) and inverts f.
+//
+// Every module here is dtype-generic: the nets are built in float, and tests may convert them to
+// double (module->to(torch::kDouble)) for Jacobians and quadrature.
+#ifndef LOGP_MODELS_FAMILIES_FLOWS_H_
+#define LOGP_MODELS_FAMILIES_FLOWS_H_
+
+#include <utility>
+#include <vector>
+
+#include "models/density_net.h"
+
+namespace logp {
+
+// Result of a bijection's forward pass: the output and log|det J| per record ([B]).
+struct FlowOutput {
+  torch::Tensor y;
+  torch::Tensor log_det;
+};
+
+// Batch normalisation as a bijection: y = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta. In
+// train mode (m, v) are the batch mean and (biased) variance and the running averages are updated
+// (momentum 0.1); in eval mode (and for a training batch of one record) they are the running
+// averages, so y is a fixed affine map of x.
+class FlowBatchNormImpl : public torch::nn::Module {
+ public:
+  explicit FlowBatchNormImpl(int64_t dim);
+  FlowOutput Forward(const torch::Tensor& x);
+  // The inverse of the eval-mode map (running statistics).
+  torch::Tensor Inverse(const torch::Tensor& y);
+
+ private:
+  torch::Tensor log_gamma_, beta_, running_mean_, running_var_;
+};
+TORCH_MODULE(FlowBatchNorm);
+
+// One MAF layer: a Gaussian MADE. mu_d and alpha_d are masked-MLP functions of x_<d (earlier in
+// `order`), u_d = (x_d - mu_d) exp(-alpha_d), log|det| = -sum_d alpha_d.
+class MadeGaussianImpl : public torch::nn::Module {
+ public:
+  // `order[i]` is the variable at position i. Hidden degrees are assigned deterministically
+  // (unit k has degree 1 + k mod max(D - 1, 1)), so the masks follow from the spec.
+  MadeGaussianImpl(int64_t dim, int64_t hidden_layers, int64_t hidden_units,
+                   std::vector<int64_t> order, double dropout);
+  // (mu, alpha), each [B, D]; output d depends only on inputs earlier than d in the order.
+  std::pair<torch::Tensor, torch::Tensor> Conditionals(const torch::Tensor& x);
+  FlowOutput Forward(const torch::Tensor& x);
+  // x from u, one variable at a time in the order (D passes).
+  torch::Tensor Inverse(const torch::Tensor& u);
+  const std::vector<int64_t>& order() const { return order_; }
+
+ private:
+  int64_t dim_;
+  double dropout_;
+  std::vector<int64_t> order_;
+  std::vector<torch::nn::Linear> layers_;
+  std::vector<torch::Tensor> masks_;
+};
+TORCH_MODULE(MadeGaussian);
+
+// One RealNVP affine coupling: with the binary mask b (1 = passed through and conditioned on),
+//   y = b x + (1 - b) (x exp(s(b x)) + t(b x)),  s = scale * tanh(net_s(b x)),
+// log|det| = sum_d (1 - b_d) s_d.
+class AffineCouplingImpl : public torch::nn::Module {
+ public:
+  AffineCouplingImpl(torch::Tensor mask, int64_t hidden_layers, int64_t hidden_units,
+                     double dropout);
+  FlowOutput Forward(const torch::Tensor& x);
+  torch::Tensor Inverse(const torch::Tensor& y);
+
+ private:
+  std::pair<torch::Tensor, torch::Tensor> ScaleShift(const torch::Tensor& x_cond);
+  torch::Tensor Mlp(std::vector<torch::nn::Linear>& layers, torch::Tensor h);
+  double dropout_;
+  torch::Tensor mask_, scale_;
+  std::vector<torch::nn::Linear> scale_net_, shift_net_;
+};
+TORCH_MODULE(AffineCoupling);
+
+// A stack of bijections x -> u with a standard-normal base. Subclasses list their steps.
+class FlowNet : public DensityNet {
+ public:
+  // u = f(x) and log|det df/dx| per record.
+  virtual FlowOutput Forward(const torch::Tensor& x) = 0;
+  // x = f^{-1}(u) (eval-mode map).
+  virtual torch::Tensor Inverse(const torch::Tensor& u) = 0;
+  torch::Tensor LogProb(const torch::Tensor& x) override;
+  torch::Tensor Sample(int64_t n, at::Generator& gen) override;
+
+ protected:
+  explicit FlowNet(int64_t dim) : dim_(dim) {}
+  int64_t dim_;
+};
+
+// MAF: `flow_layers` MADE-Gaussian layers, the order reversed between consecutive layers, with
+// optional batch normalisation between layers.
+class MafImpl : public FlowNet {
+ public:
+  MafImpl(int64_t dim, int64_t flow_layers, int64_t hidden_layers, int64_t hidden_units,
+          bool batch_norm, double dropout);
+  FlowOutput Forward(const torch::Tensor& x) override;
+  torch::Tensor Inverse(const torch::Tensor& u) override;
+  int64_t num_layers() const { return static_cast<int64_t>(mades_.size()); }
+  MadeGaussian& layer(int64_t l) { return mades_[l]; }
+
+ private:
+  std::vector<MadeGaussian> mades_;
+  std::vector<FlowBatchNorm> norms_;  // empty without batch norm; else one between layers
+};
+
+// RealNVP: `coupling_layers` affine couplings; even layers condition on the first floor(D / 2)
+// dimensions and transform the rest, odd layers the reverse; optional batch norm between layers.
+class RealNvpImpl : public FlowNet {
+ public:
+  RealNvpImpl(int64_t dim, int64_t coupling_layers, int64_t hidden_layers, int64_t hidden_units,
+              bool batch_norm, double dropout);
+  FlowOutput Forward(const torch::Tensor& x) override;
+  torch::Tensor Inverse(const torch::Tensor& u) override;
+
+ private:
+  std::vector<AffineCoupling> couplings_;
+  std::vector<FlowBatchNorm> norms_;
+};
+
+}  // namespace logp
+
+#endif  // LOGP_MODELS_FAMILIES_FLOWS_H_

@@ -1,0 +1,60 @@
+#ifndef LOGP_MODELS_FAMILIES_VAE_H_
+#define LOGP_MODELS_FAMILIES_VAE_H_
+
+#include <vector>
+
+#include "models/density_net.h"
+
+namespace logp {
+
+// Variational autoencoder (Kingma & Welling 2014) with a N(0, I) prior on z, a diagonal-Gaussian
+// encoder q(z|x) = N(mu(x), diag exp(log_var(x))) and a decoder p(x|z): independent Bernoulli
+// (binary data) or diagonal Gaussian with a learned per-dimension log-std (continuous data; the
+// log-std is clamped to [-7, 7], so the density stays finite on constant columns).
+//
+// Its log-likelihood is not tractable. LogProb is the ELBO
+//   E_q[log p(x|z)] - KL(q(z|x) || p(z))   (KL analytic, the expectation by one sample),
+// drawn with torch's global generator in train mode and, in eval mode, with a generator seeded
+// by the constant kEvalSeed at every call, so validation numbers are reproducible. Score gives the
+// ELBO (LOWER_BOUND) or the importance-weighted estimate with k samples (Burda et al. 2016),
+//   log (1/k) sum_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x),
+// labelled ESTIMATE with a per-record standard error.
+class VaeImpl : public DensityNet {
+ public:
+  static constexpr uint64_t kEvalSeed = 0x5EED5EED;
+
+  VaeImpl(int64_t dim, bool binary, int64_t latent_dim, int64_t hidden_layers, int64_t hidden_units,
+          int default_importance_samples, double dropout);
+
+  torch::Tensor LogProb(const torch::Tensor& x) override;
+  torch::Tensor Loss(const torch::Tensor& x) override;
+  // importance_samples < 0: the spec's default; 0: the ELBO with one sample drawn from
+  // options.seed (LOWER_BOUND); k >= 1: the IWAE-k estimate (ESTIMATE) with standard error
+  // sd(w_i / mean w) / sqrt(k) by the delta method (for k = 1, the sd of log w estimated from 16
+  // extra draws).
+  ScoreBatch Score(const torch::Tensor& x, const ScoreOptions& options) override;
+  torch::Tensor Sample(int64_t n, at::Generator& gen) override;
+
+  // q(z|x): (mu, log_var), each [B, latent].
+  std::pair<torch::Tensor, torch::Tensor> Encode(const torch::Tensor& x);
+  // log p(x|z) per record for x [B, D] and z [..., B, latent] (broadcast over leading dims).
+  torch::Tensor LogLikelihood(const torch::Tensor& x, const torch::Tensor& z);
+  // ELBO per record with eps ~ N(0, I) drawn from `gen` (or the global generator if null).
+  torch::Tensor Elbo(const torch::Tensor& x, at::Generator* gen);
+  // Per-record log importance weights log p(x, z_i) - log q(z_i|x), [k, B].
+  torch::Tensor LogWeights(const torch::Tensor& x, int64_t k, at::Generator& gen);
+
+ private:
+  torch::Tensor Mlp(std::vector<torch::nn::Linear>& layers, torch::Tensor h);
+
+  int64_t dim_, latent_dim_;
+  bool binary_;
+  int default_importance_samples_;
+  double dropout_;
+  std::vector<torch::nn::Linear> encoder_, decoder_;
+  torch::Tensor log_std_;  // continuous decoder only
+};
+
+}  // namespace logp
+
+#endif  // LOGP_MODELS_FAMILIES_VAE_H_
