@@ -8,6 +8,9 @@ namespace logp {
 
 FamilyInfo BernoulliFamily();
 FamilyInfo MadeFamily();
+FamilyInfo CategoricalFamily();
+FamilyInfo GaussianFamily();
+FamilyInfo GaussianMixtureFamily();
 
 }  // namespace logp
 
