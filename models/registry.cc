@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "models/density_net.h"
 #include "models/families/families.h"
+#include "models/families/preprocessing.h"
 
 namespace logp {
 namespace {
@@ -17,6 +18,9 @@ const std::vector<FamilyInfo>& Registry() {
       MafFamily(),
       RealNvpFamily(),
       VaeFamily(),
+      CategoricalFamily(),
+      GaussianFamily(),
+      GaussianMixtureFamily(),
   };
   return *families;
 }
@@ -33,6 +37,11 @@ const FamilyInfo* FindFamily(v1::ModelFamily family) {
 v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec) {
   v1::ModelSpec s = spec;
   if (const FamilyInfo* f = FindFamily(s.family())) f->set_defaults(&s);
+  if (s.has_preprocessing()) {
+    auto* p = s.mutable_preprocessing();
+    if (p->levels() == 0) p->set_levels(256);
+    if (p->logit_alpha() == 0) p->set_logit_alpha(1e-6);
+  }
   return s;
 }
 
@@ -68,6 +77,15 @@ absl::Status ValidateModelSpec(const v1::ModelSpec& raw, const DataShape& shape)
   if (spec.has_preprocessing() && shape.kind != v1::DATA_KIND_CONTINUOUS) {
     return absl::InvalidArgumentError("model.preprocessing applies to continuous data only");
   }
+  if (spec.has_preprocessing()) {
+    const auto& p = spec.preprocessing();
+    st = CheckRange("model.preprocessing.levels", p.levels(), 2, 65536);
+    if (!st.ok()) return st;
+    if (!(p.logit_alpha() > 0 && p.logit_alpha() < 0.5)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model.preprocessing.logit_alpha must be in (0, 0.5), got ", p.logit_alpha()));
+    }
+  }
   return f->validate(spec, shape);
 }
 
@@ -76,7 +94,11 @@ absl::StatusOr<std::shared_ptr<DensityNet>> MakeDensityNet(const v1::ModelSpec& 
   auto st = ValidateModelSpec(raw, shape);
   if (!st.ok()) return st;
   const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
-  return FindFamily(spec.family())->make(spec, shape);
+  std::shared_ptr<DensityNet> net = FindFamily(spec.family())->make(spec, shape);
+  if (spec.has_preprocessing()) {
+    net = std::make_shared<PreprocessedNetImpl>(std::move(net), spec.preprocessing());
+  }
+  return net;
 }
 
 std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64_t dim) {

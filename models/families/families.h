@@ -11,6 +11,9 @@ FamilyInfo MadeFamily();
 FamilyInfo MafFamily();
 FamilyInfo RealNvpFamily();
 FamilyInfo VaeFamily();
+FamilyInfo CategoricalFamily();
+FamilyInfo GaussianFamily();
+FamilyInfo GaussianMixtureFamily();
 
 }  // namespace logp
 
