@@ -14,6 +14,8 @@ const std::vector<FamilyInfo>& Registry() {
   static const auto* families = new std::vector<FamilyInfo>{
       BernoulliFamily(),
       MadeFamily(),
+      FvsbnFamily(),
+      NadeFamily(),
   };
   return *families;
 }

@@ -8,6 +8,8 @@ namespace logp {
 
 FamilyInfo BernoulliFamily();
 FamilyInfo MadeFamily();
+FamilyInfo FvsbnFamily();
+FamilyInfo NadeFamily();
 
 }  // namespace logp
 
