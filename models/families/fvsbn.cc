@@ -60,7 +60,7 @@ FamilyInfo FvsbnFamily() {
       return absl::InvalidArgumentError("model.fvsbn.order is not a known VariableOrder");
     }
     // D^2 weights.
-    return CheckRange("dim for model.fvsbn", static_cast<double>(shape.dim), 1, 16384);
+    return CheckRange("dim for model.fvsbn", static_cast<double>(shape.dim), 1, 8192);
   };
   f.make = [](const v1::ModelSpec& spec, const DataShape& shape) {
     const auto& m = spec.fvsbn();

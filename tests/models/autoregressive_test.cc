@@ -361,6 +361,25 @@ TEST(EnsembleTest, LogProbIsLogMeanExpOverMasks) {
   EXPECT_GT(max_jensen_gap, 1e-3);
 }
 
+TEST(EnsembleTest, BeforeStepTrainsMaskStepModuloM) {
+  auto model = Model::Create(Made(1, 16, 3), {v1::DATA_KIND_BINARY, 8, 2}, 2).value();
+  auto* made = NetOf<MadeImpl>(*model);
+  auto x = RecordsToTensor(RandomBinary(50, 8, 3, 0.5));
+  torch::NoGradGuard no_grad;
+  made->eval();
+  std::vector<double> losses;
+  for (int64_t step : {0, 1, 2, 3, 5}) {
+    made->BeforeStep(step);
+    const double loss = made->Loss(x).item<double>();
+    EXPECT_NEAR(loss, -made->LogProbWithMask(x, step % 3).mean().item<double>(), 1e-6);
+    losses.push_back(loss);
+  }
+  EXPECT_NE(losses[0], losses[1]);
+  EXPECT_NE(losses[1], losses[2]);
+  EXPECT_EQ(losses[0], losses[3]);  // step 3 is mask 0 again
+  EXPECT_EQ(losses[2], losses[4]);  // step 5 is mask 2
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sampling agrees with scoring.
 
@@ -550,6 +569,21 @@ TEST(SerializeTest, RoundTripKeepsScoresOfEveryKind) {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     EXPECT_EQ(trained.model->LogProb(c.data).value(), (*loaded)->LogProb(c.data).value());
   }
+}
+
+TEST(NadeTest, ChunkedBatchEqualsSmallBatches) {
+  // 2100 rows x 16 variables x 1024 hidden units exceed NadeImpl::kMaxChunkElements: the batch
+  // is processed in 3 chunks, which must not change any record's log p.
+  const int64_t d = 16, h = 1024, n = 2100;
+  ASSERT_GT(n * d * h, 2 * NadeImpl::kMaxChunkElements);
+  auto model = Model::Create(Nade(h, true), {v1::DATA_KIND_BINARY, d, 2}, 4).value();
+  auto* nade = NetOf<NadeImpl>(*model);
+  auto x = RecordsToTensor(RandomBinary(n, d, 5, 0.5));
+  torch::NoGradGuard no_grad;
+  auto whole = nade->LogProb(x);
+  std::vector<torch::Tensor> parts;
+  for (int64_t b = 0; b < n; b += 100) parts.push_back(nade->LogProb(x.slice(0, b, b + 100)));
+  EXPECT_LT((whole - torch::cat(parts)).abs().max().item<double>(), 1e-5);
 }
 
 TEST(DropoutTest, AppliesInTrainModeOnly) {
