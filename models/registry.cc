@@ -21,6 +21,8 @@ const std::vector<FamilyInfo>& Registry() {
       CategoricalFamily(),
       GaussianFamily(),
       GaussianMixtureFamily(),
+      FvsbnFamily(),
+      NadeFamily(),
   };
   return *families;
 }

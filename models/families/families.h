@@ -14,6 +14,8 @@ FamilyInfo VaeFamily();
 FamilyInfo CategoricalFamily();
 FamilyInfo GaussianFamily();
 FamilyInfo GaussianMixtureFamily();
+FamilyInfo FvsbnFamily();
+FamilyInfo NadeFamily();
 
 }  // namespace logp
 

@@ -1,73 +1,246 @@
 #include "models/families/made.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "models/families/families.h"
 
 namespace logp {
 namespace F = torch::nn::functional;
+namespace {
 
-MadeImpl::MadeImpl(int64_t dim, int64_t hidden_layers, int64_t hidden_units,
-                   std::vector<int64_t> order, uint64_t mask_seed)
-    : dim_(dim), order_(std::move(order)) {
-  // Degrees: input variable order_[i] has degree i + 1; a hidden unit of degree k may see inputs
-  // of degree <= k; output d (degree m_d) may see hidden units of degree < m_d.
-  std::vector<int64_t> in_degree(dim);
-  for (int64_t i = 0; i < dim; ++i) in_degree[order_[i]] = i + 1;
-  std::mt19937_64 rng(mask_seed ^ 0x9E3779B97F4A7C15ull);
-  std::vector<int64_t> prev = in_degree;
+// Log-std bounds of continuous conditionals (see made.h).
+constexpr double kMinLogStd = -7.0;
+constexpr double kMaxLogStd = 7.0;
+
+// Seed of mask m >= 1 (orders and connectivity), a splitmix64 step away from the user's seed.
+uint64_t MaskSeed(uint64_t seed, int64_t m) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(m);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+torch::Tensor DegreeTensor(const std::vector<int64_t>& d) {
+  return torch::tensor(d, torch::TensorOptions().dtype(torch::kLong));
+}
+
+}  // namespace
+
+MadeDegrees DrawMadeDegrees(const std::vector<int64_t>& in_degree,
+                            const std::vector<int64_t>& hidden_sizes,
+                            const std::vector<int64_t>& out_degree, uint64_t seed) {
+  MadeDegrees out;
+  out.input = in_degree;
+  out.output = out_degree;
+  std::mt19937_64 rng(seed ^ 0x9E3779B97F4A7C15ull);
+  const int64_t max_in =
+      in_degree.empty() ? 1 : *std::max_element(in_degree.begin(), in_degree.end());
+  const int64_t max_degree = std::max<int64_t>(max_in - 1, 1);
   int64_t prev_min = 1;
-  const int64_t max_degree = std::max<int64_t>(dim - 1, 1);
-  for (int64_t l = 0; l < hidden_layers; ++l) {
-    std::vector<int64_t> deg(hidden_units);
+  for (int64_t units : hidden_sizes) {
+    std::vector<int64_t> deg(units);
     const int64_t lo = std::min(prev_min, max_degree);
     for (auto& d : deg) {
       d = lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(max_degree - lo + 1));
     }
-    auto mask = torch::zeros({hidden_units, static_cast<int64_t>(prev.size())});
-    auto acc = mask.accessor<float, 2>();
-    for (int64_t k = 0; k < hidden_units; ++k) {
-      for (size_t j = 0; j < prev.size(); ++j) acc[k][j] = deg[k] >= prev[j] ? 1.f : 0.f;
-    }
-    layers_.push_back(
-        register_module("hidden" + std::to_string(l),
-                        torch::nn::Linear(static_cast<int64_t>(prev.size()), hidden_units)));
-    masks_.push_back(register_buffer("mask" + std::to_string(l), mask));
-    prev = deg;
     prev_min = *std::min_element(deg.begin(), deg.end());
+    out.hidden.push_back(std::move(deg));
   }
-  auto mask = torch::zeros({dim, static_cast<int64_t>(prev.size())});
-  auto acc = mask.accessor<float, 2>();
-  for (int64_t d = 0; d < dim; ++d) {
-    for (size_t j = 0; j < prev.size(); ++j) acc[d][j] = in_degree[d] > prev[j] ? 1.f : 0.f;
+  return out;
+}
+
+std::vector<torch::Tensor> MadeMasks(const MadeDegrees& degrees) {
+  std::vector<torch::Tensor> masks;
+  torch::Tensor prev = DegreeTensor(degrees.input);
+  for (const auto& layer : degrees.hidden) {
+    torch::Tensor next = DegreeTensor(layer);
+    masks.push_back(next.unsqueeze(1).ge(prev.unsqueeze(0)).to(torch::kFloat));
+    prev = next;
   }
-  layers_.push_back(
-      register_module("output", torch::nn::Linear(static_cast<int64_t>(prev.size()), dim)));
-  masks_.push_back(register_buffer("mask_out", mask));
+  masks.push_back(
+      DegreeTensor(degrees.output).unsqueeze(1).gt(prev.unsqueeze(0)).to(torch::kFloat));
+  return masks;
+}
+
+torch::Tensor MadeDirectMask(const std::vector<int64_t>& in_degree,
+                             const std::vector<int64_t>& out_degree) {
+  return DegreeTensor(out_degree)
+      .unsqueeze(1)
+      .gt(DegreeTensor(in_degree).unsqueeze(0))
+      .to(torch::kFloat);
+}
+
+std::vector<int64_t> OrderDegrees(const std::vector<int64_t>& order, int64_t units_per_var) {
+  const int64_t dim = static_cast<int64_t>(order.size());
+  std::vector<int64_t> deg(dim * units_per_var);
+  for (int64_t i = 0; i < dim; ++i) {
+    for (int64_t u = 0; u < units_per_var; ++u) deg[order[i] * units_per_var + u] = i + 1;
+  }
+  return deg;
+}
+
+MadeImpl::MadeImpl(MadeConfig config) : config_(std::move(config)) {
+  const int64_t dim = config_.dim;
+  int64_t units_per_input = 1;
+  switch (config_.kind) {
+    case v1::DATA_KIND_CATEGORICAL:
+      units_per_input = config_.num_categories;
+      params_per_var_ = config_.num_categories;
+      break;
+    case v1::DATA_KIND_CONTINUOUS:
+      params_per_var_ =
+          config_.conditional == v1::CONDITIONAL_TYPE_MIXTURE ? 3 * config_.mixture_components : 2;
+      break;
+    default:
+      params_per_var_ = 1;
+  }
+  in_units_ = dim * units_per_input;
+  if (config_.order.empty()) config_.order = VariableOrder(v1::VARIABLE_ORDER_NATURAL, 0, dim);
+  const std::vector<int64_t> hidden_sizes(config_.hidden_layers, config_.hidden_units);
+  for (int64_t m = 0; m < config_.num_masks; ++m) {
+    // Mask 0 keeps the chosen order and the user's seed (the single-mask MADE of before).
+    const uint64_t seed = m == 0 ? config_.seed : MaskSeed(config_.seed, m);
+    orders_.push_back(m == 0 ? config_.order : VariableOrder(v1::VARIABLE_ORDER_RANDOM, seed, dim));
+    degrees_.push_back(DrawMadeDegrees(OrderDegrees(orders_[m], units_per_input), hidden_sizes,
+                                       OrderDegrees(orders_[m], params_per_var_), seed));
+  }
+  int64_t prev = in_units_;
+  for (int64_t l = 0; l < config_.hidden_layers; ++l) {
+    layers_.push_back(register_module("hidden" + std::to_string(l),
+                                      torch::nn::Linear(prev, config_.hidden_units)));
+    prev = config_.hidden_units;
+  }
+  layers_.push_back(register_module("output", torch::nn::Linear(prev, dim * params_per_var_)));
+  if (config_.direct_connections) {
+    direct_ = register_module(
+        "direct",
+        torch::nn::Linear(torch::nn::LinearOptions(in_units_, dim * params_per_var_).bias(false)));
+  }
+  current_masks_ = MasksFor(0);
+}
+
+std::vector<torch::Tensor> MadeImpl::MasksFor(int64_t mask) const {
+  if (mask == current_mask_ && !current_masks_.empty()) return current_masks_;
+  std::vector<torch::Tensor> masks = MadeMasks(degrees_[mask]);
+  if (config_.direct_connections) {
+    masks.push_back(MadeDirectMask(degrees_[mask].input, degrees_[mask].output));
+  }
+  return masks;
+}
+
+void MadeImpl::BeforeStep(int64_t step) {
+  const int64_t m = step % config_.num_masks;
+  if (m == current_mask_) return;
+  current_masks_.clear();
+  current_mask_ = m;
+  current_masks_ = MasksFor(m);
+}
+
+torch::Tensor MadeImpl::Encode(const torch::Tensor& x) const {
+  if (config_.kind == v1::DATA_KIND_CATEGORICAL) {
+    return F::one_hot(x.to(torch::kLong), config_.num_categories)
+        .to(torch::kFloat)
+        .reshape({x.size(0), in_units_});
+  }
+  return x.to(torch::kFloat);
+}
+
+torch::Tensor MadeImpl::Forward(const torch::Tensor& encoded, int64_t mask) {
+  const std::vector<torch::Tensor> masks = MasksFor(mask);
+  torch::Tensor h = encoded;
+  const size_t hidden = layers_.size() - 1;
+  for (size_t l = 0; l < hidden; ++l) {
+    h = torch::relu(F::linear(h, layers_[l]->weight * masks[l], layers_[l]->bias));
+    if (config_.dropout > 0) {
+      h = F::dropout(h, F::DropoutFuncOptions().p(config_.dropout).training(is_training()));
+    }
+  }
+  torch::Tensor out = F::linear(h, layers_[hidden]->weight * masks[hidden], layers_[hidden]->bias);
+  if (config_.direct_connections) {
+    out = out + F::linear(encoded, direct_->weight * masks[hidden + 1]);
+  }
+  return out.reshape({encoded.size(0), config_.dim, params_per_var_});
 }
 
 torch::Tensor MadeImpl::Logits(const torch::Tensor& x) {
-  torch::Tensor h = x;
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    h = F::linear(h, layers_[l]->weight * masks_[l], layers_[l]->bias);
-    if (l + 1 < layers_.size()) h = torch::relu(h);
+  return Forward(Encode(x), 0).select(2, 0);
+}
+
+torch::Tensor MadeImpl::LogLikelihoods(const torch::Tensor& params, const torch::Tensor& x) const {
+  static const double kHalfLog2Pi = 0.5 * std::log(2.0 * M_PI);
+  switch (config_.kind) {
+    case v1::DATA_KIND_CATEGORICAL:
+      return torch::log_softmax(params, 2).gather(2, x.to(torch::kLong).unsqueeze(2)).squeeze(2);
+    case v1::DATA_KIND_CONTINUOUS: {
+      if (config_.conditional == v1::CONDITIONAL_TYPE_MIXTURE) {
+        const int64_t c = config_.mixture_components;
+        auto log_w = torch::log_softmax(params.slice(2, 0, c), 2);
+        auto mean = params.slice(2, c, 2 * c);
+        auto log_std = params.slice(2, 2 * c, 3 * c).clamp(kMinLogStd, kMaxLogStd);
+        auto z = (x.unsqueeze(2) - mean) * torch::exp(-log_std);
+        return torch::logsumexp(log_w - kHalfLog2Pi - log_std - 0.5 * z * z, 2);
+      }
+      auto mean = params.select(2, 0);
+      auto log_std = params.select(2, 1).clamp(kMinLogStd, kMaxLogStd);
+      auto z = (x - mean) * torch::exp(-log_std);
+      return -kHalfLog2Pi - log_std - 0.5 * z * z;
+    }
+    default: {
+      auto logits = params.select(2, 0);
+      return x * logits - F::softplus(logits);
+    }
   }
-  return h;
+}
+
+torch::Tensor MadeImpl::LogProbWithMask(const torch::Tensor& x, int64_t mask) {
+  return LogLikelihoods(Forward(Encode(x), mask), x).sum(1);
 }
 
 torch::Tensor MadeImpl::LogProb(const torch::Tensor& x) {
-  auto logits = Logits(x);
-  return (x * logits - F::softplus(logits)).sum(1);
+  if (config_.num_masks == 1) return LogProbWithMask(x, 0);
+  std::vector<torch::Tensor> per_mask;
+  for (int64_t m = 0; m < config_.num_masks; ++m) per_mask.push_back(LogProbWithMask(x, m));
+  return LogMeanExp(torch::stack(per_mask, 0), 0);
+}
+
+torch::Tensor MadeImpl::Loss(const torch::Tensor& x) {
+  return -LogProbWithMask(x, current_mask_).mean();
+}
+
+torch::Tensor MadeImpl::DrawVariable(const torch::Tensor& params, at::Generator& gen) const {
+  const int64_t n = params.size(0);
+  switch (config_.kind) {
+    case v1::DATA_KIND_CATEGORICAL:
+      return torch::multinomial(torch::softmax(params, 1), 1, true, gen)
+          .squeeze(1)
+          .to(torch::kFloat);
+    case v1::DATA_KIND_CONTINUOUS: {
+      torch::Tensor mean, log_std;
+      if (config_.conditional == v1::CONDITIONAL_TYPE_MIXTURE) {
+        const int64_t c = config_.mixture_components;
+        auto k = torch::multinomial(torch::softmax(params.slice(1, 0, c), 1), 1, true, gen);
+        mean = params.slice(1, c, 2 * c).gather(1, k).squeeze(1);
+        log_std = params.slice(1, 2 * c, 3 * c).gather(1, k).squeeze(1);
+      } else {
+        mean = params.select(1, 0);
+        log_std = params.select(1, 1);
+      }
+      return mean + torch::exp(log_std.clamp(kMinLogStd, kMaxLogStd)) * torch::randn({n}, gen);
+    }
+    default:
+      return (torch::rand({n}, gen) < torch::sigmoid(params.select(1, 0))).to(torch::kFloat);
+  }
 }
 
 torch::Tensor MadeImpl::Sample(int64_t n, at::Generator& gen) {
-  auto u = torch::rand({n, dim_}, gen);
-  auto x = torch::zeros({n, dim_});
-  for (int64_t i = 0; i < dim_; ++i) {
-    const int64_t d = order_[i];
-    auto p = torch::sigmoid(Logits(x).select(1, d));
-    x.select(1, d).copy_((u.select(1, d) < p).to(torch::kFloat));
+  torch::NoGradGuard no_grad;
+  auto x = torch::zeros({n, config_.dim});
+  for (int64_t i = 0; i < config_.dim; ++i) {
+    const int64_t d = orders_[0][i];
+    auto params = Forward(Encode(x), 0).select(1, d);
+    x.select(1, d).copy_(DrawVariable(params, gen));
   }
   return x;
 }
@@ -76,27 +249,53 @@ FamilyInfo MadeFamily() {
   FamilyInfo f;
   f.family = v1::MODEL_FAMILY_MADE;
   f.name = "made";
-  f.kinds = {v1::DATA_KIND_BINARY};
+  f.kinds = {v1::DATA_KIND_BINARY, v1::DATA_KIND_CATEGORICAL, v1::DATA_KIND_CONTINUOUS};
   f.set_defaults = [](v1::ModelSpec* spec) {
     auto* m = spec->mutable_made();
     if (m->hidden_layers() == 0) m->set_hidden_layers(1);
     if (m->hidden_units() == 0) m->set_hidden_units(500);
     if (m->order() == v1::VARIABLE_ORDER_UNSPECIFIED) m->set_order(v1::VARIABLE_ORDER_NATURAL);
+    if (m->num_masks() == 0) m->set_num_masks(1);
+    if (m->conditional() == v1::CONDITIONAL_TYPE_UNSPECIFIED) {
+      m->set_conditional(v1::CONDITIONAL_TYPE_GAUSSIAN);
+    }
+    if (m->mixture_components() == 0) m->set_mixture_components(5);
   };
-  f.validate = [](const v1::ModelSpec& spec, const DataShape&) -> absl::Status {
+  f.validate = [](const v1::ModelSpec& spec, const DataShape& shape) -> absl::Status {
     const auto& m = spec.made();
     auto st = CheckRange("model.made.hidden_layers", m.hidden_layers(), 1, 8);
     if (st.ok()) st = CheckRange("model.made.hidden_units", m.hidden_units(), 1, 8192);
     if (st.ok() && !v1::VariableOrder_IsValid(m.order())) {
       st = absl::InvalidArgumentError("model.made.order is not a known VariableOrder");
     }
+    if (st.ok()) st = CheckRange("model.made.num_masks", m.num_masks(), 1, 64);
+    if (st.ok() && !v1::ConditionalType_IsValid(m.conditional())) {
+      st = absl::InvalidArgumentError("model.made.conditional is not a known ConditionalType");
+    }
+    if (st.ok()) st = CheckRange("model.made.mixture_components", m.mixture_components(), 1, 64);
+    if (st.ok() && shape.kind == v1::DATA_KIND_CATEGORICAL) {
+      // One-hot inputs and K logits per variable: D * K units on each side.
+      st = CheckRange("categorical data's dim * num_categories for model.made",
+                      static_cast<double>(shape.dim) * shape.num_categories, 1, 1 << 20);
+    }
     return st;
   };
   f.make = [](const v1::ModelSpec& spec, const DataShape& shape) {
     const auto& m = spec.made();
-    return std::make_shared<MadeImpl>(shape.dim, m.hidden_layers(), m.hidden_units(),
-                                      VariableOrder(m.order(), m.order_seed(), shape.dim),
-                                      m.order_seed());
+    MadeConfig c;
+    c.dim = shape.dim;
+    c.kind = shape.kind;
+    c.num_categories = shape.num_categories;
+    c.hidden_layers = m.hidden_layers();
+    c.hidden_units = m.hidden_units();
+    c.order = VariableOrder(m.order(), m.order_seed(), shape.dim);
+    c.seed = m.order_seed();
+    c.num_masks = m.num_masks();
+    c.direct_connections = m.direct_connections();
+    c.conditional = m.conditional();
+    c.mixture_components = m.mixture_components();
+    c.dropout = spec.regularization().dropout();
+    return std::make_shared<MadeImpl>(std::move(c));
   };
   return f;
 }

@@ -563,11 +563,13 @@ TEST_F(ServerTest, BadJobSpecsAreRefused) {
   EXPECT_TRUE(refused([](v1::JobSpec* s) { s->set_validation_dataset_id("ds-1111111111111111"); },
                       StatusCode::kNotFound, "ds-1111111111111111"));
 
-  // Families that cannot model continuous data.
-  EXPECT_TRUE(refused([&](v1::JobSpec* s) { s->set_dataset_id(continuous.id()); },
-                      StatusCode::kFailedPrecondition, "continuous"));
-  EXPECT_TRUE(refused([&](v1::JobSpec* s) { s->set_dataset_id(continuous.id()); },
-                      StatusCode::kFailedPrecondition, "made"));
+  // Families that cannot model continuous data (MADE can: Gaussian conditionals).
+  auto fvsbn_on_continuous = [&](v1::JobSpec* s) {
+    s->set_dataset_id(continuous.id());
+    s->mutable_model()->set_family(v1::MODEL_FAMILY_FVSBN);
+  };
+  EXPECT_TRUE(refused(fvsbn_on_continuous, StatusCode::kFailedPrecondition, "continuous"));
+  EXPECT_TRUE(refused(fvsbn_on_continuous, StatusCode::kFailedPrecondition, "fvsbn"));
   EXPECT_TRUE(refused([&](v1::JobSpec* s) { *s = BernoulliSpec(continuous.id()); },
                       StatusCode::kFailedPrecondition, "continuous"));
   EXPECT_TRUE(refused([&](v1::JobSpec* s) { *s = BernoulliSpec(continuous.id()); },

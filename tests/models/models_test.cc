@@ -217,8 +217,8 @@ TEST(SpecTest, CodesNameTheProblem) {
   const DataShape binary{v1::DATA_KIND_BINARY, 10, 2};
   const DataShape continuous{v1::DATA_KIND_CONTINUOUS, 10, 0};
   EXPECT_TRUE(ValidateModelSpec(Made(1, 10, false), binary).ok());
-  EXPECT_EQ(absl::StatusCode::kFailedPrecondition,
-            ValidateModelSpec(Made(1, 10, false), continuous).code());
+  // MADE models every kind (continuous with Gaussian conditionals by default).
+  EXPECT_TRUE(ValidateModelSpec(Made(1, 10, false), continuous).ok());
   EXPECT_EQ(absl::StatusCode::kFailedPrecondition,
             ValidateModelSpec(Bernoulli(0), continuous).code());
   EXPECT_EQ(absl::StatusCode::kInvalidArgument, ValidateModelSpec(v1::ModelSpec(), binary).code());

@@ -1,0 +1,40 @@
+#ifndef LOGP_MODELS_FAMILIES_NADE_H_
+#define LOGP_MODELS_FAMILIES_NADE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "models/density_net.h"
+
+namespace logp {
+
+// NADE (Larochelle & Murray 2011) over binary data, with tied input weights:
+//   h_d = sigmoid(c + W[:, <d] x_<d),  p(x_d = 1 | x_<d) = sigmoid(b_d + V_d . h_d),
+// "<d" meaning the variables before d in `order`. All D conditionals come from one pass with a
+// cumulative sum over the ordered inputs (B x D x H floats; the batch is processed in chunks
+// of at most kMaxChunkElements). Dropout on h in train mode. Sequential sampling.
+class NadeImpl : public DensityNet {
+ public:
+  static constexpr int64_t kMaxChunkElements = int64_t{1} << 24;
+
+  NadeImpl(std::vector<int64_t> order, int64_t hidden_units, double dropout);
+  // Logits [B, D] of p(x_d = 1 | x_<d), in variable index.
+  torch::Tensor Logits(const torch::Tensor& x);
+  torch::Tensor LogProb(const torch::Tensor& x) override;
+  torch::Tensor Sample(int64_t n, at::Generator& gen) override;
+  const std::vector<int64_t>& order() const { return order_; }
+
+ private:
+  // Logits [B, D] in position order for a chunk.
+  torch::Tensor OrderedLogits(const torch::Tensor& x);
+
+  std::vector<int64_t> order_;
+  int64_t hidden_units_;
+  double dropout_;
+  torch::Tensor order_index_, inverse_index_;  // order and its inverse, as kLong
+  torch::Tensor w_, c_, v_, b_;                // W [H, D], c [H], V [D, H], b [D]
+};
+
+}  // namespace logp
+
+#endif  // LOGP_MODELS_FAMILIES_NADE_H_
