@@ -13,16 +13,9 @@ namespace {
 
 const std::vector<FamilyInfo>& Registry() {
   static const auto* families = new std::vector<FamilyInfo>{
-      BernoulliFamily(),
-      MadeFamily(),
-      MafFamily(),
-      RealNvpFamily(),
-      VaeFamily(),
-      CategoricalFamily(),
-      GaussianFamily(),
-      GaussianMixtureFamily(),
-      FvsbnFamily(),
-      NadeFamily(),
+      BernoulliFamily(), MadeFamily(),        MafFamily(),      RealNvpFamily(),
+      VaeFamily(),       CategoricalFamily(), GaussianFamily(), GaussianMixtureFamily(),
+      FvsbnFamily(),     NadeFamily(),
   };
   return *families;
 }

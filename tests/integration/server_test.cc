@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -24,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "google/protobuf/util/json_util.h"
 #include "server/core/core.h"
 #include "server/core/files.h"
 
@@ -953,6 +955,142 @@ TEST_F(ServerTest, ConcurrentCreateJobRespectsQueueBound) {
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   EXPECT_EQ(jobs->jobs_size(), 3);
   ASSERT_TRUE(client_->CancelJob(long_job->id()).ok());
+}
+
+}  // namespace
+}  // namespace logp
+
+namespace logp {
+namespace {
+
+RecordMatrix Categorical(int64_t n, int64_t d, int32_t k, uint32_t seed) {
+  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_CATEGORICAL, d, k).value();
+  std::mt19937 rng(seed);
+  for (int64_t i = 0; i < n * d; ++i) m.u8.push_back(static_cast<uint8_t>(rng() % k));
+  m.rows = n;
+  return m;
+}
+
+// Integer values 0..255 stored as continuous data, for preprocessing.
+RecordMatrix Pixels(int64_t n, int64_t d, uint32_t seed) {
+  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_CONTINUOUS, d, 0).value();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(128, 40);
+  for (int64_t i = 0; i < n * d; ++i) {
+    m.f32.push_back(std::floor(std::min(255.f, std::max(0.f, normal(rng)))));
+  }
+  m.rows = n;
+  return m;
+}
+
+struct FamilyCase {
+  std::string name;
+  v1::DataKind kind;
+  std::string model_json;  // the ModelSpec, in protobuf JSON
+  v1::ScoreKind default_kind = v1::SCORE_KIND_EXACT;
+};
+
+// Every family trains, scores, evaluates and samples through the API, with its score label.
+TEST_F(ServerTest, EveryFamilyTrainsScoresEvaluatesAndSamples) {
+  std::map<v1::DataKind, std::pair<v1::Dataset, RecordMatrix>> data;
+  for (auto [kind, m] : {std::make_pair(v1::DATA_KIND_BINARY, Structured(300, 8, 3)),
+                         std::make_pair(v1::DATA_KIND_CATEGORICAL, Categorical(300, 5, 3, 4)),
+                         std::make_pair(v1::DATA_KIND_CONTINUOUS, Continuous(300, 3, 5))}) {
+    data[kind] = {Upload(m), m};
+  }
+  const RecordMatrix pixels = Pixels(300, 3, 6);
+  const v1::Dataset pixel_ds = Upload(pixels, "pixels");
+  const std::vector<FamilyCase> cases = {
+      {"bernoulli", v1::DATA_KIND_BINARY, R"({"family":"MODEL_FAMILY_BERNOULLI"})"},
+      {"fvsbn", v1::DATA_KIND_BINARY, R"({"family":"MODEL_FAMILY_FVSBN"})"},
+      {"nade", v1::DATA_KIND_BINARY, R"({"family":"MODEL_FAMILY_NADE","nade":{"hiddenUnits":16}})"},
+      {"made", v1::DATA_KIND_BINARY,
+       R"({"family":"MODEL_FAMILY_MADE","made":{"hiddenUnits":16,"numMasks":3,
+           "order":"VARIABLE_ORDER_RANDOM","directConnections":true},
+           "regularization":{"dropout":0.1,"l1":0.0001}})"},
+      {"vae-binary", v1::DATA_KIND_BINARY,
+       R"({"family":"MODEL_FAMILY_VAE","vae":{"latentDim":2,"hiddenUnits":16}})",
+       v1::SCORE_KIND_LOWER_BOUND},
+      {"categorical", v1::DATA_KIND_CATEGORICAL,
+       R"({"family":"MODEL_FAMILY_CATEGORICAL","categorical":{"pseudoCount":0.5}})"},
+      {"made-categorical", v1::DATA_KIND_CATEGORICAL,
+       R"({"family":"MODEL_FAMILY_MADE","made":{"hiddenUnits":16}})"},
+      {"gaussian", v1::DATA_KIND_CONTINUOUS, R"({"family":"MODEL_FAMILY_GAUSSIAN"})"},
+      {"mixture-em-full", v1::DATA_KIND_CONTINUOUS,
+       R"({"family":"MODEL_FAMILY_GAUSSIAN_MIXTURE","gaussianMixture":{"components":2,
+           "covariance":"COVARIANCE_TYPE_FULL"}})"},
+      {"mixture-gradient", v1::DATA_KIND_CONTINUOUS,
+       R"({"family":"MODEL_FAMILY_GAUSSIAN_MIXTURE","gaussianMixture":{"components":2,
+           "training":"MIXTURE_TRAINING_GRADIENT"}})"},
+      {"made-mog", v1::DATA_KIND_CONTINUOUS,
+       R"({"family":"MODEL_FAMILY_MADE","made":{"hiddenUnits":16,
+           "conditional":"CONDITIONAL_TYPE_MIXTURE","mixtureComponents":3}})"},
+      {"maf", v1::DATA_KIND_CONTINUOUS,
+       R"({"family":"MODEL_FAMILY_MAF","maf":{"flowLayers":2,"hiddenUnits":16,"batchNorm":true}})"},
+      {"realnvp", v1::DATA_KIND_CONTINUOUS,
+       R"({"family":"MODEL_FAMILY_REALNVP","realnvp":{"couplingLayers":2,"hiddenUnits":16}})"},
+      {"vae-continuous", v1::DATA_KIND_CONTINUOUS,
+       R"({"family":"MODEL_FAMILY_VAE","vae":{"latentDim":2,"hiddenUnits":16}})",
+       v1::SCORE_KIND_LOWER_BOUND},
+      {"maf-dequantized", v1::DATA_KIND_UNSPECIFIED,  // the pixel dataset
+       R"({"family":"MODEL_FAMILY_MAF","maf":{"flowLayers":2,"hiddenUnits":16},
+           "preprocessing":{"dequantize":true,"logit":true}})"},
+  };
+  for (const FamilyCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const bool pixel_case = c.kind == v1::DATA_KIND_UNSPECIFIED;
+    const v1::Dataset& ds = pixel_case ? pixel_ds : data[c.kind].first;
+    const RecordMatrix& records = pixel_case ? pixels : data[c.kind].second;
+    v1::JobSpec spec;
+    spec.set_dataset_id(ds.id());
+    spec.set_validation_fraction(0.2);
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(c.model_json, spec.mutable_model()).ok());
+    spec.set_epochs(2);
+    spec.set_batch_size(50);
+    spec.set_seed(3);
+    const v1::Job job = Train(spec);
+    ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
+    auto model = client_->GetModel(job.model_id());
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_EQ(model->score_kind(), c.default_kind);
+    EXPECT_GT(model->num_parameters(), 0u);
+
+    auto eval = client_->Evaluate(job.model_id(), ds.id());
+    ASSERT_TRUE(eval.ok()) << eval.status();
+    EXPECT_TRUE(std::isfinite(eval->mean_nll()));
+    EXPECT_EQ(eval->score_kind(), c.default_kind);
+    EXPECT_EQ(eval->num_records(), records.rows);
+
+    auto scores = client_->ScoreAll(job.model_id(), records, ScoringOptions{});
+    ASSERT_TRUE(scores.ok()) << scores.status();
+    ASSERT_EQ(scores->log_prob_size(), records.rows);
+    for (double lp : scores->log_prob()) ASSERT_TRUE(std::isfinite(lp));
+    if (c.default_kind == v1::SCORE_KIND_LOWER_BOUND) {
+      ScoringOptions k5;
+      k5.importance_samples = 5;
+      auto iwae = client_->ScoreAll(job.model_id(), records, k5);
+      ASSERT_TRUE(iwae.ok()) << iwae.status();
+      EXPECT_EQ(iwae->score_kind(), v1::SCORE_KIND_ESTIMATE);
+      EXPECT_EQ(iwae->importance_samples(), 5);
+      ASSERT_EQ(iwae->standard_error_size(), records.rows);
+    } else {
+      EXPECT_EQ(scores->standard_error_size(), 0);
+    }
+
+    auto samples = client_->Sample(job.model_id(), 7, 1);
+    ASSERT_TRUE(samples.ok()) << samples.status();
+    ASSERT_EQ(samples->rows, 7);
+    ASSERT_EQ(samples->cols, records.cols);
+    for (int64_t i = 0; i < samples->rows * samples->cols; ++i) {
+      const double v = samples->At(i / samples->cols, i % samples->cols);
+      ASSERT_TRUE(std::isfinite(v));
+      if (pixel_case) {
+        ASSERT_GE(v, 0);
+        ASSERT_LT(v, 256);
+      }
+    }
+  }
 }
 
 }  // namespace
