@@ -85,6 +85,10 @@ std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64
 // Float [rows, cols] copy of all rows of `m`.
 torch::Tensor RecordsToTensor(const RecordMatrix& m);
 
+// sum_d log Bernoulli(x_d | sigmoid(logits_d)) = sum_d x_d l_d - softplus(l_d), per row [B]:
+// stable for any logit (never log of a rounded probability).
+torch::Tensor BernoulliLogLikelihood(const torch::Tensor& logits, const torch::Tensor& x);
+
 // log(mean(exp(x), dim)), stable.
 torch::Tensor LogMeanExp(const torch::Tensor& x, int64_t dim);
 

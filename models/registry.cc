@@ -121,6 +121,10 @@ torch::Tensor RecordsToTensor(const RecordMatrix& m) {
       .to(torch::kFloat);
 }
 
+torch::Tensor BernoulliLogLikelihood(const torch::Tensor& logits, const torch::Tensor& x) {
+  return (x * logits - torch::nn::functional::softplus(logits)).sum(1);
+}
+
 torch::Tensor LogMeanExp(const torch::Tensor& x, int64_t dim) {
   return torch::logsumexp(x, dim) - std::log(static_cast<double>(x.size(dim)));
 }

@@ -3,15 +3,13 @@
 #include "models/families/families.h"
 
 namespace logp {
-namespace F = torch::nn::functional;
 
 BernoulliNetImpl::BernoulliNetImpl(int64_t dim, double pseudo_count) : pseudo_count_(pseudo_count) {
   logits_ = register_parameter("logits", torch::zeros({dim}));
 }
 
 torch::Tensor BernoulliNetImpl::LogProb(const torch::Tensor& x) {
-  // x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l), stable for any l.
-  return (x * logits_ - F::softplus(logits_)).sum(1);
+  return BernoulliLogLikelihood(logits_, x);
 }
 
 torch::Tensor BernoulliNetImpl::Sample(int64_t n, at::Generator& gen) {

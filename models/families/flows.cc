@@ -197,44 +197,36 @@ torch::Tensor FlowNet::Sample(int64_t n, at::Generator& gen) {
   return Inverse(u);
 }
 
+FlowOutput FlowNet::Forward(const torch::Tensor& x) {
+  torch::Tensor h = x;
+  torch::Tensor log_det = torch::zeros({x.size(0)}, x.options());
+  for (const auto& step : steps_) {
+    FlowOutput out = step->Forward(h);
+    h = out.y;
+    log_det = log_det + out.log_det;
+  }
+  return {h, log_det};
+}
+
+torch::Tensor FlowNet::Inverse(const torch::Tensor& u) {
+  torch::Tensor h = u;
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) h = (*it)->Inverse(h);
+  return h;
+}
+
 MafImpl::MafImpl(int64_t dim, int64_t flow_layers, int64_t hidden_layers, int64_t hidden_units,
                  bool batch_norm, double dropout)
     : FlowNet(dim) {
   std::vector<int64_t> order(dim);
   for (int64_t i = 0; i < dim; ++i) order[i] = i;
   for (int64_t l = 0; l < flow_layers; ++l) {
-    mades_.push_back(register_module(
-        absl::StrCat("made", l), MadeGaussian(dim, hidden_layers, hidden_units, order, dropout)));
+    mades_.push_back(AddStep(absl::StrCat("made", l),
+                             MadeGaussian(dim, hidden_layers, hidden_units, order, dropout)));
     order = Reversed(order);
     if (batch_norm && l + 1 < flow_layers) {
-      norms_.push_back(register_module(absl::StrCat("norm", l), FlowBatchNorm(dim)));
+      AddStep(absl::StrCat("norm", l), FlowBatchNorm(dim));
     }
   }
-}
-
-FlowOutput MafImpl::Forward(const torch::Tensor& x) {
-  torch::Tensor h = x;
-  torch::Tensor log_det = torch::zeros({x.size(0)}, x.options());
-  for (size_t l = 0; l < mades_.size(); ++l) {
-    auto out = mades_[l]->Forward(h);
-    h = out.y;
-    log_det = log_det + out.log_det;
-    if (l < norms_.size()) {
-      out = norms_[l]->Forward(h);
-      h = out.y;
-      log_det = log_det + out.log_det;
-    }
-  }
-  return {h, log_det};
-}
-
-torch::Tensor MafImpl::Inverse(const torch::Tensor& u) {
-  torch::Tensor h = u;
-  for (int64_t l = static_cast<int64_t>(mades_.size()) - 1; l >= 0; --l) {
-    if (l < static_cast<int64_t>(norms_.size())) h = norms_[l]->Inverse(h);
-    h = mades_[l]->Inverse(h);
-  }
-  return h;
 }
 
 RealNvpImpl::RealNvpImpl(int64_t dim, int64_t coupling_layers, int64_t hidden_layers,
@@ -248,37 +240,12 @@ RealNvpImpl::RealNvpImpl(int64_t dim, int64_t coupling_layers, int64_t hidden_la
     } else {
       mask.slice(0, half, dim).fill_(1);
     }
-    couplings_.push_back(register_module(
-        absl::StrCat("coupling", l), AffineCoupling(mask, hidden_layers, hidden_units, dropout)));
+    AddStep(absl::StrCat("coupling", l),
+            AffineCoupling(mask, hidden_layers, hidden_units, dropout));
     if (batch_norm && l + 1 < coupling_layers) {
-      norms_.push_back(register_module(absl::StrCat("norm", l), FlowBatchNorm(dim)));
+      AddStep(absl::StrCat("norm", l), FlowBatchNorm(dim));
     }
   }
-}
-
-FlowOutput RealNvpImpl::Forward(const torch::Tensor& x) {
-  torch::Tensor h = x;
-  torch::Tensor log_det = torch::zeros({x.size(0)}, x.options());
-  for (size_t l = 0; l < couplings_.size(); ++l) {
-    auto out = couplings_[l]->Forward(h);
-    h = out.y;
-    log_det = log_det + out.log_det;
-    if (l < norms_.size()) {
-      out = norms_[l]->Forward(h);
-      h = out.y;
-      log_det = log_det + out.log_det;
-    }
-  }
-  return {h, log_det};
-}
-
-torch::Tensor RealNvpImpl::Inverse(const torch::Tensor& u) {
-  torch::Tensor h = u;
-  for (int64_t l = static_cast<int64_t>(couplings_.size()) - 1; l >= 0; --l) {
-    if (l < static_cast<int64_t>(norms_.size())) h = norms_[l]->Inverse(h);
-    h = couplings_[l]->Inverse(h);
-  }
-  return h;
 }
 
 // ---------------------------------------------------------------------------------------------

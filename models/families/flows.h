@@ -8,6 +8,8 @@
 #ifndef LOGP_MODELS_FAMILIES_FLOWS_H_
 #define LOGP_MODELS_FAMILIES_FLOWS_H_
 
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -21,16 +23,24 @@ struct FlowOutput {
   torch::Tensor log_det;
 };
 
+// One invertible step x -> y of a flow.
+class BijectionImpl : public torch::nn::Module {
+ public:
+  virtual FlowOutput Forward(const torch::Tensor& x) = 0;
+  // The inverse of the eval-mode map.
+  virtual torch::Tensor Inverse(const torch::Tensor& y) = 0;
+};
+
 // Batch normalisation as a bijection: y = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta. In
 // train mode (m, v) are the batch mean and (biased) variance and the running averages are updated
 // (momentum 0.1); in eval mode (and for a training batch of one record) they are the running
 // averages, so y is a fixed affine map of x.
-class FlowBatchNormImpl : public torch::nn::Module {
+class FlowBatchNormImpl : public BijectionImpl {
  public:
   explicit FlowBatchNormImpl(int64_t dim);
-  FlowOutput Forward(const torch::Tensor& x);
+  FlowOutput Forward(const torch::Tensor& x) override;
   // The inverse of the eval-mode map (running statistics).
-  torch::Tensor Inverse(const torch::Tensor& y);
+  torch::Tensor Inverse(const torch::Tensor& y) override;
 
  private:
   torch::Tensor log_gamma_, beta_, running_mean_, running_var_;
@@ -39,7 +49,7 @@ TORCH_MODULE(FlowBatchNorm);
 
 // One MAF layer: a Gaussian MADE. mu_d and alpha_d are masked-MLP functions of x_<d (earlier in
 // `order`), u_d = (x_d - mu_d) exp(-alpha_d), log|det| = -sum_d alpha_d.
-class MadeGaussianImpl : public torch::nn::Module {
+class MadeGaussianImpl : public BijectionImpl {
  public:
   // `order[i]` is the variable at position i. Hidden degrees are assigned deterministically
   // (unit k has degree 1 + k mod max(D - 1, 1)), so the masks follow from the spec.
@@ -47,9 +57,9 @@ class MadeGaussianImpl : public torch::nn::Module {
                    std::vector<int64_t> order, double dropout);
   // (mu, alpha), each [B, D]; output d depends only on inputs earlier than d in the order.
   std::pair<torch::Tensor, torch::Tensor> Conditionals(const torch::Tensor& x);
-  FlowOutput Forward(const torch::Tensor& x);
+  FlowOutput Forward(const torch::Tensor& x) override;
   // x from u, one variable at a time in the order (D passes).
-  torch::Tensor Inverse(const torch::Tensor& u);
+  torch::Tensor Inverse(const torch::Tensor& u) override;
   const std::vector<int64_t>& order() const { return order_; }
 
  private:
@@ -64,12 +74,12 @@ TORCH_MODULE(MadeGaussian);
 // One RealNVP affine coupling: with the binary mask b (1 = passed through and conditioned on),
 //   y = b x + (1 - b) (x exp(s(b x)) + t(b x)),  s = scale * tanh(net_s(b x)),
 // log|det| = sum_d (1 - b_d) s_d.
-class AffineCouplingImpl : public torch::nn::Module {
+class AffineCouplingImpl : public BijectionImpl {
  public:
   AffineCouplingImpl(torch::Tensor mask, int64_t hidden_layers, int64_t hidden_units,
                      double dropout);
-  FlowOutput Forward(const torch::Tensor& x);
-  torch::Tensor Inverse(const torch::Tensor& y);
+  FlowOutput Forward(const torch::Tensor& x) override;
+  torch::Tensor Inverse(const torch::Tensor& y) override;
 
  private:
   std::pair<torch::Tensor, torch::Tensor> ScaleShift(const torch::Tensor& x_cond);
@@ -80,19 +90,29 @@ class AffineCouplingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AffineCoupling);
 
-// A stack of bijections x -> u with a standard-normal base. Subclasses list their steps.
+// A stack of bijections x -> u with a standard-normal base. Subclasses add their steps in order.
 class FlowNet : public DensityNet {
  public:
-  // u = f(x) and log|det df/dx| per record.
-  virtual FlowOutput Forward(const torch::Tensor& x) = 0;
-  // x = f^{-1}(u) (eval-mode map).
-  virtual torch::Tensor Inverse(const torch::Tensor& u) = 0;
+  // u = f(x) and log|det df/dx| per record: the steps in order, log-dets summed.
+  FlowOutput Forward(const torch::Tensor& x);
+  // x = f^{-1}(u) (eval-mode map): the steps' inverses in reverse order.
+  torch::Tensor Inverse(const torch::Tensor& u);
   torch::Tensor LogProb(const torch::Tensor& x) override;
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
 
  protected:
   explicit FlowNet(int64_t dim) : dim_(dim) {}
+  // Registers `step` as submodule `name` and appends it to the flow.
+  template <typename Holder>
+  Holder AddStep(const std::string& name, Holder step) {
+    register_module(name, step);
+    steps_.push_back(step.ptr());
+    return step;
+  }
   int64_t dim_;
+
+ private:
+  std::vector<std::shared_ptr<BijectionImpl>> steps_;
 };
 
 // MAF: `flow_layers` MADE-Gaussian layers, the order reversed between consecutive layers, with
@@ -101,14 +121,11 @@ class MafImpl : public FlowNet {
  public:
   MafImpl(int64_t dim, int64_t flow_layers, int64_t hidden_layers, int64_t hidden_units,
           bool batch_norm, double dropout);
-  FlowOutput Forward(const torch::Tensor& x) override;
-  torch::Tensor Inverse(const torch::Tensor& u) override;
   int64_t num_layers() const { return static_cast<int64_t>(mades_.size()); }
   MadeGaussian& layer(int64_t l) { return mades_[l]; }
 
  private:
   std::vector<MadeGaussian> mades_;
-  std::vector<FlowBatchNorm> norms_;  // empty without batch norm; else one between layers
 };
 
 // RealNVP: `coupling_layers` affine couplings; even layers condition on the first floor(D / 2)
@@ -117,12 +134,6 @@ class RealNvpImpl : public FlowNet {
  public:
   RealNvpImpl(int64_t dim, int64_t coupling_layers, int64_t hidden_layers, int64_t hidden_units,
               bool batch_norm, double dropout);
-  FlowOutput Forward(const torch::Tensor& x) override;
-  torch::Tensor Inverse(const torch::Tensor& u) override;
-
- private:
-  std::vector<AffineCoupling> couplings_;
-  std::vector<FlowBatchNorm> norms_;
 };
 
 }  // namespace logp

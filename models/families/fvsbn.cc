@@ -28,8 +28,7 @@ torch::Tensor FvsbnImpl::Logits(const torch::Tensor& x) {
 }
 
 torch::Tensor FvsbnImpl::LogProb(const torch::Tensor& x) {
-  auto logits = Logits(x);
-  return (x * logits - F::softplus(logits)).sum(1);
+  return BernoulliLogLikelihood(Logits(x), x);
 }
 
 torch::Tensor FvsbnImpl::Sample(int64_t n, at::Generator& gen) {

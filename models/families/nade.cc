@@ -48,8 +48,7 @@ torch::Tensor NadeImpl::Logits(const torch::Tensor& x) {
 }
 
 torch::Tensor NadeImpl::LogProb(const torch::Tensor& x) {
-  auto logits = Logits(x);
-  return (x * logits - F::softplus(logits)).sum(1);
+  return BernoulliLogLikelihood(Logits(x), x);
 }
 
 torch::Tensor NadeImpl::Sample(int64_t n, at::Generator& gen) {
