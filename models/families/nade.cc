@@ -1,7 +1,11 @@
 #include "models/families/nade.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 #include "models/families/families.h"
 
@@ -23,7 +27,118 @@ NadeImpl::NadeImpl(std::vector<int64_t> order, int64_t hidden_units, double drop
   b_ = register_parameter("b", torch::zeros({dim}));
 }
 
+namespace {
+
+inline float Sigmoid(float a) { return 1.f / (1.f + std::exp(-a)); }
+
+// pre[b, d] = vo_d . sigmoid(c + sum_{j<d} wo_j xo[b, j]) for ordered inputs, computed record by
+// record with the running pre-activation a (O(H) memory per record instead of the B x D x H of
+// the cumulative-sum form), and its gradient with respect to wo, c and vo by the same recurrence
+// (none with respect to the inputs, which are data). float32, contiguous inputs.
+class NadeRecurrence : public torch::autograd::Function<NadeRecurrence> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& xo,
+                               const torch::Tensor& wo, const torch::Tensor& c,
+                               const torch::Tensor& vo) {
+    auto x = xo.contiguous(), w = wo.contiguous(), cc = c.contiguous(), v = vo.contiguous();
+    ctx->save_for_backward({x, w, cc, v});
+    const int64_t batch = x.size(0), dim = x.size(1), hidden = cc.size(0);
+    auto out = torch::empty({batch, dim}, x.options());
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *cp = cc.data_ptr<float>(),
+                *vp = v.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<float> a(hidden);
+      for (int64_t b = b0; b < b1; ++b) {
+        std::copy(cp, cp + hidden, a.begin());
+        for (int64_t d = 0; d < dim; ++d) {
+          const float* vd = vp + d * hidden;
+          float acc = 0;
+          for (int64_t h = 0; h < hidden; ++h) acc += vd[h] * Sigmoid(a[h]);
+          op[b * dim + d] = acc;
+          const float xv = xp[b * dim + d];
+          if (xv != 0.f) {
+            const float* wd = wp + d * hidden;
+            for (int64_t h = 0; h < hidden; ++h) a[h] += xv * wd[h];
+          }
+        }
+      }
+    });
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &cc = saved[2], &v = saved[3];
+    const auto g = grads[0].contiguous();
+    const int64_t batch = x.size(0), dim = x.size(1), hidden = cc.size(0);
+    auto dw = torch::zeros_like(w), dc = torch::zeros_like(cc), dv = torch::zeros_like(v);
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *cp = cc.data_ptr<float>(),
+                *vp = v.data_ptr<float>(), *gp = g.data_ptr<float>();
+    std::mutex mu;
+    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<float> a(hidden), da(dim * hidden), suffix(hidden);
+      std::vector<float> dw_l(dim * hidden, 0.f), dv_l(dim * hidden, 0.f), dc_l(hidden, 0.f);
+      for (int64_t b = b0; b < b1; ++b) {
+        std::copy(cp, cp + hidden, a.begin());
+        for (int64_t d = 0; d < dim; ++d) {
+          const float gd = gp[b * dim + d];
+          const float* vd = vp + d * hidden;
+          float* dvd = dv_l.data() + d * hidden;
+          float* dad = da.data() + d * hidden;
+          for (int64_t h = 0; h < hidden; ++h) {
+            const float s = Sigmoid(a[h]);
+            dvd[h] += gd * s;
+            dad[h] = gd * vd[h] * s * (1.f - s);
+          }
+          const float xv = xp[b * dim + d];
+          if (xv != 0.f) {
+            const float* wd = wp + d * hidden;
+            for (int64_t h = 0; h < hidden; ++h) a[h] += xv * wd[h];
+          }
+        }
+        // wo_d reaches the pre-activations of every later position: its gradient is x_d times
+        // the sum of their gradients.
+        std::fill(suffix.begin(), suffix.end(), 0.f);
+        for (int64_t d = dim - 1; d >= 0; --d) {
+          const float xv = xp[b * dim + d];
+          if (xv != 0.f) {
+            float* dwd = dw_l.data() + d * hidden;
+            for (int64_t h = 0; h < hidden; ++h) dwd[h] += xv * suffix[h];
+          }
+          const float* dad = da.data() + d * hidden;
+          for (int64_t h = 0; h < hidden; ++h) suffix[h] += dad[h];
+        }
+        for (int64_t h = 0; h < hidden; ++h) dc_l[h] += suffix[h];
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      float *dwp = dw.data_ptr<float>(), *dvp = dv.data_ptr<float>(), *dcp = dc.data_ptr<float>();
+      for (int64_t i = 0; i < dim * hidden; ++i) {
+        dwp[i] += dw_l[i];
+        dvp[i] += dv_l[i];
+      }
+      for (int64_t h = 0; h < hidden; ++h) dcp[h] += dc_l[h];
+    });
+    return {torch::Tensor(), dw, dc, dv};
+  }
+};
+
+}  // namespace
+
 torch::Tensor NadeImpl::OrderedLogits(const torch::Tensor& x) {
+  const bool dropout = dropout_ > 0 && is_training();
+  if (use_recurrence_ && !dropout && !x.requires_grad() && x.scalar_type() == torch::kFloat &&
+      w_.scalar_type() == torch::kFloat) {
+    auto xo = x.index_select(1, order_index_);
+    auto wo = w_.index_select(1, order_index_).t();
+    auto vo = v_.index_select(0, order_index_);
+    return NadeRecurrence::apply(xo, wo, c_, vo) + b_.index_select(0, order_index_);
+  }
+  return OrderedLogitsByCumsum(x);
+}
+
+torch::Tensor NadeImpl::OrderedLogitsByCumsum(const torch::Tensor& x) {
   auto xo = x.index_select(1, order_index_);         // [B, D]
   auto wo = w_.index_select(1, order_index_).t();    // [D, H]
   auto contrib = xo.unsqueeze(2) * wo.unsqueeze(0);  // [B, D, H]

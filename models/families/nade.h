@@ -23,14 +23,21 @@ class NadeImpl : public DensityNet {
   torch::Tensor LogProb(const torch::Tensor& x) override;
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
   const std::vector<int64_t>& order() const { return order_; }
+  // Whether data batches (inputs that need no gradient, float, no dropout in force) use the
+  // record-by-record recurrence with its hand-written gradient (default) instead of the
+  // cumulative-sum form that autograd differentiates. Both compute the same function.
+  void set_use_recurrence(bool use) { use_recurrence_ = use; }
 
  private:
   // Logits [B, D] in position order for a chunk.
   torch::Tensor OrderedLogits(const torch::Tensor& x);
+  // The cumulative-sum form: B x D x H intermediates, differentiable in every input.
+  torch::Tensor OrderedLogitsByCumsum(const torch::Tensor& x);
 
   std::vector<int64_t> order_;
   int64_t hidden_units_;
   double dropout_;
+  bool use_recurrence_ = true;
   torch::Tensor order_index_, inverse_index_;  // order and its inverse, as kLong
   torch::Tensor w_, c_, v_, b_;                // W [H, D], c [H], V [D, H], b [D]
 };

@@ -586,6 +586,34 @@ TEST(NadeTest, ChunkedBatchEqualsSmallBatches) {
   EXPECT_LT((whole - torch::cat(parts)).abs().max().item<double>(), 1e-5);
 }
 
+// The record-by-record recurrence with its hand-written gradient against the cumulative-sum
+// form differentiated by autograd: equal logits and equal gradients for every parameter.
+TEST(NadeTest, RecurrenceMatchesCumsumValuesAndGradients) {
+  const int64_t d = 12, h = 16;
+  auto model = Model::Create(Nade(h, true, 9), {v1::DATA_KIND_BINARY, d, 2}, 6).value();
+  auto* nade = NetOf<NadeImpl>(*model);
+  nade->train();
+  auto x = RecordsToTensor(RandomBinary(64, d, 7, 0.5));
+  auto run = [&](bool recurrence) {
+    nade->set_use_recurrence(recurrence);
+    nade->zero_grad();
+    auto logits = nade->Logits(x);
+    auto loss = -BernoulliLogLikelihood(logits, x).mean();
+    loss.backward();
+    std::vector<torch::Tensor> out = {logits.detach().clone()};
+    for (const auto& p : nade->parameters()) out.push_back(p.grad().clone());
+    return out;
+  };
+  const auto fast = run(true), reference = run(false);
+  ASSERT_EQ(fast.size(), 5u);  // logits, W, c, V, b
+  for (size_t i = 0; i < fast.size(); ++i) {
+    const double scale = reference[i].abs().max().item<double>();
+    ASSERT_GT(scale, 0) << "tensor " << i << " is zero: the comparison would be vacuous";
+    EXPECT_LT((fast[i] - reference[i]).abs().max().item<double>(), 1e-5 * std::max(1.0, scale))
+        << "tensor " << i;
+  }
+}
+
 TEST(DropoutTest, AppliesInTrainModeOnly) {
   auto x = RecordsToTensor(RandomBinary(20, 8, 4, 0.5));
   v1::ModelSpec made = Made(1, 32), nade = Nade(32, false);
