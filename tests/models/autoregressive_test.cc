@@ -16,27 +16,13 @@
 #include "models/families/nade.h"
 #include "models/model.h"
 #include "models/stats.h"
+#include "tests/models/test_data.h"
 
 namespace logp {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Data.
-
-RecordMatrix RandomBinary(int64_t n, int64_t d, uint64_t seed, double p_copy) {
-  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_BINARY, d, 2).value();
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0, 1);
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < d; ++c) {
-      // With p_copy, a column repeats the previous one: structure only an AR model captures.
-      const bool copy = c > 0 && u(rng) < p_copy;
-      m.u8.push_back(copy ? m.u8.back() : static_cast<uint8_t>(u(rng) < 0.2 + 0.6 * c / d));
-    }
-    ++m.rows;
-  }
-  return m;
-}
 
 RecordMatrix RandomCategorical(int64_t n, int64_t d, int32_t k, uint64_t seed, double p_copy) {
   RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_CATEGORICAL, d, k).value();
@@ -65,18 +51,6 @@ RecordMatrix RandomContinuous(int64_t n, int64_t d, uint64_t seed) {
     const double x1 = u(rng) < 0.4 ? -2 + 0.5 * z(rng) : 1.5 + 0.7 * z(rng);
     m.f32.push_back(static_cast<float>(x1));
     if (d == 2) m.f32.push_back(static_cast<float>(0.8 * x1 - 0.2 * x1 * x1 + 0.5 * z(rng)));
-    ++m.rows;
-  }
-  return m;
-}
-
-RecordMatrix AllInputs(v1::DataKind kind, int64_t d, int32_t k) {
-  RecordMatrix m = RecordMatrix::Empty(kind, d, k).value();
-  int64_t total = 1;
-  for (int64_t c = 0; c < d; ++c) total *= k;
-  for (int64_t x = 0; x < total; ++x) {
-    int64_t rest = x;
-    for (int64_t c = 0; c < d; ++c, rest /= k) m.u8.push_back(static_cast<uint8_t>(rest % k));
     ++m.rows;
   }
   return m;

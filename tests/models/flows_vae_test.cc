@@ -11,6 +11,7 @@
 #include "models/families/flows.h"
 #include "models/families/vae.h"
 #include "models/model.h"
+#include "tests/models/test_data.h"
 
 namespace logp {
 namespace {
@@ -427,15 +428,6 @@ TEST(VaeTest, ElboBelowIwaeWhichIncreasesWithK) {
     ASSERT_TRUE(trained.ok()) << trained.status();
     CheckBoundChain(*trained->model, records);
   }
-}
-
-RecordMatrix AllBinaryInputs(int64_t d) {
-  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_BINARY, d, 2).value();
-  for (int64_t x = 0; x < (int64_t{1} << d); ++x) {
-    for (int64_t c = 0; c < d; ++c) m.u8.push_back((x >> c) & 1);
-    ++m.rows;
-  }
-  return m;
 }
 
 void CheckEstimatorNormalises(const Model& model) {

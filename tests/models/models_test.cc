@@ -10,34 +10,10 @@
 #include "models/families/made.h"
 #include "models/model.h"
 #include "models/stats.h"
+#include "tests/models/test_data.h"
 
 namespace logp {
 namespace {
-
-RecordMatrix RandomBinary(int64_t n, int64_t d, uint64_t seed, double p_copy = 0.0) {
-  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_BINARY, d, 2).value();
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0, 1);
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < d; ++c) {
-      // With p_copy, a column repeats the previous one: structure only an AR model captures.
-      const bool copy = c > 0 && u(rng) < p_copy;
-      const uint8_t v = copy ? m.u8.back() : static_cast<uint8_t>(u(rng) < 0.2 + 0.6 * c / d);
-      m.u8.push_back(v);
-    }
-    ++m.rows;
-  }
-  return m;
-}
-
-RecordMatrix AllBinaryInputs(int64_t d) {
-  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_BINARY, d, 2).value();
-  for (int64_t x = 0; x < (int64_t{1} << d); ++x) {
-    for (int64_t c = 0; c < d; ++c) m.u8.push_back((x >> c) & 1);
-    ++m.rows;
-  }
-  return m;
-}
 
 double TotalProbability(const Model& model) {
   auto lp = model.LogProb(AllBinaryInputs(model.shape().dim));
