@@ -6,7 +6,8 @@
 #   DATA=continuous bench/zoo_fmnist.sh ...   pixel values 0..255 as continuous data, dequantised
 #                                             and logit-transformed as in the MAF paper; NLL and
 #                                             bits/dim in the uploaded data space [0, 256)^784
-# Environment: SCALE multiplies every epoch count (e.g. SCALE=0.1 for a quick look).
+# Environment: SCALE multiplies every epoch count (e.g. SCALE=0.1 for a quick look);
+#   CONFIG="name|epochs|logpctl flags" runs that one configuration instead of the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -58,6 +59,8 @@ BINARY=(
 )
 if [[ $DATA == binary ]]; then CONFIGS=("${BINARY[@]}"); else CONFIGS=("${CONTINUOUS[@]}"); fi
 WANT=("$@")
+# CONFIG="name|epochs|flags" runs one configuration of your own instead of the table's.
+if [[ -n ${CONFIG:-} ]]; then CONFIGS=("$CONFIG"); WANT=(); fi
 printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |\n' family flags epochs "test NLL (nats ± SE)" bits/dim "train (s)" "score kind"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' -------------- ------------------------------------------------------------------------ -------- ---------------------- ---------- ----------- --------------------------
 for c in "${CONFIGS[@]}"; do
