@@ -7,15 +7,16 @@
 #                                             and logit-transformed as in the MAF paper; NLL and
 #                                             bits/dim in the uploaded data space [0, 256)^784
 # Environment: SCALE multiplies every epoch count (e.g. SCALE=0.1 for a quick look);
-#   CONFIG="name|epochs|logpctl flags" runs that one configuration instead of the table.
+#   CONFIG="name|epochs|logpctl flags" runs that one configuration instead of the table;
+#   LOGP_BIN_DIR=DIR uses DIR/server/logpd and DIR/client/logpctl as they are (no build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BIN="$ROOT/${LOGP_BUILD_DIR:-build}"
+BIN="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}"
 FMNIST=/usr/share/datasets/fashion-mnist
 SCALE="${SCALE:-1}"
 DATA="${DATA:-binary}"
-scripts/build.sh --target logpd logpctl >/dev/null
+[[ -n ${LOGP_BIN_DIR:-} ]] || scripts/build.sh --target logpd logpctl >/dev/null
 
 WORK=$(mktemp -d /tmp/logp-bench.XXXXXX)
 "$BIN/server/logpd" --data_dir="$WORK/data" --listen=127.0.0.1:0 --port_file="$WORK/port" \

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 
@@ -227,6 +228,22 @@ absl::StatusOr<v1::ListModelsResponse> Client::ListModels(int32_t page_size,
   return response;
 }
 
+namespace {
+
+bool IsJobId(const std::string& id) { return absl::StartsWith(id, "job-"); }
+
+// Server-issued ids say what they name: "job-..." targets a job's newest checkpoint.
+template <typename Request>
+void SetTarget(const std::string& id, Request* request) {
+  if (IsJobId(id)) {
+    request->set_job_id(id);
+  } else {
+    request->set_model_id(id);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<double>> Client::Score(const std::string& model_id,
                                                   const RecordMatrix& records, int64_t batch) {
   absl::StatusOr<v1::ScoreResponse> all = ScoreAll(model_id, records, ScoringOptions{}, batch);
@@ -240,7 +257,7 @@ absl::StatusOr<v1::ScoreResponse> Client::ScoreAll(const std::string& model_id,
   if (batch <= 0) batch = std::max<int64_t>(1, records.rows);
   v1::ScoreResponse all;
   v1::ScoreRequest request;
-  request.set_model_id(model_id);
+  SetTarget(model_id, &request);
   if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
   for (int64_t begin = 0; begin < records.rows; begin += batch) {
     const int64_t end = std::min(records.rows, begin + batch);
@@ -257,6 +274,7 @@ absl::StatusOr<v1::ScoreResponse> Client::ScoreAll(const std::string& model_id,
     all.mutable_standard_error()->MergeFrom(response->standard_error());
     all.set_score_kind(response->score_kind());
     all.set_importance_samples(response->importance_samples());
+    all.set_checkpoint_step(response->checkpoint_step());
   }
   return all;
 }
@@ -276,7 +294,7 @@ absl::StatusOr<v1::EvaluateResponse> Client::Evaluate(const std::string& model_i
   grpc::ClientContext context;
   SetDeadline(&context);
   v1::EvaluateRequest request;
-  request.set_model_id(model_id);
+  SetTarget(model_id, &request);
   request.set_dataset_id(dataset_id);
   if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
   request.set_seed(options.seed);
@@ -288,16 +306,29 @@ absl::StatusOr<v1::EvaluateResponse> Client::Evaluate(const std::string& model_i
 
 absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_t n,
                                             uint64_t seed) {
-  absl::StatusOr<v1::Model> model = GetModel(model_id);
-  if (!model.ok()) return model.status();
-  absl::StatusOr<RecordMatrix> samples = RecordMatrix::Empty(
-      model->kind(), model->dim(), static_cast<int32_t>(model->num_categories()));
+  // The kind and dim of the samples: the model's, or a job's training data's.
+  v1::Model model;
+  if (IsJobId(model_id)) {
+    absl::StatusOr<v1::Job> job = GetJob(model_id);
+    if (!job.ok()) return job.status();
+    absl::StatusOr<v1::Dataset> ds = GetDataset(job->spec().dataset_id());
+    if (!ds.ok()) return ds.status();
+    model.set_kind(ds->kind());
+    model.set_dim(ds->dim());
+    model.set_num_categories(ds->num_categories());
+  } else {
+    absl::StatusOr<v1::Model> m = GetModel(model_id);
+    if (!m.ok()) return m.status();
+    model = *std::move(m);
+  }
+  absl::StatusOr<RecordMatrix> samples =
+      RecordMatrix::Empty(model.kind(), model.dim(), static_cast<int32_t>(model.num_categories()));
   if (!samples.ok()) return samples.status();
   samples->Reserve(static_cast<int64_t>(n));
 
   grpc::ClientContext context;
   v1::SampleRequest request;
-  request.set_model_id(model_id);
+  SetTarget(model_id, &request);
   request.set_num_samples(n);
   request.set_seed(seed);
   std::unique_ptr<grpc::ClientReader<v1::SampleResponse>> reader =

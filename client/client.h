@@ -83,6 +83,8 @@ class Client {
   absl::StatusOr<v1::Model> GetModel(const std::string& id);
   absl::StatusOr<v1::ListModelsResponse> ListModels(int32_t page_size = 0,
                                                     const std::string& page_token = "");
+  // Score, ScoreAll, Evaluate and Sample take a model id, or a job id ("job-...") to use that
+  // job's newest checkpoint (a running job) or its model (a finished one).
   // log p(x) in nats for every row of `records` (sent in requests of at most `batch` records).
   absl::StatusOr<std::vector<double>> Score(const std::string& model_id,
                                             const RecordMatrix& records, int64_t batch = 10000);

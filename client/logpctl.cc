@@ -93,6 +93,10 @@ ABSL_FLAG(std::optional<int32_t>, batch_size, std::nullopt,
           "Records per step (unset: server default 100).");
 ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
           "Passes over the training records (unset: server default 10).");
+ABSL_FLAG(int64_t, max_steps, 0, "jobs create: stop after this many steps (0: no limit).");
+ABSL_FLAG(double, max_seconds, 0, "jobs create: stop after this many seconds of training.");
+ABSL_FLAG(int32_t, early_stopping_patience, 0,
+          "jobs create: stop when the validation NLL has not improved for this many epochs.");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
           "Seed (models sample: default 1; jobs create: 0 unless given).");
 ABSL_FLAG(bool, watch, false, "jobs create: watch the job after creating it.");
@@ -515,10 +519,11 @@ absl::StatusOr<int> Watch(Client* client, const std::string& id, int64_t from_se
         const v1::EpochSummary& e = event.epoch_summary();
         ClearProgressLine();
         std::printf(
-            "epoch %-5s  train NLL %9.4f  val NLL %9.4f ± %.4f  %.4f bits/dim  %6.0f rec/s%s\n",
+            "epoch %-5s  train NLL %9.4f  val NLL %9.4f ± %.4f  gap %+8.4f  %.4f bits/dim  "
+            "%6.0f rec/s%s\n",
             epoch_word(e.epoch()).c_str(), e.train_nll(), e.validation_nll(),
-            e.validation_standard_error(), e.validation_bits_per_dim(), e.samples_per_second(),
-            e.is_best() ? "  *best" : "");
+            e.validation_standard_error(), e.generalization_gap(), e.validation_bits_per_dim(),
+            e.samples_per_second(), e.is_best() ? "  *best" : "");
         std::fflush(stdout);
         break;
       }
@@ -542,8 +547,9 @@ absl::StatusOr<int> Watch(Client* client, const std::string& id, int64_t from_se
   ASSIGN_OR_RETURN(const v1::Job job, client->GetJob(id));
   if (!json) {
     if (job.state() == v1::JOB_STATE_SUCCEEDED) {
-      std::printf("job %s SUCCEEDED: model %s, best val NLL %s\n", job.id().c_str(),
-                  job.model_id().c_str(), Nll(job.best_validation_nll()).c_str());
+      std::printf("job %s SUCCEEDED (%s): model %s, best val NLL %s\n", job.id().c_str(),
+                  job.stop_reason().c_str(), job.model_id().c_str(),
+                  Nll(job.best_validation_nll()).c_str());
     } else {
       std::printf("job %s %s%s%s\n", job.id().c_str(), StateWord(job.state()).c_str(),
                   job.error().empty() ? "" : ": ", job.error().c_str());
@@ -694,6 +700,9 @@ absl::StatusOr<int> JobsCreate(Context& ctx) {
   if (const auto b = absl::GetFlag(FLAGS_batch_size)) spec.set_batch_size(*b);
   if (const auto e = absl::GetFlag(FLAGS_epochs)) spec.set_epochs(*e);
   spec.set_seed(absl::GetFlag(FLAGS_seed).value_or(0));
+  spec.set_max_steps(absl::GetFlag(FLAGS_max_steps));
+  spec.set_max_seconds(absl::GetFlag(FLAGS_max_seconds));
+  spec.set_early_stopping_patience(absl::GetFlag(FLAGS_early_stopping_patience));
 
   ASSIGN_OR_RETURN(Client * client, ctx.client());
   ASSIGN_OR_RETURN(const v1::Job job, client->CreateJob(spec));

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <random>
 #include <sstream>
 
@@ -105,6 +107,21 @@ std::vector<double> LogProbAll(DensityNet& net, const torch::Tensor& base) {
     out.insert(out.end(), lp.data_ptr<double>(), lp.data_ptr<double>() + lp.numel());
   }
   return out;
+}
+
+// As above, polling `stop` between batches: false (and `out` incomplete) if it said stop.
+bool LogProbAll(DensityNet& net, const torch::Tensor& base, const std::function<bool()>& stop,
+                std::vector<double>* out) {
+  out->clear();
+  out->reserve(base.size(0));
+  torch::NoGradGuard no_grad;
+  for (int64_t b = 0; b < base.size(0); b += kEvalBatch) {
+    if (stop()) return false;
+    const int64_t e = std::min(base.size(0), b + kEvalBatch);
+    auto lp = net.LogProb(base.slice(0, b, e).to(torch::kFloat)).to(torch::kDouble).contiguous();
+    out->insert(out->end(), lp.data_ptr<double>(), lp.data_ptr<double>() + lp.numel());
+  }
+  return true;
 }
 
 // Sum of |w| over weight matrices (not biases or scalar parameters): the L1 penalty.
@@ -204,7 +221,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& byt
   pos += 16;
   impl->shape = DataShape{static_cast<v1::DataKind>(kind), dim, k};
   try {
-    ASSIGN_OR_RETURN(impl->net, MakeDensityNet(impl->spec, impl->shape));
+    {
+      // Initialisation draws from the process-wide generator: keep it out of another job's
+      // "seed, then initialise".
+      std::lock_guard<std::mutex> lock(InitMutex());
+      ASSIGN_OR_RETURN(impl->net, MakeDensityNet(impl->spec, impl->shape));
+    }
     torch::serialize::InputArchive archive;
     std::istringstream in(bytes.substr(pos));
     archive.load_from(in);
@@ -305,6 +327,159 @@ void SetComputeThreads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
 }
 
+namespace {
+
+constexpr char kCheckpointMagic[8] = {'L', 'O', 'G', 'P', 'C', 'K', 'P', '1'};
+
+// Where training is, at a step boundary: everything a resumed run needs besides the weights,
+// the optimiser and the generators.
+struct TrainState {
+  int64_t step = 0;
+  int64_t epoch = 1;       // the current epoch, 1-based
+  int64_t next_batch = 0;  // next batch of the epoch; == batches per epoch: validation pending
+  double epoch_sum = 0;    // sum of batch losses * records this epoch
+  int64_t epoch_records = 0;
+  double epoch_seconds = 0;  // training time this epoch before the current run segment
+  double train_seconds = 0;  // training time of the job before the current run segment
+  double best = std::numeric_limits<double>::infinity();
+  int64_t best_epoch = 0;
+  int64_t since_best = 0;
+  torch::Tensor perm;  // this epoch's record order (gradient training)
+  std::vector<torch::Tensor> best_state;
+};
+
+at::Generator& GlobalGenerator() {
+  static at::Generator gen = at::detail::getDefaultCPUGenerator();
+  return gen;
+}
+
+torch::Tensor GeneratorState(at::Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void SetGeneratorState(at::Generator& gen, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+absl::StatusOr<std::string> EncodeCheckpoint(const Model& model, const TrainState& st,
+                                             torch::optim::Optimizer* optimizer, at::Generator& gen,
+                                             int64_t train_rows) {
+  ASSIGN_OR_RETURN(std::string model_bytes, model.Serialize());
+  torch::serialize::OutputArchive a;
+  a.write("version", c10::IValue(int64_t{1}));
+  a.write("train_rows", c10::IValue(train_rows));
+  a.write("step", c10::IValue(st.step));
+  a.write("epoch", c10::IValue(st.epoch));
+  a.write("next_batch", c10::IValue(st.next_batch));
+  a.write("epoch_sum", c10::IValue(st.epoch_sum));
+  a.write("epoch_records", c10::IValue(st.epoch_records));
+  a.write("epoch_seconds", c10::IValue(st.epoch_seconds));
+  a.write("train_seconds", c10::IValue(st.train_seconds));
+  a.write("best", c10::IValue(st.best));
+  a.write("best_epoch", c10::IValue(st.best_epoch));
+  a.write("since_best", c10::IValue(st.since_best));
+  a.write("has_perm", c10::IValue(st.perm.defined()));
+  if (st.perm.defined()) a.write("perm", st.perm);
+  a.write("gen", GeneratorState(gen));
+  a.write("global_gen", GeneratorState(GlobalGenerator()));
+  a.write("best_state_size", c10::IValue(static_cast<int64_t>(st.best_state.size())));
+  for (size_t i = 0; i < st.best_state.size(); ++i) {
+    a.write(absl::StrCat("best_state.", i), st.best_state[i]);
+  }
+  a.write("has_optimizer", c10::IValue(optimizer != nullptr));
+  if (optimizer != nullptr) {
+    torch::serialize::OutputArchive o;
+    optimizer->save(o);
+    a.write("optimizer", o);
+  }
+  std::ostringstream state;
+  a.save_to(state);
+  std::string out(kCheckpointMagic, sizeof(kCheckpointMagic));
+  const uint64_t len = model_bytes.size();
+  out.append(reinterpret_cast<const char*>(&len), sizeof(len));
+  out += model_bytes;
+  out += state.str();
+  return out;
+}
+
+// Splits a checkpoint into its model bytes and its training-state archive bytes.
+absl::StatusOr<std::pair<std::string, std::string>> SplitCheckpoint(const std::string& bytes) {
+  constexpr size_t kHeader = sizeof(kCheckpointMagic) + sizeof(uint64_t);
+  if (bytes.size() < kHeader ||
+      std::memcmp(bytes.data(), kCheckpointMagic, sizeof(kCheckpointMagic)) != 0) {
+    return absl::DataLossError("checkpoint: bad magic");
+  }
+  uint64_t len;
+  std::memcpy(&len, bytes.data() + sizeof(kCheckpointMagic), sizeof(len));
+  if (len > bytes.size() - kHeader) return absl::DataLossError("checkpoint: truncated");
+  return std::make_pair(bytes.substr(kHeader, len), bytes.substr(kHeader + len));
+}
+
+template <typename T>
+T ReadScalar(torch::serialize::InputArchive& a, const char* key) {
+  c10::IValue v;
+  a.read(key, v);
+  return v.to<T>();
+}
+
+torch::Tensor ReadTensor(torch::serialize::InputArchive& a, const std::string& key) {
+  torch::Tensor t;
+  a.read(key, t);
+  return t;
+}
+
+void DecodeTrainState(const std::string& state_bytes, int64_t train_rows, TrainState* st,
+                      torch::optim::Optimizer* optimizer, at::Generator& gen) {
+  torch::serialize::InputArchive a;
+  std::istringstream in(state_bytes);
+  a.load_from(in);
+  if (ReadScalar<int64_t>(a, "version") != 1) throw std::runtime_error("unknown version");
+  if (ReadScalar<int64_t>(a, "train_rows") != train_rows) {
+    throw std::runtime_error("it was written for a different training set");
+  }
+  st->step = ReadScalar<int64_t>(a, "step");
+  st->epoch = ReadScalar<int64_t>(a, "epoch");
+  st->next_batch = ReadScalar<int64_t>(a, "next_batch");
+  st->epoch_sum = ReadScalar<double>(a, "epoch_sum");
+  st->epoch_records = ReadScalar<int64_t>(a, "epoch_records");
+  st->epoch_seconds = ReadScalar<double>(a, "epoch_seconds");
+  st->train_seconds = ReadScalar<double>(a, "train_seconds");
+  st->best = ReadScalar<double>(a, "best");
+  st->best_epoch = ReadScalar<int64_t>(a, "best_epoch");
+  st->since_best = ReadScalar<int64_t>(a, "since_best");
+  if (ReadScalar<bool>(a, "has_perm")) st->perm = ReadTensor(a, "perm");
+  SetGeneratorState(gen, ReadTensor(a, "gen"));
+  SetGeneratorState(GlobalGenerator(), ReadTensor(a, "global_gen"));
+  st->best_state.clear();
+  const int64_t n = ReadScalar<int64_t>(a, "best_state_size");
+  for (int64_t i = 0; i < n; ++i)
+    st->best_state.push_back(ReadTensor(a, absl::StrCat("best_state.", i)));
+  if (ReadScalar<bool>(a, "has_optimizer") != (optimizer != nullptr)) {
+    throw std::runtime_error("optimiser state does not match the family");
+  }
+  if (optimizer != nullptr) {
+    torch::serialize::InputArchive o;
+    a.read("optimizer", o);
+    optimizer->load(o);
+  }
+}
+
+bool IsOutOfMemory(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
+  const std::string what = e.what();
+  return what.find("not enough memory") != std::string::npos ||
+         what.find("can't allocate memory") != std::string::npos;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> ModelFromCheckpoint(const std::string& bytes) {
+  ASSIGN_OR_RETURN(auto parts, SplitCheckpoint(bytes));
+  return Model::Deserialize(parts.first);
+}
+
 absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMatrix& train,
                                   const RecordMatrix& validation, const TrainOptions& options,
                                   TrainObserver* observer) {
@@ -317,158 +492,245 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
   }
   if (options.batch_size < 1) return absl::InvalidArgumentError("batch_size must be >= 1");
   if (options.epochs < 1) return absl::InvalidArgumentError("epochs must be >= 1");
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(raw_spec, shape, options.seed));
+  std::unique_ptr<Model> model;
+  std::string resume_state;
+  if (options.resume_from != nullptr) {
+    auto parts = SplitCheckpoint(*options.resume_from);
+    if (!parts.ok()) return absl::InvalidArgumentError(parts.status().message());
+    auto m = Model::Deserialize(parts->first);
+    if (!m.ok())
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", m.status().message()));
+    if ((*m)->spec().SerializeAsString() != ModelSpecWithDefaults(raw_spec).SerializeAsString() ||
+        (*m)->shape().dim != shape.dim || (*m)->shape().kind != shape.kind) {
+      return absl::InvalidArgumentError("checkpoint: written for a different model or data");
+    }
+    model = std::move(*m);
+    resume_state = std::move(parts->second);
+  } else {
+    ASSIGN_OR_RETURN(model, Model::Create(raw_spec, shape, options.seed));
+  }
   DensityNet& net = *static_cast<DensityNet*>(model->TEST_net());
   const double nats_to_bpd = 1.0 / (static_cast<double>(shape.dim) * std::log(2.0));
+  TrainState st;
   try {
     torch::Tensor train_x = BorrowRows(train);
     torch::Tensor valid_x = BorrowRows(validation);
-    TrainResult result;
-    auto validate = [&](int epoch, int64_t step, double train_nll, double samples_per_s,
-                        double* best) {
-      net.eval();
-      NllSummary s = SummarizeLogProbs(LogProbAll(net, valid_x), shape.dim);
-      net.train();
-      v1::EpochSummary e;
-      e.set_epoch(epoch);
-      e.set_step(step);
-      e.set_train_nll(train_nll);
-      e.set_validation_nll(s.mean_nll);
-      e.set_validation_bits_per_dim(s.bits_per_dim);
-      e.set_validation_standard_error(s.standard_error);
-      e.set_samples_per_second(samples_per_s);
-      e.set_is_best(s.mean_nll < *best);
-      if (e.is_best()) *best = s.mean_nll;
-      observer->OnEpoch(e);
-      return e.is_best();
-    };
-
-    double best = std::numeric_limits<double>::infinity();
+    // The other side of the generalisation gap: a fixed subset of the training records, as many
+    // as the validation records (at most 10,000), scored with each epoch's final weights.
+    torch::Tensor train_eval_x = [&] {
+      const int64_t m = std::min<int64_t>({train.rows, validation.rows, 10000});
+      if (m == train.rows) return train_x;
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(options.seed + 2);
+      return train_x.index_select(0, torch::randperm(train.rows, g, torch::kLong).slice(0, 0, m));
+    }();
+    const DensityNet::Fit fit = net.fit();
+    const bool gradient = fit == DensityNet::Fit::kGradient;
+    const int64_t n = train.rows, bs = options.batch_size;
+    // One step is a batch (gradient), a whole EM iteration, or the closed-form fit.
+    const int64_t steps_per_epoch = gradient ? (n + bs - 1) / bs : 1;
+    const int64_t epochs = fit == DensityNet::Fit::kClosedForm ? 1 : options.epochs;
+    int64_t total_steps = steps_per_epoch * epochs;
+    if (options.max_steps > 0) total_steps = std::min(total_steps, options.max_steps);
     const double l1 = model->spec().regularization().l1();
-    if (net.fit() == DensityNet::Fit::kEm) {
-      // EM: one step over the whole training set per epoch.
-      observer->OnStart(options.epochs);
-      std::vector<torch::Tensor> best_state = CopyState(net);
-      const torch::Tensor train_f = train_x.to(torch::kFloat);
-      for (int64_t epoch = 1; epoch <= options.epochs; ++epoch) {
-        if (observer->StopRequested()) return absl::CancelledError("job cancelled");
-        const auto t0 = std::chrono::steady_clock::now();
-        {
-          torch::NoGradGuard no_grad;
-          net.EmStep(train_f);
-        }
-        const double secs = std::max(1e-9, Seconds(t0, std::chrono::steady_clock::now()));
-        const double train_nll = SummarizeLogProbs(LogProbAll(net, train_x), shape.dim).mean_nll;
-        if (!std::isfinite(train_nll)) {
-          return absl::FailedPreconditionError(
-              absl::StrFormat("training diverged: NLL is %f after EM step %d", train_nll, epoch));
-        }
-        v1::TrainingProgress p;
-        p.set_epoch(static_cast<int32_t>(epoch));
-        p.set_step(epoch);
-        p.set_total_steps(options.epochs);
-        p.set_train_nll(train_nll);
-        p.set_train_bits_per_dim(train_nll * nats_to_bpd);
-        p.set_samples_per_second(train.rows / secs);
-        observer->OnProgress(p);
-        if (validate(static_cast<int>(epoch), epoch, train_nll, train.rows / secs, &best)) {
-          best_state = CopyState(net);
-        }
-      }
-      RestoreState(net, best_state);
-      result.steps = options.epochs;
-    } else if (net.fit() == DensityNet::Fit::kClosedForm) {
-      // Closed-form maximum likelihood: one "step" over all the training data.
-      observer->OnStart(1);
-      const auto t0 = std::chrono::steady_clock::now();
-      net.FitClosedForm(train_x.to(torch::kFloat));
-      const double secs = std::max(1e-9, Seconds(t0, std::chrono::steady_clock::now()));
-      const double train_nll = [&] {
-        NllSummary s = SummarizeLogProbs(LogProbAll(net, train_x), shape.dim);
-        return s.mean_nll;
-      }();
-      v1::TrainingProgress p;
-      p.set_epoch(1);
-      p.set_step(1);
-      p.set_total_steps(1);
-      p.set_train_nll(train_nll);
-      p.set_train_bits_per_dim(train_nll * nats_to_bpd);
-      p.set_samples_per_second(train.rows / secs);
-      observer->OnProgress(p);
-      validate(1, 1, train_nll, train.rows / secs, &best);
-      result.steps = 1;
-    } else {
-      const int64_t n = train.rows, bs = options.batch_size;
-      const int64_t steps_per_epoch = (n + bs - 1) / bs;
-      const int64_t total_steps = steps_per_epoch * options.epochs;
-      observer->OnStart(total_steps);
-      torch::optim::Adam optimizer(
+    std::unique_ptr<torch::optim::Adam> optimizer;
+    if (gradient) {
+      optimizer = std::make_unique<torch::optim::Adam>(
           net.parameters(),
           torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1);
-      std::vector<torch::Tensor> best_state = CopyState(net);
-      net.train();
-      int64_t step = 0;
-      for (int64_t epoch = 1; epoch <= options.epochs; ++epoch) {
-        auto perm = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
-        const auto epoch_start = std::chrono::steady_clock::now();
-        auto window_start = epoch_start;
-        double epoch_sum = 0, window_sum = 0;
-        int64_t epoch_records = 0, window_records = 0;
-        for (int64_t b = 0; b < n; b += bs) {
-          if (observer->StopRequested()) return absl::CancelledError("job cancelled");
-          const int64_t e = std::min(n, b + bs);
-          auto x = train_x.index_select(0, perm.slice(0, b, e)).to(torch::kFloat);
-          net.BeforeStep(step);
+    }
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1);
+    if (!resume_state.empty()) {
+      try {
+        DecodeTrainState(resume_state, n, &st, optimizer.get(), gen);
+      } catch (const std::exception& e) {
+        return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", e.what()));
+      }
+    } else {
+      st.best_state = CopyState(net);
+    }
+    observer->OnStart(total_steps, st.step);
+    net.train();
+
+    using Clock = std::chrono::steady_clock;
+    auto segment_start = Clock::now();  // this run's start (train_seconds excludes it)
+    auto epoch_segment_start = segment_start;
+    auto elapsed = [&] { return st.train_seconds + Seconds(segment_start, Clock::now()); };
+    auto checkpoint = [&]() -> absl::Status {
+      TrainState snapshot = st;
+      snapshot.train_seconds = elapsed();
+      snapshot.epoch_seconds = st.epoch_seconds + Seconds(epoch_segment_start, Clock::now());
+      ASSIGN_OR_RETURN(std::string bytes,
+                       EncodeCheckpoint(*model, snapshot, optimizer.get(), gen, n));
+      return observer->OnCheckpoint(TrainCheckpoint{st.step, st.epoch, std::move(bytes)});
+    };
+    // CANCELLED, ABORTED after a checkpoint, or OK to go on.
+    auto interrupted = [&]() -> absl::Status {
+      if (observer->StopRequested()) return absl::CancelledError("job cancelled");
+      if (observer->SuspendRequested()) {
+        RETURN_IF_ERROR(checkpoint());
+        return absl::AbortedError(absl::StrCat("suspended at step ", st.step));
+      }
+      return absl::OkStatus();
+    };
+    auto stop_check = [&] { return observer->StopRequested() || observer->SuspendRequested(); };
+
+    std::string stop_reason;
+    auto window_start = Clock::now();
+    double window_sum = 0;
+    int64_t window_records = 0;
+    while (stop_reason.empty()) {
+      const int64_t epoch = st.epoch;
+      if (st.next_batch == 0 && gradient) {
+        st.perm = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+      }
+      epoch_segment_start = Clock::now();
+      while (st.next_batch < steps_per_epoch) {
+        RETURN_IF_ERROR(interrupted());
+        if (options.max_steps > 0 && st.step >= options.max_steps) {
+          stop_reason = absl::StrCat("max_steps ", options.max_steps, " reached");
+          break;
+        }
+        if (options.max_seconds > 0 && elapsed() >= options.max_seconds) {
+          stop_reason = absl::StrCat("max_seconds ", options.max_seconds, " reached");
+          break;
+        }
+        double lv;
+        int64_t records;
+        if (gradient) {
+          const int64_t b = st.next_batch * bs, e = std::min(n, b + bs);
+          records = e - b;
+          auto x = train_x.index_select(0, st.perm.slice(0, b, e)).to(torch::kFloat);
+          net.BeforeStep(st.step);
           auto loss = net.Loss(x);
-          optimizer.zero_grad();
+          optimizer->zero_grad();
           if (l1 > 0) {
             (loss + l1 * L1Penalty(net)).backward();
           } else {
             loss.backward();
           }
-          optimizer.step();
-          ++step;
-          const double lv = loss.item<double>();
+          lv = loss.item<double>();
           if (!std::isfinite(lv)) {
             return absl::FailedPreconditionError(absl::StrFormat(
-                "training diverged: loss is %f at step %d (epoch %d)", lv, step, epoch));
+                "training diverged: loss is %f at step %d (epoch %d)", lv, st.step + 1, epoch));
           }
-          epoch_sum += lv * (e - b);
-          window_sum += lv * (e - b);
-          epoch_records += e - b;
-          window_records += e - b;
-          const auto now = std::chrono::steady_clock::now();
-          const bool last = e == n;
-          if (last || Seconds(window_start, now) >= options.progress_interval_seconds) {
-            v1::TrainingProgress p;
-            p.set_epoch(static_cast<int32_t>(epoch));
-            p.set_step(step);
-            p.set_total_steps(total_steps);
-            p.set_train_nll(window_sum / window_records);
-            p.set_train_bits_per_dim(p.train_nll() * nats_to_bpd);
-            p.set_samples_per_second(window_records / std::max(1e-9, Seconds(window_start, now)));
-            observer->OnProgress(p);
-            window_start = now;
-            window_sum = 0;
-            window_records = 0;
+          optimizer->step();
+        } else {
+          records = n;
+          {
+            torch::NoGradGuard no_grad;
+            const torch::Tensor train_f = train_x.to(torch::kFloat);
+            if (fit == DensityNet::Fit::kEm) {
+              net.EmStep(train_f);
+            } else {
+              net.FitClosedForm(train_f);
+            }
+          }
+          lv = SummarizeLogProbs(LogProbAll(net, train_x), shape.dim).mean_nll;
+          if (!std::isfinite(lv)) {
+            return absl::FailedPreconditionError(absl::StrFormat(
+                "training diverged: NLL is %f after step %d (epoch %d)", lv, st.step + 1, epoch));
           }
         }
-        const double secs = std::max(1e-9, Seconds(epoch_start, std::chrono::steady_clock::now()));
-        if (validate(static_cast<int>(epoch), step, epoch_sum / epoch_records, epoch_records / secs,
-                     &best)) {
-          best_state = CopyState(net);
+        ++st.step;
+        ++st.next_batch;
+        st.epoch_sum += lv * records;
+        st.epoch_records += records;
+        window_sum += lv * records;
+        window_records += records;
+        const auto now = Clock::now();
+        if (st.next_batch == steps_per_epoch ||
+            Seconds(window_start, now) >= options.progress_interval_seconds) {
+          v1::TrainingProgress p;
+          p.set_epoch(static_cast<int32_t>(epoch));
+          p.set_step(st.step);
+          p.set_total_steps(total_steps);
+          p.set_train_nll(window_sum / window_records);
+          p.set_train_bits_per_dim(p.train_nll() * nats_to_bpd);
+          p.set_samples_per_second(window_records / std::max(1e-9, Seconds(window_start, now)));
+          observer->OnProgress(p);
+          window_start = now;
+          window_sum = 0;
+          window_records = 0;
+        }
+        if (st.next_batch < steps_per_epoch && observer->CheckpointDue(st.step)) {
+          RETURN_IF_ERROR(checkpoint());
         }
       }
-      RestoreState(net, best_state);
-      result.steps = step;
+      if (st.epoch_records == 0) break;  // stopped before any step of this epoch
+      // Validation of the epoch (or of the partial epoch a stopping rule ended).
+      RETURN_IF_ERROR(interrupted());
+      net.eval();
+      std::vector<double> valid_lp, train_lp;
+      const bool complete = LogProbAll(net, valid_x, stop_check, &valid_lp) &&
+                            LogProbAll(net, train_eval_x, stop_check, &train_lp);
+      net.train();
+      if (!complete) {
+        RETURN_IF_ERROR(interrupted());
+        return absl::CancelledError("job cancelled");
+      }
+      const NllSummary v = SummarizeLogProbs(valid_lp, shape.dim);
+      const NllSummary t = SummarizeLogProbs(train_lp, shape.dim);
+      const double epoch_secs =
+          std::max(1e-9, st.epoch_seconds + Seconds(epoch_segment_start, Clock::now()));
+      v1::EpochSummary e;
+      e.set_epoch(static_cast<int32_t>(epoch));
+      e.set_step(st.step);
+      e.set_train_nll(st.epoch_sum / static_cast<double>(st.epoch_records));
+      e.set_validation_nll(v.mean_nll);
+      e.set_validation_bits_per_dim(v.bits_per_dim);
+      e.set_validation_standard_error(v.standard_error);
+      e.set_samples_per_second(static_cast<double>(st.epoch_records) / epoch_secs);
+      e.set_train_eval_nll(t.mean_nll);
+      e.set_generalization_gap(v.mean_nll - t.mean_nll);
+      e.set_is_best(v.mean_nll < st.best);
+      if (e.is_best()) {
+        st.best = v.mean_nll;
+        st.best_epoch = epoch;
+        st.since_best = 0;
+        st.best_state = CopyState(net);
+      } else {
+        ++st.since_best;
+      }
+      e.set_epochs_since_best(static_cast<int32_t>(st.since_best));
+      observer->OnEpoch(e);
+      // The next epoch starts here; a checkpoint now never repeats this epoch's summary.
+      st.epoch_seconds = 0;
+      st.epoch_sum = 0;
+      st.epoch_records = 0;
+      st.next_batch = 0;
+      st.perm = torch::Tensor();
+      ++st.epoch;
+      if (!stop_reason.empty()) break;
+      if (options.early_stopping_patience > 0 && st.since_best >= options.early_stopping_patience) {
+        stop_reason = absl::StrCat("early stopping: no better validation NLL for ", st.since_best,
+                                   " epochs (best: epoch ", st.best_epoch, ")");
+      } else if (st.epoch > epochs) {
+        stop_reason = absl::StrCat("completed ", epochs, epochs == 1 ? " epoch" : " epochs");
+      } else if (observer->CheckpointDue(st.step)) {
+        RETURN_IF_ERROR(checkpoint());
+      }
     }
+    if (stop_reason.empty()) stop_reason = "stopped before the first step";
+    if (st.best_epoch == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("no epoch was validated before training stopped (", stop_reason, ")"));
+    }
+    RestoreState(net, st.best_state);
     net.eval();
-    result.best_validation_nll = best;
+    TrainResult result;
+    result.best_validation_nll = st.best;
+    result.best_epoch = st.best_epoch;
+    result.steps = st.step;
+    result.stop_reason = std::move(stop_reason);
     result.model = std::move(model);
     return result;
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("training failed: ", e.what()));
+    if (IsOutOfMemory(e)) {
+      return absl::ResourceExhaustedError(absl::StrFormat("out of memory at step %d (epoch %d): %s",
+                                                          st.step + 1, st.epoch, e.what()));
+    }
+    return absl::InternalError(absl::StrFormat("training failed at step %d (epoch %d): %s",
+                                               st.step + 1, st.epoch, e.what()));
   }
 }
 

@@ -1,6 +1,6 @@
 // logpd: the logp server. Serves until SIGINT or SIGTERM, then shuts down gracefully: stops
-// accepting calls, stops training (running jobs resume from the start on the next launch),
-// finishes calls in flight within --shutdown_grace_seconds, and exits 0.
+// accepting calls, checkpoints running jobs at their next step boundary (they resume from there
+// on the next launch), finishes calls in flight within --shutdown_grace_seconds, and exits 0.
 #include <glog/logging.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +28,13 @@ ABSL_FLAG(int64_t, max_score_records, 100000, "Records one Score request may car
 ABSL_FLAG(int64_t, max_samples, 100000, "Samples one Sample request may ask for");
 ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{4} << 30, "Largest dataset (stored bytes)");
 ABSL_FLAG(double, progress_interval_seconds, 1.0, "Seconds between a job's progress events");
+ABSL_FLAG(int64_t, checkpoint_interval_steps, 0,
+          "A running job writes a checkpoint after this many steps (0: not by steps)");
+ABSL_FLAG(double, checkpoint_interval_seconds, 60,
+          "... or this many seconds after its last checkpoint (0: not by time)");
+ABSL_FLAG(int, checkpoints_kept, 2, "Newest checkpoints kept per running job");
+ABSL_FLAG(int, threads_per_slot, 0,
+          "LibTorch intra-op threads of each training slot (0: --compute_threads)");
 ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "Time calls in flight get to finish on shutdown");
 ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file");
 
@@ -50,6 +57,10 @@ int main(int argc, char** argv) {
   options.jobs.training_slots = absl::GetFlag(FLAGS_training_slots);
   options.jobs.max_queued = absl::GetFlag(FLAGS_max_queued_jobs);
   options.jobs.progress_interval_seconds = absl::GetFlag(FLAGS_progress_interval_seconds);
+  options.jobs.checkpoint_interval_steps = absl::GetFlag(FLAGS_checkpoint_interval_steps);
+  options.jobs.checkpoint_interval_seconds = absl::GetFlag(FLAGS_checkpoint_interval_seconds);
+  options.jobs.checkpoints_kept = absl::GetFlag(FLAGS_checkpoints_kept);
+  options.jobs.threads_per_slot = absl::GetFlag(FLAGS_threads_per_slot);
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);

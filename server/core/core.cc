@@ -1,5 +1,6 @@
 #include "server/core/core.h"
 
+#include "absl/strings/str_cat.h"
 #include "proto/cc/status_macros.h"
 #include "server/core/files.h"
 
@@ -15,12 +16,27 @@ absl::StatusOr<std::unique_ptr<Core>> Core::Open(const CoreOptions& options) {
   ds.max_dataset_bytes = options.max_dataset_bytes;
   ASSIGN_OR_RETURN(core->datasets_, DatasetStore::Open(ds, core->catalog_.get()));
   ASSIGN_OR_RETURN(core->models_, ModelStore::Open(options.data_dir, core->catalog_.get()));
-  ASSIGN_OR_RETURN(core->jobs_, JobManager::Start(options.jobs, core->catalog_.get(),
-                                                  core->datasets_.get(), core->models_.get()));
+  ASSIGN_OR_RETURN(core->checkpoints_,
+                   CheckpointStore::Open(options.data_dir, options.jobs.checkpoints_kept));
+  ASSIGN_OR_RETURN(core->jobs_,
+                   JobManager::Start(options.jobs, core->catalog_.get(), core->datasets_.get(),
+                                     core->models_.get(), core->checkpoints_.get()));
   return core;
 }
 
 Core::~Core() { Shutdown(); }
+
+absl::StatusOr<ResolvedModel> Core::ResolveModel(const std::string& model_id,
+                                                 const std::string& job_id) {
+  if (!job_id.empty()) return jobs_->CheckpointModel(job_id);
+  if (model_id.empty()) return absl::InvalidArgumentError("model_id or job_id is required");
+  auto m = models_->Load(model_id);
+  if (absl::IsNotFound(m.status())) {
+    return absl::NotFoundError(absl::StrCat("model '", model_id, "' not found"));
+  }
+  RETURN_IF_ERROR(m.status());
+  return ResolvedModel{std::move(*m), 0};
+}
 
 void Core::Shutdown() {
   if (jobs_) jobs_->Shutdown();

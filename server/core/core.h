@@ -16,7 +16,7 @@
 namespace logp {
 
 struct CoreOptions {
-  // Data directory (created if missing): catalog.db, datasets/, models/, tmp/.
+  // Data directory (created if missing): catalog.db, datasets/, models/, checkpoints/, tmp/.
   std::string data_dir;
   JobManagerOptions jobs;
   ScoringLimits scoring;
@@ -34,6 +34,10 @@ class Core {
   DatasetStore& datasets() { return *datasets_; }
   ModelStore& models() { return *models_; }
   JobManager& jobs() { return *jobs_; }
+  // The model a Score / Evaluate / Sample request names: exactly one of a published model's id
+  // or a job's id (its newest checkpoint; see JobManager::CheckpointModel).
+  absl::StatusOr<ResolvedModel> ResolveModel(const std::string& model_id,
+                                             const std::string& job_id);
 
   // Stops training (running jobs stay queued for the next start). Idempotent.
   void Shutdown();
@@ -44,6 +48,7 @@ class Core {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<DatasetStore> datasets_;
   std::unique_ptr<ModelStore> models_;
+  std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<JobManager> jobs_;
 };
 

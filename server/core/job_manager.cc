@@ -2,9 +2,12 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "models/model.h"
@@ -33,24 +36,38 @@ struct JobManager::ActiveJob {
   v1::Job job;
   std::vector<v1::JobEvent> events;  // contiguous seq numbers
   std::atomic<bool> cancel_requested{false};
+  // The last step and epoch this job reported (before a restart too): a resumed run re-trains
+  // the steps after its checkpoint without reporting them twice. Training thread only.
+  int64_t reported_step = 0;
+  int64_t reported_epoch = 0;
+  // The model of the newest checkpoint, loaded on demand for Score / Sample on a running job.
+  absl::Mutex probe_mu;
+  std::shared_ptr<const Model> probe ABSL_GUARDED_BY(probe_mu);
+  int64_t probe_step ABSL_GUARDED_BY(probe_mu) = -1;
 };
 
-// Turns training callbacks into job events.
+// Turns training callbacks into job events and checkpoints into files.
 class JobManager::Observer : public TrainObserver {
  public:
-  Observer(JobManager* manager, std::shared_ptr<ActiveJob> job, std::atomic<bool>* shutting_down)
-      : manager_(manager), job_(std::move(job)), shutting_down_(shutting_down) {}
-  void OnStart(int64_t total_steps) override {
+  Observer(JobManager* manager, std::shared_ptr<ActiveJob> job)
+      : manager_(manager), job_(std::move(job)), last_checkpoint_time_(absl::Now()) {}
+  void OnStart(int64_t total_steps, int64_t first_step) override {
+    last_checkpoint_step_ = first_step;
     absl::MutexLock lock(&manager_->mu_);
     job_->job.set_total_steps(total_steps);
-    job_->job.set_step(0);
+    job_->job.set_step(first_step);
   }
   void OnProgress(const v1::TrainingProgress& p) override {
+    if (p.step() <= job_->reported_step) return;  // reported before the restart
+    job_->reported_step = p.step();
     v1::JobEvent e;
     *e.mutable_progress() = p;
     manager_->AddEvent(job_, e, [&](v1::Job* j) { j->set_step(p.step()); });
   }
   void OnEpoch(const v1::EpochSummary& s) override {
+    if (s.epoch() <= job_->reported_epoch) return;
+    job_->reported_epoch = s.epoch();
+    job_->reported_step = std::max(job_->reported_step, s.step());
     v1::JobEvent e;
     *e.mutable_epoch_summary() = s;
     manager_->AddEvent(job_, e, [&](v1::Job* j) {
@@ -58,30 +75,78 @@ class JobManager::Observer : public TrainObserver {
       if (s.is_best()) j->set_best_validation_nll(s.validation_nll());
     });
   }
-  bool StopRequested() override { return job_->cancel_requested.load() || shutting_down_->load(); }
+  bool StopRequested() override { return job_->cancel_requested.load(); }
+  bool SuspendRequested() override { return manager_->stop_training_.load(); }
+  bool CheckpointDue(int64_t step) override {
+    const auto& o = manager_->options_;
+    return (o.checkpoint_interval_steps > 0 &&
+            step - last_checkpoint_step_ >= o.checkpoint_interval_steps) ||
+           (o.checkpoint_interval_seconds > 0 &&
+            absl::Now() - last_checkpoint_time_ >= absl::Seconds(o.checkpoint_interval_seconds));
+  }
+  absl::Status OnCheckpoint(TrainCheckpoint c) override {
+    const absl::Time t0 = absl::Now();
+    last_checkpoint_step_ = c.step;
+    last_checkpoint_time_ = t0;
+    const std::string& id = job_->job.id();  // immutable
+    absl::Status st = manager_->checkpoints_->Write(id, c.step, c.bytes);
+    if (!st.ok()) {
+      // Training goes on; a later checkpoint (or an older one) serves a restart.
+      LOG(ERROR) << "job " << id << ": checkpoint at step " << c.step << " not written: " << st;
+      return absl::OkStatus();
+    }
+    VLOG(1) << "job " << id << ": checkpoint at step " << c.step << " (" << c.bytes.size()
+            << " bytes) in " << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
+    absl::MutexLock lock(&manager_->mu_);
+    job_->job.set_checkpoint_step(c.step);
+    return absl::OkStatus();
+  }
 
  private:
   JobManager* manager_;
   std::shared_ptr<ActiveJob> job_;
-  std::atomic<bool>* shutting_down_;
+  int64_t last_checkpoint_step_ = 0;
+  absl::Time last_checkpoint_time_;
 };
 
 JobManager::JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
-                       ModelStore* models)
-    : options_(options), catalog_(catalog), datasets_(datasets), models_(models) {}
+                       ModelStore* models, CheckpointStore* checkpoints)
+    : options_(options),
+      catalog_(catalog),
+      datasets_(datasets),
+      models_(models),
+      checkpoints_(checkpoints) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOptions& options,
                                                               Catalog* catalog,
                                                               DatasetStore* datasets,
-                                                              ModelStore* models) {
+                                                              ModelStore* models,
+                                                              CheckpointStore* checkpoints) {
   if (options.training_slots < 1) return absl::InvalidArgumentError("training_slots must be >= 1");
-  std::unique_ptr<JobManager> m(new JobManager(options, catalog, datasets, models));
+  std::unique_ptr<JobManager> m(new JobManager(options, catalog, datasets, models, checkpoints));
   ASSIGN_OR_RETURN(auto pending,
                    catalog->JobsInStates({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING}));
+  std::set<std::string> pending_ids;
+  for (const auto& job : pending) pending_ids.insert(job.id());
+  checkpoints->RemoveAllExcept(pending_ids);
+  // Jobs that were running first (they had started), then the queue in creation order.
+  std::stable_partition(pending.begin(), pending.end(),
+                        [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; });
   for (auto& job : pending) {
     auto active = std::make_shared<ActiveJob>();
     ASSIGN_OR_RETURN(active->events, catalog->ListEvents(job.id(), 1));
+    for (const auto& e : active->events) {
+      if (e.has_progress())
+        active->reported_step = std::max(active->reported_step, e.progress().step());
+      if (e.has_epoch_summary()) {
+        active->reported_epoch =
+            std::max<int64_t>(active->reported_epoch, e.epoch_summary().epoch());
+        active->reported_step = std::max(active->reported_step, e.epoch_summary().step());
+      }
+    }
     const bool was_running = job.state() == v1::JOB_STATE_RUNNING;
+    const std::vector<int64_t> steps = checkpoints->Steps(job.id());
+    const int64_t resume_step = steps.empty() ? 0 : steps.front();
     active->job = std::move(job);
     {
       absl::MutexLock lock(&m->mu_);
@@ -90,9 +155,15 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOp
     }
     if (was_running) {
       m->ChangeState(active, v1::JOB_STATE_QUEUED,
-                     "requeued after a server restart; training starts over", [](v1::Job* j) {
-                       j->set_step(0);
-                       j->clear_start_time();
+                     resume_step > 0
+                         ? absl::StrCat("requeued after a server restart; resumes from the "
+                                        "checkpoint at step ",
+                                        resume_step)
+                         : "requeued after a server restart; no checkpoint yet, training starts "
+                           "over",
+                     [&](v1::Job* j) {
+                       j->set_step(resume_step);
+                       j->set_checkpoint_step(resume_step);
                      });
     }
     LOG(INFO) << "recovered job " << active->job.id() << " into the queue";
@@ -178,6 +249,19 @@ absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
   if (spec->batch_size() < 1 || spec->batch_size() > 65536) {
     return absl::InvalidArgumentError(
         absl::StrCat("spec.batch_size must be in [1, 65536], got ", spec->batch_size()));
+  }
+  if (spec->max_steps() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.max_steps must be >= 0 (0: no limit), got ", spec->max_steps()));
+  }
+  if (!(spec->max_seconds() >= 0) || !std::isfinite(spec->max_seconds())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.max_seconds must be finite and >= 0 (0: no limit), got ", spec->max_seconds()));
+  }
+  if (spec->early_stopping_patience() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.early_stopping_patience must be >= 0 (0: off), got ",
+                     spec->early_stopping_patience()));
   }
   if (!spec->has_epochs()) spec->set_epochs(kDefaultEpochs);
   if (spec->epochs() < 1 || spec->epochs() > 10000) {
@@ -373,6 +457,7 @@ v1::Job JobManager::ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobSt
 }
 
 void JobManager::SlotLoop() {
+  if (options_.threads_per_slot > 0) SetComputeThreads(options_.threads_per_slot);
   while (true) {
     std::shared_ptr<ActiveJob> job;
     {
@@ -387,25 +472,30 @@ void JobManager::SlotLoop() {
                   [](v1::Job* j) { *j->mutable_end_time() = ToProto(absl::Now()); });
       continue;
     }
-    ChangeState(job, v1::JOB_STATE_RUNNING, "",
-                [](v1::Job* j) { *j->mutable_start_time() = ToProto(absl::Now()); });
     RunJob(job);
   }
 }
 
 void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
   v1::JobSpec spec;
+  std::string id;
   {
     absl::MutexLock lock(&mu_);
     spec = job->job.spec();
+    id = job->job.id();
   }
-  auto finish = [&](v1::JobState state, const std::string& message, const std::string& model_id) {
+  auto finish = [&](v1::JobState state, const std::string& message, const std::string& model_id,
+                    const std::string& stop_reason) {
+    checkpoints_->RemoveAll(id);
     ChangeState(job, state, message, [&](v1::Job* j) {
       *j->mutable_end_time() = ToProto(absl::Now());
       if (state == v1::JOB_STATE_FAILED) j->set_error(message);
       if (!model_id.empty()) j->set_model_id(model_id);
+      j->set_stop_reason(stop_reason);
+      j->set_checkpoint_step(0);
     });
   };
+  std::string stop_reason;
   absl::StatusOr<v1::Model> published = [&]() -> absl::StatusOr<v1::Model> {
     ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec.dataset_id()));
     ASSIGN_OR_RETURN(std::shared_ptr<const RecordMatrix> data, datasets_->Load(spec.dataset_id()));
@@ -425,31 +515,117 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     opts.epochs = spec.epochs();
     opts.seed = spec.seed();
     opts.progress_interval_seconds = options_.progress_interval_seconds;
-    Observer observer(this, job, &stop_training_);
-    ASSIGN_OR_RETURN(TrainResult result, Train(spec.model(), *train, *valid, opts, &observer));
+    opts.max_steps = spec.max_steps();
+    opts.max_seconds = spec.max_seconds();
+    opts.early_stopping_patience = spec.early_stopping_patience();
+    // Newest checkpoint first; one that cannot be read or does not fit is removed and the next
+    // older one tried, then a fresh start.
+    std::vector<int64_t> steps = checkpoints_->Steps(id);
+    absl::StatusOr<TrainResult> result;
+    while (true) {
+      std::string bytes;
+      int64_t from = 0;
+      while (!steps.empty() && bytes.empty()) {
+        auto read = checkpoints_->Read(id, steps.front());
+        if (read.ok()) {
+          bytes = std::move(*read);
+          from = steps.front();
+        } else {
+          LOG(WARNING) << "job " << id << ": cannot read checkpoint " << steps.front() << ": "
+                       << read.status();
+          checkpoints_->Remove(id, steps.front());
+          steps.erase(steps.begin());
+        }
+      }
+      opts.resume_from = bytes.empty() ? nullptr : &bytes;
+      ChangeState(job, v1::JOB_STATE_RUNNING,
+                  from > 0 ? absl::StrCat("resuming from the checkpoint at step ", from) : "",
+                  [&](v1::Job* j) {
+                    if (!j->has_start_time()) *j->mutable_start_time() = ToProto(absl::Now());
+                  });
+      Observer observer(this, job);
+      result = Train(spec.model(), *train, *valid, opts, &observer);
+      if (from > 0 && absl::IsInvalidArgument(result.status()) &&
+          absl::StartsWith(result.status().message(), "checkpoint")) {
+        LOG(WARNING) << "job " << id << ": checkpoint at step " << from
+                     << " cannot be resumed: " << result.status();
+        checkpoints_->Remove(id, from);
+        steps.erase(steps.begin());
+        continue;
+      }
+      break;
+    }
+    RETURN_IF_ERROR(result.status());
+    stop_reason = result->stop_reason;
     v1::Model meta;
-    meta.set_job_id(job->job.id());
+    meta.set_job_id(id);
     meta.set_dataset_id(spec.dataset_id());
     *meta.mutable_spec() = spec.model();
     meta.set_kind(ds.kind());
     meta.set_dim(ds.dim());
     meta.set_num_categories(ds.num_categories());
     if (ds.has_image_shape()) *meta.mutable_image_shape() = ds.image_shape();
-    meta.set_validation_nll(result.best_validation_nll);
-    return models_->Publish(meta, std::shared_ptr<const Model>(std::move(result.model)));
+    meta.set_validation_nll(result->best_validation_nll);
+    return models_->Publish(meta, std::shared_ptr<const Model>(std::move(result->model)));
   }();
   if (published.ok()) {
-    finish(v1::JOB_STATE_SUCCEEDED, "", published->id());
-  } else if (absl::IsCancelled(published.status()) && !job->cancel_requested.load()) {
+    finish(v1::JOB_STATE_SUCCEEDED, stop_reason, published->id(), stop_reason);
+  } else if (absl::IsAborted(published.status())) {
+    // Suspended by the server's shutdown after a checkpoint.
+    int64_t step;
+    {
+      absl::MutexLock lock(&mu_);
+      step = job->job.checkpoint_step();
+    }
     ChangeState(job, v1::JOB_STATE_QUEUED,
-                "interrupted by server shutdown; training starts over at the next start",
-                [](v1::Job* j) { j->set_step(0); });
+                absl::StrCat("interrupted by server shutdown; resumes from the checkpoint at step ",
+                             step, " at the next start"));
   } else if (absl::IsCancelled(published.status())) {
-    finish(v1::JOB_STATE_CANCELLED, "cancelled by request", "");
+    finish(v1::JOB_STATE_CANCELLED, "cancelled by request", "", "");
   } else {
-    LOG(WARNING) << "job " << job->job.id() << " failed: " << published.status();
-    finish(v1::JOB_STATE_FAILED, std::string(published.status().message()), "");
+    LOG(WARNING) << "job " << id << " failed: " << published.status();
+    finish(v1::JOB_STATE_FAILED, std::string(published.status().message()), "", "");
   }
+}
+
+absl::StatusOr<ResolvedModel> JobManager::CheckpointModel(const std::string& id) {
+  std::shared_ptr<ActiveJob> active;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it != active_.end()) active = it->second;
+  }
+  if (!active) {
+    ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
+    if (job.state() != v1::JOB_STATE_SUCCEEDED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", id, " ended ", v1::JobState_Name(job.state()), " and has no model"));
+    }
+    ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, models_->Load(job.model_id()));
+    return ResolvedModel{std::move(model), 0};
+  }
+  const std::vector<int64_t> steps = checkpoints_->Steps(id);
+  if (steps.empty()) {
+    absl::MutexLock lock(&mu_);
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, " has no checkpoint yet (", v1::JobState_Name(active->job.state()),
+                     ", step ", active->job.step(), "); try again after its first checkpoint"));
+  }
+  absl::MutexLock lock(&active->probe_mu);
+  if (active->probe_step == steps.front()) return ResolvedModel{active->probe, active->probe_step};
+  auto bytes = checkpoints_->Read(id, steps.front());
+  int64_t step = steps.front();
+  if (!bytes.ok()) {  // pruned by a newer checkpoint just now: take the newest again
+    const std::vector<int64_t> again = checkpoints_->Steps(id);
+    if (again.empty()) return bytes.status();
+    step = again.front();
+    bytes = checkpoints_->Read(id, step);
+    RETURN_IF_ERROR(bytes.status());
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, ModelFromCheckpoint(*bytes));
+  active->probe = std::move(model);
+  active->probe_step = step;
+  return ResolvedModel{active->probe, active->probe_step};
 }
 
 }  // namespace logp

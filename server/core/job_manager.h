@@ -1,9 +1,13 @@
 // JobManager: validates training jobs, queues them (bounded FIFO), runs them on a fixed number of
 // training slots, records their numbered events durably and serves them to watchers.
 //
-// Restart semantics (first version, no checkpoints yet): a job that was RUNNING when the server
-// stopped is re-queued at the next start and trains again from the beginning; its event sequence
-// continues (a state change says so), nothing is renumbered or lost.
+// Durability: a running job writes a checkpoint (weights, optimiser, generators, position in the
+// epoch, best weights so far) every checkpoint_interval_steps steps or
+// checkpoint_interval_seconds seconds, at epoch ends, and when the server shuts down. A job that
+// was RUNNING when the server stopped (SIGTERM, crash, kill -9) is re-queued at the next start,
+// ahead of jobs queued after it, and resumes from its newest checkpoint. Its event sequence
+// continues: a state change says where it resumed, and the steps and epochs it had already
+// reported are not reported again.
 //
 // Thread-safety: all public methods may be called concurrently.
 #ifndef LOGP_SERVER_CORE_JOB_MANAGER_H_
@@ -22,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "logp/v1/job_service.pb.h"
 #include "server/core/catalog.h"
+#include "server/core/checkpoint_store.h"
 #include "server/core/dataset_store.h"
 #include "server/core/model_store.h"
 
@@ -34,6 +39,21 @@ struct JobManagerOptions {
   int max_queued = 64;
   // Minimum seconds between two progress events of a job (default 1).
   double progress_interval_seconds = 1.0;
+  // A running job writes a checkpoint after this many steps (0 = not by steps) ...
+  int64_t checkpoint_interval_steps = 0;
+  // ... or this many seconds since its last one (0 = not by time), whichever comes first.
+  double checkpoint_interval_seconds = 60;
+  // Checkpoints kept per job (the newest).
+  int checkpoints_kept = 2;
+  // LibTorch intra-op threads of each training slot (0: the process default).
+  int threads_per_slot = 0;
+};
+
+// A model to score with and where it came from.
+struct ResolvedModel {
+  std::shared_ptr<const Model> model;
+  // The checkpoint's step when the model is a running job's checkpoint; 0 otherwise.
+  int64_t checkpoint_step = 0;
 };
 
 class JobManager {
@@ -42,7 +62,8 @@ class JobManager {
   // the training slots. The stores and catalogue must outlive the manager.
   static absl::StatusOr<std::unique_ptr<JobManager>> Start(const JobManagerOptions& options,
                                                            Catalog* catalog, DatasetStore* datasets,
-                                                           ModelStore* models);
+                                                           ModelStore* models,
+                                                           CheckpointStore* checkpoints);
   // Calls Shutdown().
   ~JobManager();
 
@@ -61,11 +82,15 @@ class JobManager {
   absl::Status Watch(const std::string& id, int64_t from_seq,
                      const std::function<bool(const v1::JobEvent&)>& emit,
                      const std::function<bool()>& cancelled);
+  // The weights of a job's newest checkpoint (QUEUED or RUNNING), or its published model
+  // (SUCCEEDED). FAILED_PRECONDITION before the first checkpoint and for a job that ended without
+  // a model; NOT_FOUND for an unknown job.
+  absl::StatusOr<ResolvedModel> CheckpointModel(const std::string& id);
   // Non-empty when a queued or running job uses the dataset.
   std::string DatasetInUse(const std::string& dataset_id);
 
-  // Stops accepting jobs, stops running ones at their next step (they stay QUEUED for the next
-  // start) and joins the slots. Idempotent.
+  // Stops accepting jobs, checkpoints running ones at their next step boundary (they stay QUEUED
+  // and resume at the next start) and joins the slots. Idempotent.
   void Shutdown();
 
  private:
@@ -73,7 +98,7 @@ class JobManager {
   class Observer;
 
   JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
-             ModelStore* models);
+             ModelStore* models, CheckpointStore* checkpoints);
   void SlotLoop();
   void RunJob(const std::shared_ptr<ActiveJob>& job);
   // Assigns the next seq, updates the job with `update`, persists both, wakes watchers. Returns
@@ -90,6 +115,7 @@ class JobManager {
   Catalog* const catalog_;
   DatasetStore* const datasets_;
   ModelStore* const models_;
+  CheckpointStore* const checkpoints_;
 
   absl::Mutex mu_;
   absl::CondVar work_cv_;    // queue_ changed or shutting down

@@ -14,13 +14,9 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-absl::StatusOr<std::shared_ptr<const Model>> LoadModel(ModelStore& models, const std::string& id) {
-  if (id.empty()) return absl::InvalidArgumentError("model_id is required");
-  auto m = models.Load(id);
-  if (absl::IsNotFound(m.status())) {
-    return absl::NotFoundError(absl::StrCat("model '", id, "' not found"));
-  }
-  return m;
+template <typename Request>
+absl::StatusOr<ResolvedModel> LoadModel(const ModelResolver& models, const Request& request) {
+  return models(request.model_id(), request.job_id());
 }
 
 template <typename Request>
@@ -39,9 +35,11 @@ absl::StatusOr<ScoreOptions> ToScoreOptions(const Request& request) {
 
 }  // namespace
 
-absl::StatusOr<v1::ScoreResponse> ScoreRecords(ModelStore& models, const v1::ScoreRequest& request,
+absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
+                                               const v1::ScoreRequest& request,
                                                const ScoringLimits& limits) {
-  ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(models, request.model_id()));
+  ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
+  const std::shared_ptr<const Model>& model = resolved.model;
   const auto& block = request.records();
   if (static_cast<int64_t>(block.num_records()) > limits.max_score_records) {
     return absl::ResourceExhaustedError(absl::StrCat("a Score request may carry at most ",
@@ -64,12 +62,15 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(ModelStore& models, const v1::Sco
                                             scores.standard_error.end());
   response.set_score_kind(scores.kind);
   response.set_importance_samples(scores.importance_samples);
+  response.set_checkpoint_step(resolved.checkpoint_step);
   return response;
 }
 
-absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(ModelStore& models, DatasetStore& datasets,
+absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models,
+                                                     DatasetStore& datasets,
                                                      const v1::EvaluateRequest& request) {
-  ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(models, request.model_id()));
+  ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
+  const std::shared_ptr<const Model>& model = resolved.model;
   if (request.dataset_id().empty()) return absl::InvalidArgumentError("dataset_id is required");
   auto data = datasets.Load(request.dataset_id());
   if (absl::IsNotFound(data.status())) {
@@ -88,14 +89,16 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(ModelStore& models, Dataset
   r.set_bits_per_dim(s.bits_per_dim);
   r.set_score_kind(scores.kind);
   r.set_importance_samples(scores.importance_samples);
+  r.set_checkpoint_step(resolved.checkpoint_step);
   return r;
 }
 
-absl::Status SampleRecords(ModelStore& models, const v1::SampleRequest& request,
+absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest& request,
                            const ScoringLimits& limits,
                            const std::function<bool(const v1::SampleResponse&)>& write,
                            const std::function<bool()>& cancelled) {
-  ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(models, request.model_id()));
+  ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
+  const std::shared_ptr<const Model>& model = resolved.model;
   const int64_t n = static_cast<int64_t>(request.num_samples());
   if (request.num_samples() == 0) return absl::InvalidArgumentError("num_samples must be > 0");
   if (request.num_samples() > static_cast<uint64_t>(limits.max_samples)) {

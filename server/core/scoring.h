@@ -8,7 +8,7 @@
 #include "absl/status/statusor.h"
 #include "logp/v1/model_service.pb.h"
 #include "server/core/dataset_store.h"
-#include "server/core/model_store.h"
+#include "server/core/job_manager.h"
 
 namespace logp {
 
@@ -21,19 +21,25 @@ struct ScoringLimits {
   int64_t sample_chunk_records = 1024;
 };
 
-// NOT_FOUND for an unknown model; RESOURCE_EXHAUSTED over max_score_records; INVALID_ARGUMENT for
-// records that do not fit the model (naming record and column).
-absl::StatusOr<v1::ScoreResponse> ScoreRecords(ModelStore& models, const v1::ScoreRequest& request,
+// Finds the model a request names: (model_id, job_id), exactly one non-empty.
+using ModelResolver =
+    std::function<absl::StatusOr<ResolvedModel>(const std::string&, const std::string&)>;
+
+// NOT_FOUND for an unknown model or job; RESOURCE_EXHAUSTED over max_score_records;
+// INVALID_ARGUMENT for records that do not fit the model (naming record and column).
+absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
+                                               const v1::ScoreRequest& request,
                                                const ScoringLimits& limits);
 
 // Mean NLL of a stored dataset with its standard error, 95% interval and bits/dim.
-absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(ModelStore& models, DatasetStore& datasets,
+absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models,
+                                                     DatasetStore& datasets,
                                                      const v1::EvaluateRequest& request);
 
 // Streams num_samples samples in chunks through `write` (false: the client went away, CANCELLED).
 // `cancelled` is polled between chunks. INVALID_ARGUMENT for 0 samples, RESOURCE_EXHAUSTED over
 // max_samples. Equal seeds give equal samples.
-absl::Status SampleRecords(ModelStore& models, const v1::SampleRequest& request,
+absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest& request,
                            const ScoringLimits& limits,
                            const std::function<bool(const v1::SampleResponse&)>& write,
                            const std::function<bool()>& cancelled);

@@ -178,14 +178,14 @@ class ModelServiceImpl final : public v1::ModelService::Service {
   }
   grpc::Status Score(grpc::ServerContext*, const v1::ScoreRequest* req,
                      v1::ScoreResponse* response) override {
-    auto r = ScoreRecords(core_->models(), *req, core_->options().scoring);
+    auto r = ScoreRecords(Resolver(), *req, core_->options().scoring);
     if (!r.ok()) return ToGrpcStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
   grpc::Status Evaluate(grpc::ServerContext*, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* response) override {
-    auto r = EvaluateDataset(core_->models(), core_->datasets(), *req);
+    auto r = EvaluateDataset(Resolver(), core_->datasets(), *req);
     if (!r.ok()) return ToGrpcStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
@@ -193,12 +193,17 @@ class ModelServiceImpl final : public v1::ModelService::Service {
   grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* req,
                       grpc::ServerWriter<v1::SampleResponse>* writer) override {
     return ToGrpcStatus(SampleRecords(
-        core_->models(), *req, core_->options().scoring,
+        Resolver(), *req, core_->options().scoring,
         [writer](const v1::SampleResponse& r) { return writer->Write(r); },
         [ctx] { return ctx->IsCancelled(); }));
   }
 
  private:
+  ModelResolver Resolver() {
+    return [core = core_](const std::string& model_id, const std::string& job_id) {
+      return core->ResolveModel(model_id, job_id);
+    };
+  }
   Core* core_;
 };
 

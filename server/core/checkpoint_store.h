@@ -1,0 +1,51 @@
+// CheckpointStore: durable training checkpoints of running jobs, one directory per job:
+// <data_dir>/checkpoints/<job id>/<step, 20 digits>.ckpt. Every file is written to a temporary
+// name, fsynced and renamed, so a crash leaves whole checkpoints only; the newest `keep` of a job
+// are kept.
+//
+// Thread-safety: all methods may be called concurrently for different jobs; one job's
+// checkpoints are written by its training thread only.
+#ifndef LOGP_SERVER_CORE_CHECKPOINT_STORE_H_
+#define LOGP_SERVER_CORE_CHECKPOINT_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace logp {
+
+class CheckpointStore {
+ public:
+  // Creates <data_dir>/checkpoints if missing. `keep` >= 1.
+  static absl::StatusOr<std::unique_ptr<CheckpointStore>> Open(const std::string& data_dir,
+                                                               int keep);
+
+  // Writes the checkpoint of `job_id` after `step` durably, then prunes older ones.
+  absl::Status Write(const std::string& job_id, int64_t step, absl::string_view bytes);
+  // Steps of the job's whole checkpoints, newest first (empty if none).
+  std::vector<int64_t> Steps(const std::string& job_id) const;
+  absl::StatusOr<std::string> Read(const std::string& job_id, int64_t step) const;
+  // Removes one checkpoint (e.g. one that cannot be read back).
+  void Remove(const std::string& job_id, int64_t step);
+  // Removes all of a job's checkpoints (the job has ended).
+  void RemoveAll(const std::string& job_id);
+  // Removes the checkpoints of every job not in `jobs` and leftover temporary files (startup).
+  void RemoveAllExcept(const std::set<std::string>& jobs);
+
+ private:
+  CheckpointStore(std::string dir, int keep) : dir_(std::move(dir)), keep_(keep) {}
+  std::string JobDir(const std::string& job_id) const { return dir_ + "/" + job_id; }
+  std::string PathOf(const std::string& job_id, int64_t step) const;
+
+  const std::string dir_;
+  const int keep_;
+};
+
+}  // namespace logp
+
+#endif  // LOGP_SERVER_CORE_CHECKPOINT_STORE_H_
