@@ -125,7 +125,8 @@ jobs create --dataset=ID --family=FAMILY [--validation_dataset=ID |
             --hidden_units=H --order=natural|random --num_masks=M --components=K
             --covariance=full --flow_layers=N --latent_dim=Z --dropout=P --l1=C
             --dequantize --logit] [--model_json=JSON] [--lr=R --weight_decay=W
-            --batch_size=B --epochs=E --seed=S] [--watch]
+            --batch_size=B --epochs=E --seed=S --max_steps=N --max_seconds=T
+            --early_stopping_patience=P] [--watch]
             FAMILY: bernoulli categorical gaussian gaussian_mixture fvsbn nade made
                     maf realnvp vae
 jobs get ID | list | cancel ID
@@ -134,6 +135,7 @@ models get ID | list
 models score ID FILE [read flags as for upload] [--output=FILE]
 models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
+                                  ID: a model, or a job ("job-...") for its newest checkpoint
 
 Run with --help for every flag.
 )";
@@ -823,12 +825,30 @@ std::string ScoreKindWords(v1::ScoreKind kind, int32_t k) {
   return ScoreKindName(kind);
 }
 
+// The model a command names: a model id, or a job id ("job-...") for that job's newest
+// checkpoint (running) or model (finished); a job's data shape is its training dataset's.
+absl::StatusOr<v1::Model> TargetModel(Client* client, const std::string& id) {
+  if (!absl::StartsWith(id, "job-")) return client->GetModel(id);
+  ASSIGN_OR_RETURN(const v1::Job job, client->GetJob(id));
+  ASSIGN_OR_RETURN(const v1::Dataset ds, client->GetDataset(job.spec().dataset_id()));
+  v1::Model m;
+  m.set_id(id);
+  m.set_job_id(id);
+  m.set_dataset_id(ds.id());
+  *m.mutable_spec() = job.spec().model();
+  m.set_kind(ds.kind());
+  m.set_dim(ds.dim());
+  m.set_num_categories(ds.num_categories());
+  if (ds.has_image_shape()) *m.mutable_image_shape() = ds.image_shape();
+  return m;
+}
+
 absl::StatusOr<int> ModelsScore(Context& ctx) {
   if (ctx.args.size() != 2) {
     return UsageOf("models score ID FILE [--kind=K --binarize_threshold=T ...] [--output=FILE]");
   }
   ASSIGN_OR_RETURN(Client * client, ctx.client());
-  ASSIGN_OR_RETURN(const v1::Model model, client->GetModel(ctx.args[0]));
+  ASSIGN_OR_RETURN(const v1::Model model, TargetModel(client, ctx.args[0]));
   ASSIGN_OR_RETURN(const ReadOptions options, ReadOptionsFromFlags(&model));
   ASSIGN_OR_RETURN(const RecordMatrix records, ReadRecordsFile(ctx.args[1], options));
   ASSIGN_OR_RETURN(const v1::ScoreResponse scored,
@@ -905,7 +925,7 @@ absl::StatusOr<int> ModelsSample(Context& ctx) {
     return UsageOf("models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=F]");
   }
   ASSIGN_OR_RETURN(Client * client, ctx.client());
-  ASSIGN_OR_RETURN(const v1::Model model, client->GetModel(ctx.args[0]));
+  ASSIGN_OR_RETURN(const v1::Model model, TargetModel(client, ctx.args[0]));
   const std::string png = absl::GetFlag(FLAGS_png);
   v1::ImageShape shape = model.image_shape();
   if (!png.empty() && shape.height() == 0) {

@@ -95,8 +95,8 @@ class JobManager::Observer : public TrainObserver {
       LOG(ERROR) << "job " << id << ": checkpoint at step " << c.step << " not written: " << st;
       return absl::OkStatus();
     }
-    VLOG(1) << "job " << id << ": checkpoint at step " << c.step << " (" << c.bytes.size()
-            << " bytes) in " << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
+    LOG(INFO) << "job " << id << ": checkpoint at step " << c.step << " (" << c.bytes.size()
+              << " bytes) in " << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
     absl::MutexLock lock(&manager_->mu_);
     job_->job.set_checkpoint_step(c.step);
     return absl::OkStatus();

@@ -164,6 +164,7 @@ class ServerTest : public ::testing::Test {
     o.jobs.max_queued = 2;
     o.jobs.progress_interval_seconds = 0.05;
     o.jobs.training_slots = 1;
+    o.jobs.checkpoint_interval_steps = checkpoint_interval_steps_;
     return o;
   }
   void StartServer() {
@@ -229,6 +230,7 @@ class ServerTest : public ::testing::Test {
     return *done;
   }
 
+  int64_t checkpoint_interval_steps_ = 0;  // by time only (60 s) unless a test says
   std::string dir_;
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
@@ -1091,6 +1093,150 @@ TEST_F(ServerTest, EveryFamilyTrainsScoresEvaluatesAndSamples) {
       }
     }
   }
+}
+
+// -------------------------------------------------------------------------- 9. durability
+
+// Progress steps rise strictly and epochs run 1, 2, 3, ...: nothing reported twice.
+void ExpectNoRepeats(const std::vector<v1::JobEvent>& events) {
+  int64_t last_step = 0, last_epoch = 0;
+  for (const auto& e : events) {
+    if (e.has_progress()) {
+      EXPECT_GT(e.progress().step(), last_step) << "seq " << e.seq();
+      last_step = e.progress().step();
+    }
+    if (e.has_epoch_summary()) {
+      EXPECT_EQ(e.epoch_summary().epoch(), last_epoch + 1) << "seq " << e.seq();
+      last_epoch = e.epoch_summary().epoch();
+      last_step = std::max(last_step, e.epoch_summary().step());
+    }
+  }
+}
+
+std::string Messages(const std::vector<v1::JobEvent>& events) {
+  std::string out;
+  for (const auto& e : events) {
+    if (e.has_state_change()) out += e.state_change().message() + "\n";
+  }
+  return out;
+}
+
+// A graceful restart in the middle of training checkpoints the job; it resumes where it was and
+// publishes exactly the model an uninterrupted run publishes.
+TEST_F(ServerTest, ShutdownCheckpointsAndTheJobResumesExactly) {
+  const RecordMatrix data = Structured(400, 16, 21);
+  const v1::Dataset ds = Upload(data);
+  const v1::JobSpec spec = MadeSpec(ds.id(), 40, 5);  // 64 steps per epoch, 2560 in all
+  const v1::Job reference = Train(spec);
+  auto reference_scores = client_->Score(reference.model_id(), data);
+  ASSERT_TRUE(reference_scores.ok()) << reference_scores.status();
+
+  auto job = client_->CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  WaitUntilRunning(job->id());
+  while (client_->GetJob(job->id())->step() < 300) absl::SleepFor(absl::Milliseconds(2));
+  StopServer();
+  StartServer();
+  auto done = client_->WaitForJob(job->id());
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+  EXPECT_EQ(done->step(), 2560);
+  EXPECT_EQ(done->stop_reason(), "completed 40 epochs");
+  const std::vector<v1::JobEvent> events = Events(job->id());
+  ExpectContiguous(events);
+  ExpectNoRepeats(events);
+  const std::string messages = Messages(events);
+  EXPECT_TRUE(absl::StrContains(messages,
+                                "interrupted by server shutdown; resumes from the "
+                                "checkpoint at step"))
+      << messages;
+  EXPECT_TRUE(absl::StrContains(messages, "resuming from the checkpoint at step")) << messages;
+  auto scores = client_->Score(done->model_id(), data);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  EXPECT_EQ(*scores, *reference_scores);
+  EXPECT_DOUBLE_EQ(done->best_validation_nll(), reference.best_validation_nll());
+}
+
+TEST_F(ServerTest, StoppingRulesEndTrainingAndSayWhy) {
+  const v1::Dataset ds = Upload(Structured(400, 16, 22));
+  v1::JobSpec spec = MadeSpec(ds.id(), 1000);
+  spec.set_max_steps(7);
+  v1::Job job = Train(spec);
+  EXPECT_EQ(job.step(), 7);
+  EXPECT_EQ(job.stop_reason(), "max_steps 7 reached");
+
+  spec = MadeSpec(ds.id(), 1000);
+  spec.mutable_optimizer()->set_learning_rate(0.1);  // overfits within a few epochs
+  spec.set_early_stopping_patience(2);
+  job = Train(spec);
+  EXPECT_TRUE(absl::StartsWith(job.stop_reason(), "early stopping")) << job.stop_reason();
+  const std::vector<v1::JobEvent> events = Events(job.id());
+  std::vector<v1::EpochSummary> epochs;
+  for (const auto& e : events) {
+    if (e.has_epoch_summary()) epochs.push_back(e.epoch_summary());
+  }
+  ASSERT_GE(epochs.size(), 3u);
+  EXPECT_LT(epochs.size(), 1000u);
+  EXPECT_EQ(epochs.back().epochs_since_best(), 2);
+  // The published model is the best epoch's: its validation NLL is the job's best.
+  auto model = client_->GetModel(job.model_id());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_DOUBLE_EQ(model->validation_nll(), job.best_validation_nll());
+  EXPECT_LT(job.best_validation_nll(), epochs.back().validation_nll());
+  for (const auto& e : epochs) {
+    EXPECT_NEAR(e.generalization_gap(), e.validation_nll() - e.train_eval_nll(), 1e-9);
+  }
+
+  spec = MadeSpec(ds.id(), 3);
+  spec.set_max_steps(-1);
+  EXPECT_TRUE(Is(client_->CreateJob(spec).status(), StatusCode::kInvalidArgument, "max_steps"));
+  spec = MadeSpec(ds.id(), 3);
+  spec.set_max_seconds(std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(Is(client_->CreateJob(spec).status(), StatusCode::kInvalidArgument, "max_seconds"));
+  spec = MadeSpec(ds.id(), 3);
+  spec.set_early_stopping_patience(-3);
+  EXPECT_TRUE(Is(client_->CreateJob(spec).status(), StatusCode::kInvalidArgument,
+                 "early_stopping_patience"));
+}
+
+// Score, Evaluate and Sample can name a job: a running one's newest checkpoint, a finished one's
+// model; nothing before the first checkpoint or after a failure.
+TEST_F(ServerTest, ScoreAndSampleUseARunningJobsCheckpoint) {
+  StopServer();
+  checkpoint_interval_steps_ = 10;
+  StartServer();
+  const RecordMatrix data = Structured(400, 16, 23);
+  const v1::Dataset ds = Upload(data);
+  auto running = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(running.ok()) << running.status();
+  auto queued = client_->CreateJob(MadeSpec(ds.id(), 1));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_TRUE(Is(client_->Score(queued->id(), data).status(), StatusCode::kFailedPrecondition,
+                 "no checkpoint yet"));
+  EXPECT_TRUE(Is(client_->Score("job-0000", data).status(), StatusCode::kNotFound, "job-0000"));
+  WaitUntilRunning(running->id());
+  while (client_->GetJob(running->id())->checkpoint_step() == 0) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  auto scored = client_->ScoreAll(running->id(), data, ScoringOptions{});
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  EXPECT_GE(scored->checkpoint_step(), 10);
+  EXPECT_EQ(scored->log_prob_size(), 400);
+  auto eval = client_->Evaluate(running->id(), ds.id());
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  EXPECT_GE(eval->checkpoint_step(), 10);
+  auto samples = client_->Sample(running->id(), 10, 1);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  EXPECT_EQ(samples->rows, 10);
+  ASSERT_TRUE(client_->CancelJob(running->id()).ok());
+  // The queued job then runs and succeeds: a finished job's target is its published model.
+  auto finished = client_->WaitForJob(queued->id());
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  ASSERT_EQ(finished->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(*client_->Score(finished->id(), data), *client_->Score(finished->model_id(), data));
+  // The cancelled job has no model.
+  EXPECT_TRUE(Is(client_->Score(running->id(), data).status(), StatusCode::kFailedPrecondition,
+                 "JOB_STATE_CANCELLED"));
 }
 
 }  // namespace
