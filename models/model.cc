@@ -559,9 +559,11 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
       TrainState snapshot = st;
       snapshot.train_seconds = elapsed();
       snapshot.epoch_seconds = st.epoch_seconds + Seconds(epoch_segment_start, Clock::now());
+      const auto t0 = Clock::now();
       ASSIGN_OR_RETURN(std::string bytes,
                        EncodeCheckpoint(*model, snapshot, optimizer.get(), gen, n));
-      return observer->OnCheckpoint(TrainCheckpoint{st.step, st.epoch, std::move(bytes)});
+      return observer->OnCheckpoint(
+          TrainCheckpoint{st.step, st.epoch, std::move(bytes), Seconds(t0, Clock::now())});
     };
     // CANCELLED, ABORTED after a checkpoint, or OK to go on.
     auto interrupted = [&]() -> absl::Status {

@@ -115,6 +115,8 @@ struct TrainCheckpoint {
   int64_t epoch = 0;
   // Opaque; ModelFromCheckpoint reads the current weights back as a Model.
   std::string bytes;
+  // Time the training thread spent encoding it.
+  double encode_seconds = 0;
 };
 
 // The model (current weights, not the best so far) inside a checkpoint; DATA_LOSS if corrupt.

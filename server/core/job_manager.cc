@@ -96,7 +96,8 @@ class JobManager::Observer : public TrainObserver {
       return absl::OkStatus();
     }
     LOG(INFO) << "job " << id << ": checkpoint at step " << c.step << " (" << c.bytes.size()
-              << " bytes) in " << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
+              << " bytes): encoded in " << c.encode_seconds * 1e3 << " ms, written in "
+              << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
     absl::MutexLock lock(&manager_->mu_);
     job_->job.set_checkpoint_step(c.step);
     return absl::OkStatus();
