@@ -116,7 +116,9 @@ JobManager::JobManager(const JobManagerOptions& options, Catalog* catalog, Datas
       catalog_(catalog),
       datasets_(datasets),
       models_(models),
-      checkpoints_(checkpoints) {}
+      checkpoints_(checkpoints) {
+  notifier_ = std::thread([this] { NotifierLoop(); });
+}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOptions& options,
                                                               Catalog* catalog,
@@ -183,13 +185,22 @@ void JobManager::Shutdown() {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
     work_cv_.SignalAll();
-    events_cv_.SignalAll();
+  }
+  {
+    // After shutting_down_ is set, so every listener's next read answers UNAVAILABLE.
+    absl::MutexLock lock(&watch_mu_);
+    notify_everyone_ = true;
   }
   stop_training_.store(true);
   for (auto& t : slots_) {
     if (t.joinable()) t.join();
   }
   slots_.clear();
+  {
+    absl::MutexLock lock(&watch_mu_);
+    stop_notifier_ = true;
+  }
+  if (notifier_.joinable()) notifier_.join();
 }
 
 absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
@@ -358,55 +369,102 @@ absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& id) {
   return active->job;
 }
 
-absl::Status JobManager::Watch(const std::string& id, int64_t from_seq,
-                               const std::function<bool(const v1::JobEvent&)>& emit,
-                               const std::function<bool()>& cancelled) {
+absl::StatusOr<EventBatch> JobManager::ReadEvents(const std::string& id, int64_t from_seq,
+                                                  int max_events) {
   if (from_seq < 0) return absl::InvalidArgumentError("from_seq must be >= 0");
-  int64_t next = std::max<int64_t>(from_seq, 1);
+  if (max_events < 1) return absl::InvalidArgumentError("max_events must be >= 1");
+  const int64_t first = std::max<int64_t>(from_seq, 1);
+  EventBatch batch;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    auto it = active_.find(id);
+    if (it != active_.end()) {
+      // Active: its events are all in memory, with contiguous seq numbers. It has not ended (the
+      // final event and the removal from active_ happen under one lock).
+      const std::vector<v1::JobEvent>& events = it->second->events;
+      if (events.empty() || events.back().seq() < first) return batch;
+      const int64_t begin = std::max<int64_t>(first - events.front().seq(), 0);
+      const int64_t end =
+          std::min<int64_t>(begin + max_events, static_cast<int64_t>(events.size()));
+      batch.events.assign(events.begin() + begin, events.begin() + end);
+      return batch;
+    }
+  }
+  // Ended (its events were persisted before it left active_), unknown, or between its catalogue
+  // insert and its entry in active_ (CreateJob): read the catalogue, job first.
+  ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
+  ASSIGN_OR_RETURN(batch.events, catalog_->ListEvents(id, first));
+  if (static_cast<int64_t>(batch.events.size()) > max_events) {
+    batch.events.resize(max_events);
+  } else {
+    batch.ended = IsFinal(job.state());
+  }
+  return batch;
+}
+
+void JobManager::Subscribe(const std::string& job_id, std::weak_ptr<WatchListener> listener) {
+  absl::MutexLock lock(&watch_mu_);
+  listeners_[job_id].push_back(std::move(listener));
+}
+
+void JobManager::Unsubscribe(const std::string& job_id, const WatchListener* listener) {
+  absl::MutexLock lock(&watch_mu_);
+  auto it = listeners_.find(job_id);
+  if (it == listeners_.end()) return;
+  auto& list = it->second;
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [listener](const std::weak_ptr<WatchListener>& l) {
+                              auto alive = l.lock();
+                              return !alive || alive.get() == listener;
+                            }),
+             list.end());
+  if (list.empty()) listeners_.erase(it);
+}
+
+int JobManager::TEST_ListenerCount(const std::string& job_id) {
+  absl::MutexLock lock(&watch_mu_);
+  auto it = listeners_.find(job_id);
+  return it == listeners_.end() ? 0 : static_cast<int>(it->second.size());
+}
+
+void JobManager::NotifierLoop() {
   while (true) {
-    std::vector<v1::JobEvent> batch;
-    bool active = false;
+    std::vector<std::shared_ptr<WatchListener>> to_notify;
+    bool stop = false;
     {
-      absl::MutexLock lock(&mu_);
-      auto it = active_.find(id);
-      if (it != active_.end()) {
-        active = true;
-        const auto& ev = it->second->events;
-        // Wait for news unless some is already there.
-        if (ev.empty() || ev.back().seq() < next) {
-          if (shutting_down_) return absl::UnavailableError("server is shutting down");
-          events_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
-          it = active_.find(id);
-          active = it != active_.end();
+      absl::MutexLock lock(&watch_mu_);
+      watch_mu_.Await(absl::Condition(
+          +[](JobManager* m) {
+            return !m->changed_jobs_.empty() || m->notify_everyone_ || m->stop_notifier_;
+          },
+          this));
+      auto collect = [&](std::vector<std::weak_ptr<WatchListener>>* list) {
+        // Drops listeners that are gone (a watcher that never unsubscribed).
+        auto gone = [&](const std::weak_ptr<WatchListener>& weak) {
+          std::shared_ptr<WatchListener> l = weak.lock();
+          if (!l) return true;
+          to_notify.push_back(std::move(l));
+          return false;
+        };
+        list->erase(std::remove_if(list->begin(), list->end(), gone), list->end());
+      };
+      if (notify_everyone_) {
+        for (auto& [id, list] : listeners_) collect(&list);
+        notify_everyone_ = false;
+      } else {
+        for (const std::string& id : changed_jobs_) {
+          auto it = listeners_.find(id);
+          if (it != listeners_.end()) collect(&it->second);
         }
-        if (active) {
-          for (const auto& e : it->second->events) {
-            if (e.seq() >= next) batch.push_back(e);
-          }
-        }
       }
+      changed_jobs_.clear();
+      stop = stop_notifier_;
     }
-    if (!active) {
-      // Ended (or never active in this process): the catalogue has every event.
-      ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
-      ASSIGN_OR_RETURN(batch, catalog_->ListEvents(id, next));
-      for (const auto& e : batch) {
-        if (!emit(e)) return absl::OkStatus();
-        next = e.seq() + 1;
-      }
-      if (IsFinal(job.state())) return absl::OkStatus();
-      {
-        absl::MutexLock lock(&mu_);
-        if (shutting_down_) return absl::UnavailableError("server is shutting down");
-      }
-      absl::SleepFor(absl::Milliseconds(50));  // just re-queued or just ended: look again
-      continue;
-    }
-    for (const auto& e : batch) {
-      if (!emit(e)) return absl::OkStatus();
-      next = e.seq() + 1;
-    }
-    if (cancelled && cancelled()) return absl::CancelledError("watch cancelled by the client");
+    for (const auto& l : to_notify) l->OnJobChanged();
+    // Dropping the last reference to a finished watcher deletes it here, with no lock held.
+    to_notify.clear();
+    if (stop) return;
   }
 }
 
@@ -436,10 +494,14 @@ v1::Job JobManager::AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent
   }
   absl::Status st = catalog_->AppendEvents(snapshot, {event});
   if (!st.ok()) LOG(ERROR) << "job " << snapshot.id() << ": cannot persist event: " << st;
-  absl::MutexLock lock(&mu_);
-  job->events.push_back(std::move(event));
-  if (IsFinal(snapshot.state())) active_.erase(snapshot.id());
-  events_cv_.SignalAll();
+  {
+    absl::MutexLock lock(&mu_);
+    job->events.push_back(std::move(event));
+    if (IsFinal(snapshot.state())) active_.erase(snapshot.id());
+  }
+  // Watchers are told by the notifier thread: the training loop never runs their code.
+  absl::MutexLock lock(&watch_mu_);
+  changed_jobs_.insert(snapshot.id());
   return snapshot;
 }
 

@@ -9,6 +9,11 @@
 // continues: a state change says where it resumed, and the steps and epochs it had already
 // reported are not reported again.
 //
+// Watching: a watcher subscribes to a job, then reads its events without blocking (ReadEvents)
+// whenever it is told there is news. Recording an event only marks the job as changed; one
+// notifier thread (started with the manager, joined by Shutdown) tells the listeners, so a slow
+// or vanished watcher never slows a training loop.
+//
 // Thread-safety: all public methods may be called concurrently.
 #ifndef LOGP_SERVER_CORE_JOB_MANAGER_H_
 #define LOGP_SERVER_CORE_JOB_MANAGER_H_
@@ -18,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +37,23 @@
 #include "server/core/model_store.h"
 
 namespace logp {
+
+// Told that a job has news: new events, its end, or the manager shutting down. Called on the
+// manager's notifier thread (never on a training thread) with no manager lock held; it must
+// return quickly. Notifications carry no data and may be spurious or coalesced: the listener
+// reads what is new with JobManager::ReadEvents.
+class WatchListener {
+ public:
+  virtual ~WatchListener() = default;
+  virtual void OnJobChanged() = 0;
+};
+
+// Events of one job with consecutive seq numbers, as read by JobManager::ReadEvents.
+struct EventBatch {
+  std::vector<v1::JobEvent> events;
+  // The job has ended and `events` runs to its final event: nothing more will come.
+  bool ended = false;
+};
 
 struct JobManagerOptions {
   // Jobs that train at the same time (default 1).
@@ -76,12 +99,15 @@ class JobManager {
   // still say RUNNING; its final state change follows on the watch stream). FAILED_PRECONDITION
   // for a job that has already ended.
   absl::StatusOr<v1::Job> CancelJob(const std::string& id);
-  // Sends the job's events with seq >= from_seq to `emit` in order, waiting for new ones, until
-  // the job has ended and all its events are sent (OK), `emit` returns false (OK),
-  // `cancelled()` returns true (CANCELLED) or the manager shuts down (UNAVAILABLE).
-  absl::Status Watch(const std::string& id, int64_t from_seq,
-                     const std::function<bool(const v1::JobEvent&)>& emit,
-                     const std::function<bool()>& cancelled);
+  // Without waiting: up to `max_events` (>= 1) of the job's events with seq >= from_seq, oldest
+  // first (from_seq 0 and 1 both mean the first event). INVALID_ARGUMENT for a negative
+  // from_seq, NOT_FOUND for an unknown job, UNAVAILABLE once the manager is shutting down.
+  absl::StatusOr<EventBatch> ReadEvents(const std::string& id, int64_t from_seq, int max_events);
+  // Calls `listener->OnJobChanged()` after each new event of job `job_id` (known or not) until
+  // Unsubscribe or until the listener is destroyed, and once more for every listener when the
+  // manager shuts down. To miss nothing, subscribe first, then read.
+  void Subscribe(const std::string& job_id, std::weak_ptr<WatchListener> listener);
+  void Unsubscribe(const std::string& job_id, const WatchListener* listener);
   // The weights of a job's newest checkpoint (QUEUED or RUNNING), or its published model
   // (SUCCEEDED). FAILED_PRECONDITION before the first checkpoint and for a job that ended without
   // a model; NOT_FOUND for an unknown job.
@@ -90,8 +116,12 @@ class JobManager {
   std::string DatasetInUse(const std::string& dataset_id);
 
   // Stops accepting jobs, checkpoints running ones at their next step boundary (they stay QUEUED
-  // and resume at the next start) and joins the slots. Idempotent.
+  // and resume at the next start), notifies every watch listener (their next ReadEvents is
+  // UNAVAILABLE) and joins the slots and the notifier. Idempotent.
   void Shutdown();
+
+  // Listeners subscribed to the job, expired ones included (for tests).
+  int TEST_ListenerCount(const std::string& job_id);
 
  private:
   struct ActiveJob;
@@ -100,8 +130,10 @@ class JobManager {
   JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
              ModelStore* models, CheckpointStore* checkpoints);
   void SlotLoop();
+  // Calls the listeners of changed jobs until Shutdown.
+  void NotifierLoop();
   void RunJob(const std::shared_ptr<ActiveJob>& job);
-  // Assigns the next seq, updates the job with `update`, persists both, wakes watchers. Returns
+  // Assigns the next seq, updates the job with `update`, persists both, tells the notifier. Returns
   // the updated job.
   v1::Job AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent event,
                    const std::function<void(v1::Job*)>& update);
@@ -118,8 +150,7 @@ class JobManager {
   CheckpointStore* const checkpoints_;
 
   absl::Mutex mu_;
-  absl::CondVar work_cv_;    // queue_ changed or shutting down
-  absl::CondVar events_cv_;  // some job got an event
+  absl::CondVar work_cv_;  // queue_ changed or shutting down
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
   // Queue places taken by CreateJob calls still writing their job.
@@ -129,6 +160,15 @@ class JobManager {
   // Mirrors shutting_down_ for lock-free polling at every training step.
   std::atomic<bool> stop_training_{false};
   std::vector<std::thread> slots_;
+
+  // Watch notifications. Never held together with mu_, nor while a listener runs.
+  absl::Mutex watch_mu_;
+  std::map<std::string, std::vector<std::weak_ptr<WatchListener>>> listeners_
+      ABSL_GUARDED_BY(watch_mu_);
+  std::set<std::string> changed_jobs_ ABSL_GUARDED_BY(watch_mu_);
+  bool notify_everyone_ ABSL_GUARDED_BY(watch_mu_) = false;
+  bool stop_notifier_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread notifier_;
 };
 
 }  // namespace logp

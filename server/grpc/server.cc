@@ -6,7 +6,10 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <chrono>
+#include <deque>
+#include <memory>
 
+#include "absl/synchronization/mutex.h"
 #include "logp/v1/dataset_service.grpc.pb.h"
 #include "logp/v1/job_service.grpc.pb.h"
 #include "logp/v1/model_service.grpc.pb.h"
@@ -116,7 +119,125 @@ class DatasetServiceImpl final : public v1::DatasetService::Service {
   Core* core_;
 };
 
-class JobServiceImpl final : public v1::JobService::Service {
+// One WatchJob stream, served without a thread of its own. History comes from the job manager's
+// ReadEvents; the manager's notifier thread calls OnJobChanged when there is news.
+//
+// At most one thread "pumps" the stream at a time (pumping_): it reads a batch, writes it one
+// event at a time (one write in flight; the next starts from OnWriteDone), and when it has
+// nothing to send it hands the pump back unless news arrived meanwhile (news_), so no
+// notification is lost. A slow reader only delays its own pump: its events wait in the job's
+// history. The reactor owns itself (self_) until OnDone; the notifier holds it only through
+// a weak_ptr, so a late notification never touches a deleted reactor.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
+                           public WatchListener,
+                           public std::enable_shared_from_this<WatchReactor> {
+ public:
+  // Events read per ReadEvents call.
+  static constexpr int kBatch = 64;
+
+  WatchReactor(JobManager* jobs, v1::WatchJobRequest request)
+      : jobs_(jobs), request_(std::move(request)), next_seq_(request_.from_seq()) {}
+
+  // Subscribes, then starts pumping. Called once, right after construction.
+  void Start() {
+    self_ = shared_from_this();
+    jobs_->Subscribe(request_.id(), weak_from_this());
+    Pump(/*news=*/true);
+  }
+
+  void OnJobChanged() override { Pump(/*news=*/true); }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the stream is broken: the client went away
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream broken"));
+      return;
+    }
+    Run();  // still the pump's owner
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    Pump(/*news=*/false);
+  }
+
+  void OnDone() override {
+    jobs_->Unsubscribe(request_.id(), this);
+    self_.reset();  // may delete this
+  }
+
+ private:
+  // Becomes the pump's owner and runs it, unless another thread owns it (that thread then sees
+  // the news).
+  void Pump(bool news) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (news) news_ = true;
+      if (pumping_) return;
+      pumping_ = true;
+    }
+    Run();
+  }
+
+  // Runs as the pump's owner until it starts a write, finishes the stream (the pump is then
+  // never released) or has nothing to send (the pump is released).
+  void Run() {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (cancelled_) break;
+        if (pending_.empty()) news_ = false;  // the read below sees everything up to now
+      }
+      if (pending_.empty() && !ended_) {
+        absl::StatusOr<EventBatch> batch = jobs_->ReadEvents(request_.id(), next_seq_, kBatch);
+        if (!batch.ok()) {
+          Finish(ToGrpcStatus(batch.status()));
+          return;
+        }
+        ended_ = batch->ended;
+        if (!batch->events.empty()) next_seq_ = batch->events.back().seq() + 1;
+        for (auto& e : batch->events) pending_.push_back(std::move(e));
+      }
+      if (!pending_.empty()) {
+        writing_ = std::move(pending_.front());
+        pending_.pop_front();
+        StartWrite(&writing_);
+        return;
+      }
+      if (ended_) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      absl::MutexLock lock(&mu_);
+      if (!news_ && !cancelled_) {
+        pumping_ = false;
+        return;
+      }
+    }
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
+  }
+
+  JobManager* const jobs_;
+  const v1::WatchJobRequest request_;
+  std::shared_ptr<WatchReactor> self_;  // set by Start, released by OnDone
+
+  absl::Mutex mu_;
+  bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread owns the pump (forever once finished)
+  bool news_ ABSL_GUARDED_BY(mu_) = false;     // notified since the pump's last read
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Used only by the pump's owner.
+  int64_t next_seq_;
+  bool ended_ = false;
+  std::deque<v1::JobEvent> pending_;
+  v1::JobEvent writing_;  // the write in flight
+};
+
+// WatchJob uses gRPC's callback API (no thread per watcher); the other methods are sync.
+class JobServiceImpl final
+    : public v1::JobService::WithCallbackMethod_WatchJob<v1::JobService::Service> {
  public:
   explicit JobServiceImpl(Core* core) : core_(core) {}
 
@@ -139,11 +260,11 @@ class JobServiceImpl final : public v1::JobService::Service {
                          v1::Job* response) override {
     return Reply(core_->jobs().CancelJob(req->id()), response);
   }
-  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
-                        grpc::ServerWriter<v1::JobEvent>* writer) override {
-    return ToGrpcStatus(core_->jobs().Watch(
-        req->id(), req->from_seq(), [writer](const v1::JobEvent& e) { return writer->Write(e); },
-        [ctx] { return ctx->IsCancelled(); }));
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
+                                                   const v1::WatchJobRequest* req) override {
+    auto reactor = std::make_shared<WatchReactor>(&core_->jobs(), *req);
+    reactor->Start();
+    return reactor.get();  // owns itself until OnDone
   }
 
  private:

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -957,6 +959,244 @@ TEST_F(ServerTest, ConcurrentCreateJobRespectsQueueBound) {
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   EXPECT_EQ(jobs->jobs_size(), 3);
   ASSERT_TRUE(client_->CancelJob(long_job->id()).ok());
+}
+
+// ---------------------------------------------------------------------------- 9. watching
+
+// Polls `done` until it holds (a liveness bound of 30 s, not a timing assertion).
+::testing::AssertionResult Eventually(const std::function<bool()>& done, const std::string& what) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!done()) {
+    if (absl::Now() > deadline) return ::testing::AssertionFailure() << what << " within 30 s";
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return ::testing::AssertionSuccess();
+}
+
+bool EndsIn(const std::vector<v1::JobEvent>& events, v1::JobState state) {
+  return !events.empty() && events.back().has_state_change() &&
+         events.back().state_change().state() == state;
+}
+
+void ExpectSameEvents(const std::vector<v1::JobEvent>& got, const std::vector<v1::JobEvent>& want,
+                      size_t want_from = 0) {
+  ASSERT_EQ(got.size(), want.size() - want_from);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].SerializeAsString(), want[want_from + i].SerializeAsString()) << i;
+  }
+}
+
+// A watcher that disconnects resumes after the last event it saw: nothing is missed or repeated,
+// live or after the end.
+TEST_F(ServerTest, WatchResumesFromAnySeq) {
+  const v1::Dataset ds = Upload(Structured(400, 16, 21));
+  auto job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::vector<v1::JobEvent> head;
+  ASSERT_TRUE(client_
+                  ->WatchJob(job->id(), 0,
+                             [&](const v1::JobEvent& e) {
+                               head.push_back(e);
+                               return head.size() < 6;
+                             })
+                  .ok());
+  ASSERT_EQ(head.size(), 6u);
+  ExpectContiguous(head);
+  // Resume live from the middle; cancel the job once the resumed stream has delivered some.
+  std::vector<v1::JobEvent> tail;
+  absl::Status cancelled;
+  absl::Status watched =
+      client_->WatchJob(job->id(), head.back().seq() + 1, [&](const v1::JobEvent& e) {
+        tail.push_back(e);
+        if (tail.size() == 5) cancelled = client_->CancelJob(job->id()).status();
+        return true;
+      });
+  ASSERT_TRUE(watched.ok()) << watched;
+  ASSERT_TRUE(cancelled.ok()) << cancelled;
+  ExpectContiguous(tail, head.back().seq() + 1);
+  EXPECT_TRUE(EndsIn(tail, v1::JOB_STATE_CANCELLED));
+  // Head and tail are exactly the whole history.
+  std::vector<v1::JobEvent> joined = head;
+  joined.insert(joined.end(), tail.begin(), tail.end());
+  const std::vector<v1::JobEvent> all = Events(job->id());
+  ExpectSameEvents(joined, all);
+  // And resuming from the middle of the ended job replays the rest.
+  ExpectSameEvents(Events(job->id(), 4), all, 3);
+}
+
+// A finished job's stream replays its history from any seq and ends OK, also past the end and
+// across several internal read batches (over 100 events).
+TEST_F(ServerTest, FinishedJobReplaysAndEnds) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 22));
+  const v1::Job job = Train(MadeSpec(ds.id(), 120, 8));  // 4 steps and one summary per epoch
+  ASSERT_GT(job.last_seq(), 100);
+  const std::vector<v1::JobEvent> all = Events(job.id(), 0);
+  ASSERT_EQ(static_cast<int64_t>(all.size()), job.last_seq());
+  ExpectContiguous(all);
+  EXPECT_TRUE(EndsIn(all, v1::JOB_STATE_SUCCEEDED));
+  ExpectSameEvents(Events(job.id(), 1), all);
+  for (int64_t from : {int64_t{2}, job.last_seq() / 2, job.last_seq() - 64, job.last_seq()}) {
+    ExpectSameEvents(Events(job.id(), from), all, from - 1);
+  }
+  EXPECT_TRUE(Events(job.id(), job.last_seq() + 1).empty());
+  EXPECT_TRUE(Events(job.id(), job.last_seq() + 1000).empty());
+  EXPECT_TRUE(Eventually([&] { return core_->jobs().TEST_ListenerCount(job.id()) == 0; },
+                         "every finished stream unsubscribes"));
+}
+
+TEST_F(ServerTest, WatchRefusesUnknownJobsAndNegativeSeq) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 23));
+  const v1::Job job = Train(BernoulliSpec(ds.id()));
+  const std::string kJob = "job-0123456789abcdef";
+  EXPECT_TRUE(Is(client_->WatchJob(kJob, 0, nullptr), StatusCode::kNotFound, kJob));
+  EXPECT_TRUE(Is(client_->WatchJob(kJob, 7, nullptr), StatusCode::kNotFound, kJob));
+  EXPECT_TRUE(Is(client_->WatchJob(kJob, -1, nullptr), StatusCode::kInvalidArgument, "from_seq"));
+  EXPECT_TRUE(
+      Is(client_->WatchJob(job.id(), -5, nullptr), StatusCode::kInvalidArgument, "from_seq"));
+  EXPECT_TRUE(Eventually([&] { return core_->jobs().TEST_ListenerCount(kJob) == 0; },
+                         "refused streams unsubscribe"));
+}
+
+// A client that cancels its stream mid-way gets CANCELLED; the job trains on, other watchers
+// keep receiving, and the server forgets the cancelled stream.
+TEST_F(ServerTest, ClientCancelsWatchWhileJobContinues) {
+  const v1::Dataset ds = Upload(Structured(400, 16, 24));
+  auto job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto stub = v1::JobService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  int64_t last_seen = 0;
+  {
+    grpc::ClientContext ctx;
+    v1::WatchJobRequest req;
+    req.set_id(job->id());
+    auto reader = stub->WatchJob(&ctx, req);
+    v1::JobEvent e;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(reader->Read(&e));
+      EXPECT_EQ(e.seq(), i + 1);
+      last_seen = e.seq();
+    }
+    EXPECT_EQ(core_->jobs().TEST_ListenerCount(job->id()), 1);
+    ctx.TryCancel();
+    while (reader->Read(&e)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  EXPECT_TRUE(Eventually([&] { return core_->jobs().TEST_ListenerCount(job->id()) == 0; },
+                         "the cancelled stream unsubscribes"));
+  // The job goes on: a new watcher sees more progress after what the first one saw.
+  std::vector<v1::JobEvent> more;
+  ASSERT_TRUE(client_
+                  ->WatchJob(job->id(), last_seen + 1,
+                             [&](const v1::JobEvent& e) {
+                               more.push_back(e);
+                               return more.size() < 5;
+                             })
+                  .ok());
+  ASSERT_EQ(more.size(), 5u);
+  ExpectContiguous(more, last_seen + 1);
+  auto running = client_->GetJob(job->id());
+  ASSERT_TRUE(running.ok()) << running.status();
+  EXPECT_EQ(running->state(), v1::JOB_STATE_RUNNING);
+  ASSERT_TRUE(client_->CancelJob(job->id()).ok());
+  auto done = client_->WaitForJob(job->id());
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::JOB_STATE_CANCELLED);
+}
+
+// A watcher that stops reading does not hold the job back: it trains to the end, and the slow
+// stream then delivers the whole history and ends OK.
+TEST_F(ServerTest, SlowWatcherDoesNotHoldBackTraining) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 25));
+  auto job = client_->CreateJob(MadeSpec(ds.id(), 120, 8));
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto stub = v1::JobService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job->id());
+  auto reader = stub->WatchJob(&ctx, req);
+  v1::JobEvent e;
+  ASSERT_TRUE(reader->Read(&e));
+  std::vector<v1::JobEvent> slow = {e};
+  auto done = client_->WaitForJob(job->id());  // while the slow stream reads nothing
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED);
+  while (reader->Read(&e)) slow.push_back(e);
+  EXPECT_TRUE(reader->Finish().ok());
+  ExpectContiguous(slow);
+  EXPECT_EQ(static_cast<int64_t>(slow.size()), done->last_seq());
+  EXPECT_TRUE(EndsIn(slow, v1::JOB_STATE_SUCCEEDED));
+}
+
+// Many watchers of one training job at once, from the start, from the middle, or leaving early:
+// each sees exactly its part of the history, in order.
+TEST_F(ServerTest, ManyConcurrentWatchers) {
+  constexpr int kWatchers = 50;
+  const v1::Dataset ds = Upload(Structured(400, 16, 26));
+  auto job = client_->CreateJob(MadeSpec(ds.id(), 3, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::vector<std::vector<v1::JobEvent>> seen(kWatchers);
+  std::vector<absl::Status> status(kWatchers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWatchers; ++i) {
+    threads.emplace_back([&, i] {
+      const int64_t from = i % 5 == 0 ? 3 : 0;
+      const size_t stop_after = i % 5 == 1 ? 4 : std::numeric_limits<size_t>::max();
+      status[i] = client_->WatchJob(job->id(), from, [&, i, stop_after](const v1::JobEvent& e) {
+        seen[i].push_back(e);
+        return seen[i].size() < stop_after;
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
+  const std::vector<v1::JobEvent> all = Events(job->id());
+  ExpectContiguous(all);
+  ASSERT_TRUE(EndsIn(all, v1::JOB_STATE_SUCCEEDED));
+  for (int i = 0; i < kWatchers; ++i) {
+    SCOPED_TRACE("watcher " + std::to_string(i));
+    ASSERT_TRUE(status[i].ok()) << status[i];
+    if (i % 5 == 0) {
+      ExpectSameEvents(seen[i], all, 2);
+    } else if (i % 5 == 1) {
+      ASSERT_EQ(seen[i].size(), 4u);
+      ExpectSameEvents(seen[i], std::vector<v1::JobEvent>(all.begin(), all.begin() + 4));
+    } else {
+      ExpectSameEvents(seen[i], all);
+    }
+  }
+  EXPECT_TRUE(Eventually([&] { return core_->jobs().TEST_ListenerCount(job->id()) == 0; },
+                         "every stream unsubscribes"));
+}
+
+// Server shutdown ends every open watch stream with UNAVAILABLE (and does not wait for them).
+TEST_F(ServerTest, ShutdownEndsEveryOpenWatch) {
+  constexpr int kWatchers = 20;
+  const v1::Dataset ds = Upload(Structured(400, 16, 27));
+  auto job = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto watchers = Client::Connect("127.0.0.1:" + std::to_string(server_->port()));
+  ASSERT_TRUE(watchers.ok()) << watchers.status();
+  std::atomic<int> streaming{0};
+  std::vector<absl::Status> status(kWatchers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWatchers; ++i) {
+    threads.emplace_back([&, i] {
+      bool counted = false;
+      status[i] = (*watchers)->WatchJob(job->id(), 0, [&](const v1::JobEvent&) {
+        if (!counted) ++streaming;
+        counted = true;
+        return true;
+      });
+    });
+  }
+  EXPECT_TRUE(Eventually([&] { return streaming.load() == kWatchers; }, "every watcher streams"));
+  StopServer();
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kWatchers; ++i) {
+    EXPECT_TRUE(Is(status[i], StatusCode::kUnavailable, "shutting down")) << "watcher " << i;
+  }
 }
 
 }  // namespace
