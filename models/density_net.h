@@ -53,7 +53,17 @@ class DensityNet : public torch::nn::Module {
   virtual void EmStep(const torch::Tensor& x) {}
   // Called before gradient step `step` (0-based), e.g. to switch MADE's mask.
   virtual void BeforeStep(int64_t step) {}
+  // Nets whose connectivity is a fixed mask may keep the mask folded into their weights (masked
+  // weights exactly 0, no mask product per step). FoldMasks zeroes the masked weights (after
+  // construction and after loading weights: idempotent); MaskGradients zeroes their gradients
+  // after each backward pass, so that Adam (and weight decay) leave them at 0. Called on every
+  // DensityNet in a module tree through ForEachDensityNet.
+  virtual void FoldMasks() {}
+  virtual void MaskGradients() {}
 };
+
+// Calls f on `root` and on every module below it that is a DensityNet (decorators, sub-nets).
+void ForEachDensityNet(torch::nn::Module& root, const std::function<void(DensityNet&)>& f);
 
 // One model family: what it models, its defaults and checks, and its factory.
 struct FamilyInfo {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/density_net.h"
+#include "models/fused_adam.h"
 #include "models/stats.h"
 #include "proto/cc/status_macros.h"
 
@@ -231,6 +232,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& byt
     std::istringstream in(bytes.substr(pos));
     archive.load_from(in);
     impl->net->load(archive);
+    // Files written before masks were folded into the weights hold non-zero masked weights.
+    ForEachDensityNet(*impl->net, [](DensityNet& n) { n.FoldMasks(); });
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat("model file: ", e.what()));
   }
@@ -534,7 +537,7 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
     const double l1 = model->spec().regularization().l1();
     std::unique_ptr<torch::optim::Adam> optimizer;
     if (gradient) {
-      optimizer = std::make_unique<torch::optim::Adam>(
+      optimizer = std::make_unique<FusedAdam>(
           net.parameters(),
           torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
     }
@@ -550,6 +553,8 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
     }
     observer->OnStart(total_steps, st.step);
     net.train();
+    std::vector<DensityNet*> nets;  // the net and its sub-nets, for MaskGradients
+    ForEachDensityNet(net, [&](DensityNet& d) { nets.push_back(&d); });
 
     using Clock = std::chrono::steady_clock;
     auto segment_start = Clock::now();  // this run's start (train_seconds excludes it)
@@ -610,6 +615,7 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           } else {
             loss.backward();
           }
+          for (DensityNet* d : nets) d->MaskGradients();
           lv = loss.item<double>();
           if (!std::isfinite(lv)) {
             return absl::FailedPreconditionError(absl::StrFormat(

@@ -125,6 +125,11 @@ torch::Tensor BernoulliLogLikelihood(const torch::Tensor& logits, const torch::T
   return (x * logits - torch::nn::functional::softplus(logits)).sum(1);
 }
 
+void ForEachDensityNet(torch::nn::Module& root, const std::function<void(DensityNet&)>& f) {
+  if (auto* net = dynamic_cast<DensityNet*>(&root)) f(*net);
+  for (const auto& child : root.children()) ForEachDensityNet(*child, f);
+}
+
 torch::Tensor LogMeanExp(const torch::Tensor& x, int64_t dim) {
   return torch::logsumexp(x, dim) - std::log(static_cast<double>(x.size(dim)));
 }

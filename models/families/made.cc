@@ -119,6 +119,26 @@ MadeImpl::MadeImpl(MadeConfig config) : config_(std::move(config)) {
         torch::nn::Linear(torch::nn::LinearOptions(in_units_, dim * params_per_var_).bias(false)));
   }
   current_masks_ = MasksFor(0);
+  FoldMasks();
+}
+
+void MadeImpl::FoldMasks() {
+  if (!folded()) return;
+  torch::NoGradGuard no_grad;
+  const size_t n = layers_.size();
+  for (size_t l = 0; l < n; ++l) layers_[l]->weight.mul_(current_masks_[l]);
+  if (config_.direct_connections) direct_->weight.mul_(current_masks_[n]);
+}
+
+void MadeImpl::MaskGradients() {
+  if (!folded()) return;
+  torch::NoGradGuard no_grad;
+  auto mask_grad = [](torch::Tensor& w, const torch::Tensor& mask) {
+    if (w.grad().defined()) w.mutable_grad().mul_(mask);
+  };
+  const size_t n = layers_.size();
+  for (size_t l = 0; l < n; ++l) mask_grad(layers_[l]->weight, current_masks_[l]);
+  if (config_.direct_connections) mask_grad(direct_->weight, current_masks_[n]);
 }
 
 std::vector<torch::Tensor> MadeImpl::MasksFor(int64_t mask) const {
@@ -149,17 +169,22 @@ torch::Tensor MadeImpl::Encode(const torch::Tensor& x) const {
 
 torch::Tensor MadeImpl::Forward(const torch::Tensor& encoded, int64_t mask) {
   const std::vector<torch::Tensor> masks = MasksFor(mask);
+  // Folded (one mask): the masked weights are already 0.
+  auto Masked = [this](const torch::Tensor& w, const torch::Tensor& m) {
+    return folded() ? w : w * m;
+  };
   torch::Tensor h = encoded;
   const size_t hidden = layers_.size() - 1;
   for (size_t l = 0; l < hidden; ++l) {
-    h = torch::relu(F::linear(h, layers_[l]->weight * masks[l], layers_[l]->bias));
+    h = torch::relu(F::linear(h, Masked(layers_[l]->weight, masks[l]), layers_[l]->bias));
     if (config_.dropout > 0) {
       h = F::dropout(h, F::DropoutFuncOptions().p(config_.dropout).training(is_training()));
     }
   }
-  torch::Tensor out = F::linear(h, layers_[hidden]->weight * masks[hidden], layers_[hidden]->bias);
+  torch::Tensor out =
+      F::linear(h, Masked(layers_[hidden]->weight, masks[hidden]), layers_[hidden]->bias);
   if (config_.direct_connections) {
-    out = out + F::linear(encoded, direct_->weight * masks[hidden + 1]);
+    out = out + F::linear(encoded, Masked(direct_->weight, masks[hidden + 1]));
   }
   return out.reshape({encoded.size(0), config_.dim, params_per_var_});
 }

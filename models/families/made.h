@@ -66,6 +66,9 @@ struct MadeConfig {
 // Masks are derived from the config (seeded degrees), not stored: Deserialize rebuilds them.
 // Only the current mask's tensors are cached; other masks are built on use (a cheap comparison
 // of degree vectors), so M = 64 masks cost no more memory than one.
+// With one mask (M = 1) the mask is folded into the weights: masked weights are exactly 0 and
+// stay 0 (their gradients are zeroed after each backward pass), so forward passes use the
+// weights as they are, with no mask product per step.
 class MadeImpl : public DensityNet {
  public:
   explicit MadeImpl(MadeConfig config);
@@ -87,6 +90,9 @@ class MadeImpl : public DensityNet {
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
   // Not thread-safe (training only): switches the cached mask.
   void BeforeStep(int64_t step) override;
+  // With one mask, the mask lives in the weights (see DensityNet::FoldMasks).
+  void FoldMasks() override;
+  void MaskGradients() override;
 
   int64_t num_masks() const { return config_.num_masks; }
   const std::vector<int64_t>& order(int64_t mask = 0) const { return orders_[mask]; }
@@ -109,6 +115,7 @@ class MadeImpl : public DensityNet {
   std::vector<torch::nn::Linear> layers_;
   torch::nn::Linear direct_{nullptr};
   int64_t current_mask_ = 0;
+  bool folded() const { return config_.num_masks == 1; }
 };
 
 }  // namespace logp
