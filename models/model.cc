@@ -587,7 +587,8 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
     int64_t window_records = 0;
     while (stop_reason.empty()) {
       const int64_t epoch = st.epoch;
-      if (st.next_batch == 0 && gradient) {
+      // A resumed epoch keeps the order it had (drawn before the checkpoint).
+      if (gradient && !st.perm.defined()) {
         st.perm = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
       }
       epoch_segment_start = Clock::now();

@@ -56,6 +56,7 @@ RecordMatrix RandomContinuous(int64_t n, int64_t d, uint64_t seed, float scale =
 class Recorder : public TrainObserver {
  public:
   int64_t suspend_at = -1, crash_at = -1, every = 0;
+  size_t suspend_after_epochs = 0;  // > 0: suspend once this many epochs are summarised
   int64_t step = 0;
   std::vector<v1::EpochSummary> epochs;
   std::vector<TrainCheckpoint> checkpoints;
@@ -68,7 +69,10 @@ class Recorder : public TrainObserver {
   void OnProgress(const v1::TrainingProgress& p) override { step = p.step(); }
   void OnEpoch(const v1::EpochSummary& e) override { epochs.push_back(e); }
   bool StopRequested() override { return crash_at >= 0 && step >= crash_at; }
-  bool SuspendRequested() override { return suspend_at >= 0 && step >= suspend_at; }
+  bool SuspendRequested() override {
+    return (suspend_at >= 0 && step >= suspend_at) ||
+           (suspend_after_epochs > 0 && epochs.size() >= suspend_after_epochs);
+  }
   bool CheckpointDue(int64_t s) override { return every > 0 && s % every == 0; }
   absl::Status OnCheckpoint(TrainCheckpoint c) override {
     checkpoints.push_back(std::move(c));
@@ -91,7 +95,9 @@ struct Case {
   const char* name;
   v1::ModelSpec spec;
   RecordMatrix train, valid;
-  int64_t interrupt_step;  // where the first run stops
+  int64_t interrupt_step;   // where the first run stops
+  size_t after_epochs = 0;  // or: right after this many epoch summaries (the next epoch's order
+                            // is drawn, no step taken)
 };
 
 std::vector<Case> Cases() {
@@ -101,6 +107,8 @@ std::vector<Case> Cases() {
        RandomBinary(60, 8, 2, 0.5), 13},
       {"made-epoch-boundary", MadeWithDropout(), RandomBinary(200, 8, 1, 0.5),
        RandomBinary(60, 8, 2, 0.5), 10},
+      {"made-next-epoch-start", MadeWithDropout(), RandomBinary(200, 8, 1, 0.5),
+       RandomBinary(60, 8, 2, 0.5), 10, 1},
       {"vae", Vae(), RandomBinary(200, 8, 3, 0.5), RandomBinary(60, 8, 4, 0.5), 17},
       // EM: one step per epoch.
       {"gmm-em", GaussianMixtureEm(), RandomContinuous(200, 2, 5), RandomContinuous(60, 2, 6), 2},
@@ -117,7 +125,11 @@ TEST(CheckpointTest, SuspendAndResumeEqualsAnUninterruptedRun) {
     ASSERT_TRUE(full.ok()) << full.status();
 
     Recorder first;
-    first.suspend_at = c.interrupt_step;
+    if (c.after_epochs > 0) {
+      first.suspend_after_epochs = c.after_epochs;
+    } else {
+      first.suspend_at = c.interrupt_step;
+    }
     auto stopped = Train(c.spec, c.train, c.valid, Options(4), &first);
     ASSERT_EQ(stopped.status().code(), absl::StatusCode::kAborted) << stopped.status();
     ASSERT_EQ(first.checkpoints.size(), 1u);
