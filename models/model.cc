@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #include <chrono>
 #include <cmath>
@@ -327,7 +328,16 @@ absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordM
 }
 
 void SetComputeThreads(int threads) {
-  if (threads > 0) at::set_num_threads(threads);
+  if (threads <= 0) return;
+  // ATen's own parallel loops (OpenMP): the calling thread's budget.
+  at::set_num_threads(threads);
+  // Matrix products run in OpenBLAS's thread pool, which LibTorch does not size: set it too
+  // (process-wide; a no-op with another BLAS).
+  using SetBlasThreads = void (*)(int);
+  if (auto set_blas =
+          reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas(threads);
+  }
 }
 
 namespace {
