@@ -25,7 +25,8 @@
 #   own pool too; 0: leave it), OUT (./bench-out: raw JSON lines and the table),
 #   LOGP_BIN_DIR=DIR (use DIR/server/logpd, DIR/client/logpctl, DIR/bench/logp_bench; no build).
 # PyTorch side: Debian's python3-torch in /usr/bin/python3 (LOGP_WITH_TORCH_PYTHON=1
-#   scripts/install-deps.sh installs it); without it only logp's side is measured.
+#   scripts/install-deps.sh installs it); without it, or with PYTORCH=0, only logp's side is
+#   measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -51,14 +52,13 @@ BIN="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}"
 LOGPD="$BIN/server/logpd"
 BENCH="$BIN/bench/logp_bench"
 HAVE_TORCH=0
-if "$PY" -c 'import torch' 2>/dev/null; then HAVE_TORCH=1; fi
+if [[ ${PYTORCH:-1} == 1 ]] && "$PY" -c 'import torch' 2>/dev/null; then HAVE_TORCH=1; fi
 
 mkdir -p "$OUT"
 RAW="$OUT/raw.jsonl"
 : >"$RAW"
 WORK=$(mktemp -d /tmp/logp-perf.XXXXXX)
 PID=
-JOB_RUNNING=
 stop_logpd() {
   if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
     kill -TERM "$PID"
@@ -214,7 +214,9 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "runs: $RUNS (alternating logp / PyTorch), $SAMPLES records per training run," \
     "OpenBLAS threads pinned to T: $([[ $PIN_BLAS == 1 ]] && echo yes || echo no)," \
     "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}, QUICK=$QUICK"
-  if [[ $HAVE_TORCH != 1 ]]; then
+  if [[ ${PYTORCH:-1} != 1 ]]; then
+    echo "note: PYTORCH=0: logp side only"
+  elif [[ $HAVE_TORCH != 1 ]]; then
     echo "note: $PY cannot import torch (LOGP_WITH_TORCH_PYTHON=1 scripts/install-deps.sh" \
       "installs python3-torch): logp side only"
   fi
