@@ -57,6 +57,12 @@ BINARY=(
   "made-2x1000|30|--family=made --hidden_layers=2 --hidden_units=1000 --lr=0.001"
   "made-8masks|30|--family=made --hidden_layers=1 --hidden_units=500 --num_masks=8 --order=random --lr=0.001"
   "vae|30|--family=vae --latent_dim=32 --hidden_units=500 --lr=0.001"
+  # Direct (masked) input-to-output connections: MADE plus an FVSBN in one net.
+  "made-dc|20|--family=made --hidden_layers=1 --hidden_units=500 --direct_connections=true --lr=0.001"
+  "made-dc-1000|30|--family=made --hidden_layers=1 --hidden_units=1000 --direct_connections=true --lr=0.001"
+  "made-dc-2x1000|30|--family=made --hidden_layers=2 --hidden_units=1000 --direct_connections=true --lr=0.001"
+  "made-dc-8m|40|--family=made --hidden_layers=1 --hidden_units=1000 --direct_connections=true --num_masks=8 --order=random --lr=0.001"
+  "made-dc-8m-do|40|--family=made --hidden_layers=1 --hidden_units=2000 --direct_connections=true --num_masks=8 --order=random --dropout=0.2 --lr=0.001"
 )
 if [[ $DATA == binary ]]; then CONFIGS=("${BINARY[@]}"); else CONFIGS=("${CONTINUOUS[@]}"); fi
 WANT=("$@")
