@@ -292,8 +292,10 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw) {
   *job.mutable_spec() = spec;
   job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_create_time() = ToProto(absl::Now());
+  const v1::Job initial = job;
   {
-    // Reserve a queue place before writing, so concurrent calls cannot overrun the bound.
+    // Reserve a queue place before writing, so concurrent calls cannot overrun the bound, and
+    // register the job at once: GetJob, CancelJob and DatasetInUse see it while it is written.
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
     if (static_cast<int>(queue_.size()) + reserved_places_ >= options_.max_queued) {
@@ -301,18 +303,20 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw) {
           absl::StrCat("the job queue is full (", options_.max_queued, " jobs waiting)"));
     }
     ++reserved_places_;
+    active_[initial.id()] = active;
   }
-  absl::Status inserted = catalog_->InsertJob(job);
+  absl::Status inserted = catalog_->InsertJob(initial);
   if (!inserted.ok()) {
     absl::MutexLock lock(&mu_);
     --reserved_places_;
+    active_.erase(initial.id());
     return inserted;
   }
+  // A CancelJob that came in meanwhile set cancel_requested: the slot cancels it before it runs.
   v1::Job out = ChangeState(active, v1::JOB_STATE_QUEUED, "queued");
   absl::MutexLock lock(&mu_);
   --reserved_places_;
-  active_[job.id()] = active;
-  queue_.push_back(job.id());
+  queue_.push_back(initial.id());
   work_cv_.Signal();
   return out;
 }
