@@ -1479,5 +1479,40 @@ TEST_F(ServerTest, ScoreAndSampleUseARunningJobsCheckpoint) {
                  "JOB_STATE_CANCELLED"));
 }
 
+// Queued jobs survive a restart in their order, after the job that was running (it resumes
+// first).
+TEST_F(ServerTest, QueuedJobsSurviveARestartInOrder) {
+  auto nanos = [](const google::protobuf::Timestamp& t) {
+    return t.seconds() * 1000000000LL + t.nanos();
+  };
+  const v1::Dataset ds = Upload(Structured(400, 16, 24));
+  auto running = client_->CreateJob(MadeSpec(ds.id(), 1000, 1));
+  ASSERT_TRUE(running.ok()) << running.status();
+  WaitUntilRunning(running->id());
+  auto first = client_->CreateJob(MadeSpec(ds.id(), 1));
+  auto second = client_->CreateJob(MadeSpec(ds.id(), 1));
+  ASSERT_TRUE(first.ok() && second.ok());
+  StopServer();
+  StartServer();
+  WaitUntilRunning(running->id());
+  ASSERT_TRUE(client_->CancelJob(running->id()).ok());
+  auto a = client_->WaitForJob(first->id());
+  auto b = client_->WaitForJob(second->id());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(b->state(), v1::JOB_STATE_SUCCEEDED);
+  // The resumed job ran (and was cancelled) before the first queued job started, and the first
+  // ended before the second started.
+  const std::vector<v1::JobEvent> events = Events(running->id());
+  int64_t last_running = 0;
+  for (const auto& e : events) {
+    if (e.has_state_change() && e.state_change().state() == v1::JOB_STATE_RUNNING) {
+      last_running = nanos(e.time());
+    }
+  }
+  EXPECT_LT(last_running, nanos(a->start_time()));
+  EXPECT_LE(nanos(a->end_time()), nanos(b->start_time()));
+}
+
 }  // namespace
 }  // namespace logp
