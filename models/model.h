@@ -167,8 +167,8 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& spec, const RecordMatrix&
 absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordMatrix& data,
                                                                    double fraction, uint64_t seed);
 
-// Sets the number of intra-op threads LibTorch uses on the calling thread (ATen's OpenMP loops)
-// and the size of OpenBLAS's thread pool (process-wide) for matrix products.
+// Compute threads: OpenBLAS's pool for matrix products gets `threads` (process-wide); ATen's
+// OpenMP loops on the calling thread get `threads`, at most one per physical core.
 void SetComputeThreads(int threads);
 
 }  // namespace logp
