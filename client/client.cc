@@ -228,9 +228,9 @@ absl::StatusOr<v1::ListModelsResponse> Client::ListModels(int32_t page_size,
   return response;
 }
 
-namespace {
-
 bool IsJobId(const std::string& id) { return absl::StartsWith(id, "job-"); }
+
+namespace {
 
 // Server-issued ids say what they name: "job-..." targets a job's newest checkpoint.
 template <typename Request>

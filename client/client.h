@@ -22,6 +22,10 @@
 
 namespace logp {
 
+// True for a server-issued job id ("job-..."), which Score, Evaluate and Sample accept in place
+// of a model id.
+bool IsJobId(const std::string& id);
+
 // Converts a grpc::Status to an absl::Status with the same code and message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

@@ -828,7 +828,7 @@ std::string ScoreKindWords(v1::ScoreKind kind, int32_t k) {
 // The model a command names: a model id, or a job id ("job-...") for that job's newest
 // checkpoint (running) or model (finished); a job's data shape is its training dataset's.
 absl::StatusOr<v1::Model> TargetModel(Client* client, const std::string& id) {
-  if (!absl::StartsWith(id, "job-")) return client->GetModel(id);
+  if (!IsJobId(id)) return client->GetModel(id);
   ASSIGN_OR_RETURN(const v1::Job job, client->GetJob(id));
   ASSIGN_OR_RETURN(const v1::Dataset ds, client->GetDataset(job.spec().dataset_id()));
   v1::Model m;

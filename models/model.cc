@@ -98,20 +98,8 @@ Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& 
   return out;
 }
 
-// Per-record LogProb of all rows of `base`: the training objective's view (validation).
-std::vector<double> LogProbAll(DensityNet& net, const torch::Tensor& base) {
-  std::vector<double> out;
-  out.reserve(base.size(0));
-  torch::NoGradGuard no_grad;
-  for (int64_t b = 0; b < base.size(0); b += kEvalBatch) {
-    const int64_t e = std::min(base.size(0), b + kEvalBatch);
-    auto lp = net.LogProb(base.slice(0, b, e).to(torch::kFloat)).to(torch::kDouble).contiguous();
-    out.insert(out.end(), lp.data_ptr<double>(), lp.data_ptr<double>() + lp.numel());
-  }
-  return out;
-}
-
-// As above, polling `stop` between batches: false (and `out` incomplete) if it said stop.
+// Per-record LogProb of all rows of `base` in batches, polling `stop` between batches: false
+// (and `out` incomplete) if it said stop. The training objective's view (validation).
 bool LogProbAll(DensityNet& net, const torch::Tensor& base, const std::function<bool()>& stop,
                 std::vector<double>* out) {
   out->clear();
@@ -124,6 +112,13 @@ bool LogProbAll(DensityNet& net, const torch::Tensor& base, const std::function<
     out->insert(out->end(), lp.data_ptr<double>(), lp.data_ptr<double>() + lp.numel());
   }
   return true;
+}
+
+std::vector<double> LogProbAll(DensityNet& net, const torch::Tensor& base) {
+  std::vector<double> out;
+  LogProbAll(
+      net, base, [] { return false; }, &out);
+  return out;
 }
 
 // Sum of |w| over weight matrices (not biases or scalar parameters): the L1 penalty.

@@ -151,6 +151,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOp
     const std::vector<int64_t> steps = checkpoints->Steps(job.id());
     const int64_t resume_step = steps.empty() ? 0 : steps.front();
     active->job = std::move(job);
+    active->job.set_checkpoint_step(resume_step);  // what is on disk, whatever the row said
     {
       absl::MutexLock lock(&m->mu_);
       m->active_[active->job.id()] = active;
@@ -671,21 +672,23 @@ absl::StatusOr<ResolvedModel> JobManager::CheckpointModel(const std::string& id)
     ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, models_->Load(job.model_id()));
     return ResolvedModel{std::move(model), 0};
   }
-  const std::vector<int64_t> steps = checkpoints_->Steps(id);
-  if (steps.empty()) {
+  int64_t step;
+  {
     absl::MutexLock lock(&mu_);
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", id, " has no checkpoint yet (", v1::JobState_Name(active->job.state()),
-                     ", step ", active->job.step(), "); try again after its first checkpoint"));
+    step = active->job.checkpoint_step();  // the newest checkpoint written (or found at start)
+    if (step == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", id, " has no checkpoint yet (", v1::JobState_Name(active->job.state()), ", step ",
+          active->job.step(), "); try again after its first checkpoint"));
+    }
   }
   absl::MutexLock lock(&active->probe_mu);
-  if (active->probe_step == steps.front()) return ResolvedModel{active->probe, active->probe_step};
-  auto bytes = checkpoints_->Read(id, steps.front());
-  int64_t step = steps.front();
-  if (!bytes.ok()) {  // pruned by a newer checkpoint just now: take the newest again
-    const std::vector<int64_t> again = checkpoints_->Steps(id);
-    if (again.empty()) return bytes.status();
-    step = again.front();
+  if (active->probe_step == step) return ResolvedModel{active->probe, step};
+  auto bytes = checkpoints_->Read(id, step);
+  if (!bytes.ok()) {  // pruned by a newer checkpoint just now: take the newest on disk
+    const std::vector<int64_t> steps = checkpoints_->Steps(id);
+    if (steps.empty()) return bytes.status();
+    step = steps.front();
     bytes = checkpoints_->Read(id, step);
     RETURN_IF_ERROR(bytes.status());
   }
