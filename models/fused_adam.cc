@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "models/adam_kernel.h"
+
 namespace logp {
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
@@ -45,25 +47,19 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
       st.step(st.step() + 1);
       const double bias1 = 1 - std::pow(beta1, st.step());
       const double bias2 = 1 - std::pow(beta2, st.step());
-      const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
-      const float c1 = 1 - b1, c2 = 1 - b2;
-      const float wd = static_cast<float>(o.weight_decay());
-      const float eps = static_cast<float>(o.eps());
-      const float step_size = static_cast<float>(o.lr() / bias1);
-      const float inv_sqrt_bias2 = static_cast<float>(1 / std::sqrt(bias2));
-      float* w = p.data_ptr<float>();
+      AdamCoefficients c;
+      c.beta1 = static_cast<float>(beta1);
+      c.beta2 = static_cast<float>(beta2);
+      c.weight_decay = static_cast<float>(o.weight_decay());
+      c.eps = static_cast<float>(o.eps());
+      c.step_size = static_cast<float>(o.lr() / bias1);
+      c.inv_sqrt_bias2 = static_cast<float>(1 / std::sqrt(bias2));
       const float* g = p.grad().data_ptr<float>();
+      float* w = p.data_ptr<float>();
       float* m = st.exp_avg().data_ptr<float>();
       float* v = st.exp_avg_sq().data_ptr<float>();
       at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const float gi = wd != 0 ? g[i] + wd * w[i] : g[i];
-          const float mi = b1 * m[i] + c1 * gi;
-          const float vi = b2 * v[i] + c2 * gi * gi;
-          m[i] = mi;
-          v[i] = vi;
-          w[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bias2 + eps);
-        }
+        AdamUpdate(end - begin, c, g + begin, w + begin, m + begin, v + begin);
       });
     }
   }

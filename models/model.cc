@@ -618,7 +618,9 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           auto x = train_x.index_select(0, st.perm.slice(0, b, e)).to(torch::kFloat);
           net.BeforeStep(st.step);
           auto loss = net.Loss(x);
-          optimizer->zero_grad();
+          // Gradients reset to undefined rather than zeroed: backward then stores each one
+          // as computed, with no zero fill and no accumulating pass over the weights.
+          for (auto& p : net.parameters()) p.mutable_grad().reset();
           if (l1 > 0) {
             (loss + l1 * L1Penalty(net)).backward();
           } else {
