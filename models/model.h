@@ -67,6 +67,8 @@ class Model {
   static absl::StatusOr<std::unique_ptr<Model>> Deserialize(const std::string& bytes);
   // Spec, shape and weights as bytes (the caller stores them durably).
   absl::StatusOr<std::string> Serialize() const;
+  // Appends what Serialize returns to *out, without an intermediate copy.
+  absl::Status SerializeTo(std::string* out) const;
 
   // log p(x) in nats for every row of `records`, which must have the model's kind, dim and
   // categories (INVALID_ARGUMENT otherwise). Exact for every family so far.
