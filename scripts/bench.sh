@@ -18,7 +18,8 @@
 #   3. scoring records/s through liblogp_client (logp_bench score-client) vs in-process scoring of
 #      the same model (LibTorch: logp_bench score-inprocess; the PyTorch script), 1 thread;
 #   4. single-record Score latency p50/p99, idle and while a training job runs on the server;
-#   5. peak RSS (VmHWM) of a freshly started logpd training the demo's job, vs the script's.
+#   5. peak RSS (VmHWM) of a freshly started logpd training the demo's job (checkpointing every
+#      300 steps), vs the script's.
 #
 # Environment: RUNS (3; QUICK: 1), TRAIN_CONFIGS ("100:1 1000:1 100:2"), SAMPLES (records per
 #   training run, 300000; QUICK: 20000), SCORE_BATCHES ("1 100 1000 10000"),
@@ -79,12 +80,12 @@ measure() {
   record "$1" "$out"
 }
 
-start_logpd() {  # start_logpd THREADS
+start_logpd() {  # start_logpd THREADS [more logpd flags...]
   stop_logpd
   rm -f "$WORK/port"
   env "$(blas_env "$1")" "$LOGPD" --data_dir="$WORK/data" --listen=127.0.0.1:0 \
     --port_file="$WORK/port" --compute_threads="$1" --progress_interval_seconds="$WINDOW" \
-    >>"$WORK/logpd.log" 2>&1 &
+    "${@:2}" >>"$WORK/logpd.log" 2>&1 &
   PID=$!
   for _ in $(seq 200); do [[ -s "$WORK/port" ]] && break; sleep 0.05; done
   [[ -s "$WORK/port" ]] || { echo "logpd did not start; see $WORK/logpd.log" >&2; exit 1; }
@@ -191,10 +192,11 @@ STATE=$("${CTL[@]}" --json jobs get "$JOB" | field state)
 "${CTL[@]}" jobs cancel "$JOB" >/dev/null
 record "latency/training_job" "{\"state_after\": \"$STATE\"}"
 
-# 5. Peak RSS: a freshly started logpd (the dataset is already stored) trains the demo's job.
+# 5. Peak RSS: a freshly started logpd (the dataset is already stored) trains the demo's job,
+# with a checkpoint every 300 steps so that the peak includes checkpoint encoding and writing.
 if [[ $QUICK == 1 ]]; then RSS_STEPS=100; else RSS_STEPS=1080; fi  # 2 epochs of 540 steps
 echo "== peak RSS: the demo's job, $RSS_STEPS steps" >&2
-start_logpd 1
+start_logpd 1 --checkpoint_interval_steps=300
 JOB=$("${CTL[@]}" --json jobs create --dataset="$TRAIN" "${SPEC[@]}" --batch_size=100 \
   --epochs=20 --max_steps="$RSS_STEPS" | field id)
 "${CTL[@]}" jobs watch "$JOB" >/dev/null
