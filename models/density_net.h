@@ -39,6 +39,12 @@ class DensityNet : public torch::nn::Module {
   // Mean training loss of a batch: the mean NLL unless the family trains on something else
   // (the VAE: the mean negative ELBO). Called in train() mode.
   virtual torch::Tensor Loss(const torch::Tensor& x) { return -LogProb(x).mean(); }
+  // Optional fast path of a gradient step: Loss(x) as a double scalar tensor, with the gradient
+  // of that loss stored in every parameter's grad() (already masked, as after MaskGradients),
+  // computed by hand instead of by autograd. An undefined tensor, with nothing touched, when the
+  // net has no such path for its configuration: the trainer then runs Loss and backward. Tests
+  // check each implementation against autograd.
+  virtual torch::Tensor LossAndGradients(const torch::Tensor& x) { return torch::Tensor(); }
   // Scores for serving (eval mode, no gradients): LogProb labelled EXACT unless overridden.
   virtual ScoreBatch Score(const torch::Tensor& x, const ScoreOptions& options) {
     return ScoreBatch{LogProb(x), torch::Tensor(), v1::SCORE_KIND_EXACT, 0};

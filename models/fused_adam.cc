@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "models/adam_kernel.h"
+#include "models/kernels.h"
 
 namespace logp {
 

@@ -640,16 +640,20 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           records = e - b;
           auto x = train_x.index_select(0, st.perm.slice(0, b, e)).to(torch::kFloat);
           net.BeforeStep(st.step);
-          auto loss = net.Loss(x);
-          // Gradients reset to undefined rather than zeroed: backward then stores each one
-          // as computed, with no zero fill and no accumulating pass over the weights.
-          for (auto& p : net.parameters()) p.mutable_grad().reset();
-          if (l1 > 0) {
-            (loss + l1 * L1Penalty(net)).backward();
-          } else {
-            loss.backward();
+          torch::Tensor loss;
+          if (l1 == 0) loss = net.LossAndGradients(x);
+          if (!loss.defined()) {
+            loss = net.Loss(x);
+            // Gradients reset to undefined rather than zeroed: backward then stores each one
+            // as computed, with no zero fill and no accumulating pass over the weights.
+            for (auto& p : net.parameters()) p.mutable_grad().reset();
+            if (l1 > 0) {
+              (loss + l1 * L1Penalty(net)).backward();
+            } else {
+              loss.backward();
+            }
+            for (DensityNet* d : nets) d->MaskGradients();
           }
-          for (DensityNet* d : nets) d->MaskGradients();
           lv = loss.item<double>();
           if (!std::isfinite(lv)) {
             return absl::FailedPreconditionError(absl::StrFormat(

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "models/families/families.h"
+#include "models/kernels.h"
 
 namespace logp {
 namespace F = torch::nn::functional;
@@ -232,6 +233,67 @@ torch::Tensor MadeImpl::LogProb(const torch::Tensor& x) {
 
 torch::Tensor MadeImpl::Loss(const torch::Tensor& x) {
   return -LogProbWithMask(x, current_mask_).mean();
+}
+
+torch::Tensor MadeImpl::LossAndGradients(const torch::Tensor& x_in) {
+  if (config_.kind != v1::DATA_KIND_BINARY || !is_training()) return torch::Tensor();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = x_in.to(torch::kFloat).contiguous();
+  const int64_t batch = x.size(0);
+  const size_t hidden = layers_.size() - 1;
+  const std::vector<torch::Tensor>& masks = current_masks_;
+  // Effective weights: folded ones as they are, others multiplied by the mask of this step.
+  auto weight = [&](size_t l) {
+    const torch::Tensor& w = l <= hidden ? layers_[l]->weight : direct_->weight;
+    return folded() ? w : w * masks[l];
+  };
+  // d(w * m)/dw = m, and folded weights must keep zero gradients where masked: both ways the
+  // weight gradient is the effective weight's gradient times the mask.
+  auto set_grad = [&](size_t l, torch::Tensor g) {
+    torch::Tensor& w = l <= hidden ? layers_[l]->weight : direct_->weight;
+    w.mutable_grad() = g.mul_(masks[l]);
+  };
+  std::vector<torch::Tensor> eff(layers_.size()), act(hidden + 1), noise(hidden);
+  act[0] = x;
+  for (size_t l = 0; l < hidden; ++l) {
+    eff[l] = weight(l);
+    torch::Tensor h = torch::addmm(layers_[l]->bias, act[l], eff[l].t()).clamp_min_(0);
+    if (config_.dropout > 0) {
+      // What F::dropout does in training (at::dropout on CPU): the same draws from the
+      // process-wide generator, so both paths drop the same units.
+      const double keep = 1 - config_.dropout;
+      noise[l] = torch::empty_like(h).bernoulli_(keep).div_(keep);
+      h.mul_(noise[l]);
+    }
+    act[l + 1] = h;
+  }
+  eff[hidden] = weight(hidden);
+  torch::Tensor logits = torch::addmm(layers_[hidden]->bias, act[hidden], eff[hidden].t());
+  torch::Tensor direct_weight;
+  if (config_.direct_connections) {
+    direct_weight = weight(hidden + 1);
+    logits.addmm_(x, direct_weight.t());
+  }
+  // Loss = mean over records of sum_d NLL; its gradient w.r.t. the logits is
+  // (sigmoid(l) - x) / B.
+  torch::Tensor g = torch::empty_like(logits);
+  const double nll_sum =
+      BernoulliNllAndGrad(logits.numel(), logits.data_ptr<float>(), x.data_ptr<float>(),
+                          1.0f / static_cast<float>(batch), g.data_ptr<float>());
+  set_grad(hidden, torch::mm(g.t(), act[hidden]));
+  layers_[hidden]->bias.mutable_grad() = g.sum(0);
+  if (config_.direct_connections) set_grad(hidden + 1, torch::mm(g.t(), x));
+  torch::Tensor d = torch::mm(g, eff[hidden]);  // gradient w.r.t. act[hidden]
+  for (size_t l = hidden; l-- > 0;) {
+    // Through dropout and relu: d becomes the gradient w.r.t. the pre-activation.
+    ReluDropoutBackward(d.numel(), act[l + 1].data_ptr<float>(),
+                        noise[l].defined() ? noise[l].data_ptr<float>() : nullptr,
+                        d.data_ptr<float>());
+    set_grad(l, torch::mm(d.t(), act[l]));
+    layers_[l]->bias.mutable_grad() = d.sum(0);
+    if (l > 0) d = torch::mm(d, eff[l]);
+  }
+  return torch::scalar_tensor(nll_sum / static_cast<double>(batch), torch::kDouble);
 }
 
 torch::Tensor MadeImpl::DrawVariable(const torch::Tensor& params, at::Generator& gen) const {

@@ -3,13 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "models/density_net.h"
 #include "models/families/bernoulli.h"
 #include "models/families/made.h"
 #include "models/fused_adam.h"
+#include "models/kernels.h"
 #include "models/model.h"
 #include "models/stats.h"
 #include "tests/models/test_data.h"
@@ -267,6 +270,114 @@ TEST(FusedAdamTest, MatchesTorchAdamAndSharesItsState) {
     }
     EXPECT_LT((b - c).abs().max().item<double>(), 1e-5) << "weight decay " << wd;
   }
+}
+
+// The Bernoulli NLL kernel against the closed form in double precision, computed without
+// cancellation (softplus of the logit signed by the outcome), from tiny to huge logits.
+TEST(KernelsTest, BernoulliNllAndGradMatchClosedForm) {
+  std::vector<float> logits = {0,   1e-8f, -1e-8f, 1e-3f, -1e-3f, 0.5f, -0.5f, 17,   -17,  30,
+                               -30, 60,    -60,    88,    -88,    100,  -100,  1e4f, -1e4f};
+  for (int i = 0; i <= 2000; ++i) logits.push_back(-40 + 80.0f * i / 2000);
+  std::vector<float> l, x;
+  for (float v : logits) {
+    for (float o : {0.0f, 1.0f}) l.push_back(v), x.push_back(o);
+  }
+  const int64_t n = static_cast<int64_t>(l.size());  // not a multiple of the 16 lanes
+  std::vector<float> grad(n);
+  const double scale = 0.25;
+  const double total = BernoulliNllAndGrad(n, l.data(), x.data(), scale, grad.data());
+  double expected_total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double t = x[i] > 0.5 ? -static_cast<double>(l[i]) : l[i];  // NLL = softplus(t)
+    const double nll = std::max(t, 0.0) + std::log1p(std::exp(-std::fabs(t)));
+    const double p_other = 1 / (1 + std::exp(-t));  // sigmoid(l) - x = +-(1 - p(x | l))
+    const double g = (x[i] > 0.5 ? -p_other : p_other) * scale;
+    expected_total += nll;
+    float one_grad;
+    const double one = BernoulliNllAndGrad(1, &l[i], &x[i], scale, &one_grad);
+    // Relative error 1e-6, or absolute 2e-38 where the truth is below float's normal range.
+    EXPECT_LE(std::fabs(one - nll), std::max(1e-6 * nll, 2e-38))
+        << "l = " << l[i] << ", x = " << x[i];
+    EXPECT_LE(std::fabs(grad[i] - g), std::max(1e-6 * std::fabs(g), 2e-38))
+        << "l = " << l[i] << ", x = " << x[i];
+    EXPECT_EQ(one_grad, grad[i]);
+  }
+  EXPECT_LE(std::fabs(total - expected_total), 1e-6 * expected_total);
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    std::vector<float> lb(40, 0.5f), xb(40, 1.0f), gb(40);
+    lb[37] = bad;
+    EXPECT_FALSE(std::isfinite(BernoulliNllAndGrad(40, lb.data(), xb.data(), 1, gb.data()))) << bad;
+  }
+}
+
+TEST(KernelsTest, ReluDropoutBackwardPassesGradientWhereTheUnitFired) {
+  const std::vector<float> a = {0, 2, 0, 3, 1e-30f}, noise = {0, 2, 2, 2, 2};
+  std::vector<float> d = {1, 2, 3, 4, 5};
+  ReluDropoutBackward(5, a.data(), noise.data(), d.data());
+  EXPECT_EQ(d, (std::vector<float>{0, 4, 0, 8, 10}));
+  d = {1, 2, 3, 4, 5};
+  ReluDropoutBackward(5, a.data(), nullptr, d.data());
+  EXPECT_EQ(d, (std::vector<float>{0, 2, 0, 4, 5}));
+}
+
+// MADE's hand-written training step is autograd's: the same loss and the same (masked)
+// gradients for every configuration it serves (layers, several masks, direct connections,
+// dropout with the same draws), and no fast path for the data kinds it does not serve.
+TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
+  struct Case {
+    int layers, masks;
+    bool direct, random_order;
+    double dropout;
+  };
+  const DataShape shape{v1::DATA_KIND_BINARY, 12, 2};
+  for (const Case c : {Case{1, 1, false, false, 0}, Case{2, 1, false, true, 0},
+                       Case{1, 3, true, false, 0}, Case{2, 2, true, true, 0.3}}) {
+    SCOPED_TRACE(absl::StrCat("layers ", c.layers, " masks ", c.masks, " direct ", c.direct,
+                              " dropout ", c.dropout));
+    v1::ModelSpec spec = Made(c.layers, 20, c.random_order);
+    spec.mutable_made()->set_num_masks(c.masks);
+    spec.mutable_made()->set_direct_connections(c.direct);
+    spec.mutable_regularization()->set_dropout(c.dropout);
+    auto model = Model::Create(spec, shape, /*seed=*/4);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto& net = *static_cast<DensityNet*>((*model)->TEST_net());
+    net.train();
+    net.BeforeStep(1);  // mask 1 of several
+    torch::manual_seed(21);
+    const torch::Tensor x = (torch::rand({37, 12}) < 0.4).to(torch::kFloat);
+    torch::manual_seed(5);
+    const torch::Tensor loss = net.Loss(x);
+    for (auto& p : net.parameters()) p.mutable_grad().reset();
+    loss.backward();
+    net.MaskGradients();
+    std::vector<torch::Tensor> expected;
+    for (auto& p : net.parameters()) expected.push_back(p.grad().clone());
+    for (auto& p : net.parameters()) p.mutable_grad().reset();
+    torch::manual_seed(5);
+    const torch::Tensor fast = net.LossAndGradients(x);
+    ASSERT_TRUE(fast.defined());
+    EXPECT_NEAR(fast.item<double>(), loss.item<double>(), 1e-5 * loss.item<double>());
+    const auto params = net.parameters();
+    ASSERT_EQ(params.size(), expected.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      ASSERT_TRUE(params[i].grad().defined()) << "parameter " << i;
+      EXPECT_GT(expected[i].abs().max().item<double>(), 0) << "parameter " << i;
+      EXPECT_TRUE(torch::allclose(params[i].grad(), expected[i], 1e-4, 1e-6))
+          << "parameter " << i << ": max difference "
+          << (params[i].grad() - expected[i]).abs().max().item<double>();
+    }
+    if (c.dropout > 0) {  // the draws matter: without them the loss differs
+      torch::manual_seed(6);
+      EXPECT_GT(std::fabs(net.LossAndGradients(x).item<double>() - fast.item<double>()), 1e-3);
+    }
+  }
+  auto categorical = Model::Create(Made(1, 8, false), {v1::DATA_KIND_CATEGORICAL, 4, 3}, 1);
+  ASSERT_TRUE(categorical.ok());
+  auto& cat_net = *static_cast<DensityNet*>((*categorical)->TEST_net());
+  cat_net.train();
+  EXPECT_FALSE(cat_net.LossAndGradients(torch::zeros({5, 4})).defined());
+  for (const auto& p : cat_net.parameters()) EXPECT_FALSE(p.grad().defined());
 }
 
 // A one-mask MADE keeps its mask in the weights: the masked weights are exactly 0 after
