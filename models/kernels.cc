@@ -125,4 +125,26 @@ LOGP_CLONES void ReluDropoutBackward(int64_t n, const float* a, const float* noi
   for (int64_t i = 0; i < n; ++i) d[i] = a[i] > 0 ? d[i] * noise[i] : 0.0f;
 }
 
+namespace {
+
+template <typename T>
+void Unpack(int64_t rows, int64_t cols, int64_t row_bytes, const uint8_t* packed, T* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* src = packed + r * row_bytes;
+    T* dst = out + r * cols;
+    for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<T>((src[c >> 3] >> (7 - (c & 7))) & 1);
+  }
+}
+
+}  // namespace
+
+void UnpackBits(int64_t rows, int64_t cols, int64_t row_bytes, const uint8_t* packed, float* out) {
+  Unpack(rows, cols, row_bytes, packed, out);
+}
+
+void UnpackBits(int64_t rows, int64_t cols, int64_t row_bytes, const uint8_t* packed,
+                uint8_t* out) {
+  Unpack(rows, cols, row_bytes, packed, out);
+}
+
 }  // namespace logp

@@ -38,6 +38,11 @@ double BernoulliNllAndGrad(int64_t n, const float* logits, const float* x, float
 // d[i] * noise[i] where a[i] > 0 and 0 elsewhere.
 void ReluDropoutBackward(int64_t n, const float* a, const float* noise, float* d);
 
+// Rows of bit-packed binary data (RecordMatrix::bits: `row_bytes` per row, column c in bit
+// 7 - c % 8 of byte c / 8) as 0/1 values, [rows, cols] row-major.
+void UnpackBits(int64_t rows, int64_t cols, int64_t row_bytes, const uint8_t* packed, float* out);
+void UnpackBits(int64_t rows, int64_t cols, int64_t row_bytes, const uint8_t* packed, uint8_t* out);
+
 }  // namespace logp
 
 #endif  // LOGP_MODELS_KERNELS_H_

@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "models/density_net.h"
 #include "models/fused_adam.h"
+#include "models/kernels.h"
 #include "models/stats.h"
 #include "proto/cc/status_macros.h"
 
@@ -47,14 +48,59 @@ absl::Status CheckMatches(const RecordMatrix& m, const DataShape& s, const char*
   return absl::OkStatus();
 }
 
-// A tensor over all rows of `m` without copying 8-bit or float data (it borrows m's storage).
+// A tensor over all rows of `m` without copying 8-bit or float data (it borrows m's storage);
+// bit-packed rows are unpacked into a uint8 copy.
 torch::Tensor BorrowRows(const RecordMatrix& m) {
+  if (m.packed()) {
+    torch::Tensor out = torch::empty({m.rows, m.cols}, torch::kUInt8);
+    UnpackBits(m.rows, m.cols, m.PackedRowBytes(), m.bits.data(), out.data_ptr<uint8_t>());
+    return out;
+  }
   if (!m.f32.empty()) return torch::from_blob(const_cast<float*>(m.f32.data()), {m.rows, m.cols});
   if (!m.u8.empty()) {
     return torch::from_blob(const_cast<uint8_t*>(m.u8.data()), {m.rows, m.cols}, torch::kUInt8);
   }
   return RecordsToTensor(m);
 }
+
+// The training rows, read per batch: borrowed from the matrix, or, for bit-packed binary data,
+// gathered packed and unpacked per batch (so that the trainer never holds the 8x larger
+// unpacked copy).
+class RowSource {
+ public:
+  explicit RowSource(const RecordMatrix& m) : m_(m) {
+    if (m.packed()) {
+      packed_ = torch::from_blob(const_cast<uint8_t*>(m.bits.data()), {m.rows, m.PackedRowBytes()},
+                                 torch::kUInt8);
+    } else {
+      all_ = BorrowRows(m);
+    }
+  }
+  // Rows `index` (long) in that order, as float.
+  torch::Tensor GatherFloat(const torch::Tensor& index) const {
+    if (!packed_.defined()) return all_.index_select(0, index).to(torch::kFloat);
+    const torch::Tensor bytes = packed_.index_select(0, index);
+    torch::Tensor out = torch::empty({index.size(0), m_.cols}, torch::kFloat);
+    UnpackBits(index.size(0), m_.cols, m_.PackedRowBytes(), bytes.data_ptr<uint8_t>(),
+               out.data_ptr<float>());
+    return out;
+  }
+  // Rows `index` in the matrix's own type (uint8 for packed rows).
+  torch::Tensor Gather(const torch::Tensor& index) const {
+    if (!packed_.defined()) return all_.index_select(0, index);
+    const torch::Tensor bytes = packed_.index_select(0, index);
+    torch::Tensor out = torch::empty({index.size(0), m_.cols}, torch::kUInt8);
+    UnpackBits(index.size(0), m_.cols, m_.PackedRowBytes(), bytes.data_ptr<uint8_t>(),
+               out.data_ptr<uint8_t>());
+    return out;
+  }
+  // All rows (an unpacked copy for packed rows).
+  torch::Tensor All() const { return packed_.defined() ? BorrowRows(m_) : all_; }
+
+ private:
+  const RecordMatrix& m_;
+  torch::Tensor all_, packed_;
+};
 
 RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape) {
   RecordMatrix m;
@@ -327,8 +373,22 @@ absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordM
   ASSIGN_OR_RETURN(RecordMatrix train,
                    RecordMatrix::Empty(data.kind, data.cols, data.num_categories));
   RecordMatrix valid = train;
-  train.Reserve(data.rows - n_valid);
   valid.Reserve(n_valid);
+  if (data.packed()) {  // the training part stays packed; the validation part is unpacked
+    const int64_t stride = data.PackedRowBytes();
+    train.bits.reserve((data.rows - n_valid) * stride);
+    for (int64_t r = 0; r < data.rows; ++r) {
+      if (is_valid[r]) {
+        valid.AppendRow(data, r);
+      } else {
+        train.bits.insert(train.bits.end(), data.bits.begin() + r * stride,
+                          data.bits.begin() + (r + 1) * stride);
+        ++train.rows;
+      }
+    }
+    return std::make_pair(std::move(train), std::move(valid));
+  }
+  train.Reserve(data.rows - n_valid);
   for (int64_t r = 0; r < data.rows; ++r) (is_valid[r] ? valid : train).AppendRow(data, r);
   return std::make_pair(std::move(train), std::move(valid));
 }
@@ -547,18 +607,20 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
   const double nats_to_bpd = 1.0 / (static_cast<double>(shape.dim) * std::log(2.0));
   TrainState st;
   try {
-    torch::Tensor train_x = BorrowRows(train);
+    const RowSource train_rows(train);
     torch::Tensor valid_x = BorrowRows(validation);
     // The other side of the generalisation gap: a fixed subset of the training records, as many
     // as the validation records (at most 10,000), scored with each epoch's final weights.
     torch::Tensor train_eval_x = [&] {
       const int64_t m = std::min<int64_t>({train.rows, validation.rows, 10000});
-      if (m == train.rows) return train_x;
+      if (m == train.rows) return train_rows.All();
       at::Generator g = at::make_generator<at::CPUGeneratorImpl>(options.seed + 2);
-      return train_x.index_select(0, torch::randperm(train.rows, g, torch::kLong).slice(0, 0, m));
+      return train_rows.Gather(torch::randperm(train.rows, g, torch::kLong).slice(0, 0, m));
     }();
     const DensityNet::Fit fit = net.fit();
     const bool gradient = fit == DensityNet::Fit::kGradient;
+    // Closed-form and EM fits read all training rows at every step.
+    const torch::Tensor train_all = gradient ? torch::Tensor() : train_rows.All();
     const int64_t n = train.rows, bs = options.batch_size;
     // One step is a batch (gradient), a whole EM iteration, or the closed-form fit.
     const int64_t steps_per_epoch = gradient ? (n + bs - 1) / bs : 1;
@@ -638,7 +700,7 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
         if (gradient) {
           const int64_t b = st.next_batch * bs, e = std::min(n, b + bs);
           records = e - b;
-          auto x = train_x.index_select(0, st.perm.slice(0, b, e)).to(torch::kFloat);
+          const torch::Tensor x = train_rows.GatherFloat(st.perm.slice(0, b, e));
           net.BeforeStep(st.step);
           torch::Tensor loss;
           if (l1 == 0) loss = net.LossAndGradients(x);
@@ -664,14 +726,14 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           records = n;
           {
             torch::NoGradGuard no_grad;
-            const torch::Tensor train_f = train_x.to(torch::kFloat);
+            const torch::Tensor train_f = train_all.to(torch::kFloat);
             if (fit == DensityNet::Fit::kEm) {
               net.EmStep(train_f);
             } else {
               net.FitClosedForm(train_f);
             }
           }
-          lv = SummarizeLogProbs(LogProbAll(net, train_x), shape.dim).mean_nll;
+          lv = SummarizeLogProbs(LogProbAll(net, train_all), shape.dim).mean_nll;
           if (!std::isfinite(lv)) {
             return absl::FailedPreconditionError(absl::StrFormat(
                 "training diverged: NLL is %f after step %d (epoch %d)", lv, st.step + 1, epoch));

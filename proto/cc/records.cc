@@ -56,6 +56,7 @@ absl::StatusOr<RecordMatrix> RecordMatrix::Empty(v1::DataKind kind, int64_t cols
 }
 
 double RecordMatrix::At(int64_t r, int64_t c) const {
+  if (packed()) return (bits[r * PackedRowBytes() + (c >> 3)] >> (7 - (c & 7))) & 1;
   const int64_t i = r * cols + c;
   if (!f32.empty()) return f32[i];
   if (!u16.empty()) return u16[i];
@@ -68,10 +69,26 @@ void RecordMatrix::AppendRow(const RecordMatrix& other, int64_t r) {
     f32.insert(f32.end(), other.f32.begin() + b, other.f32.begin() + e);
   } else if (num_categories > 256) {
     u16.insert(u16.end(), other.u16.begin() + b, other.u16.begin() + e);
+  } else if (other.packed()) {
+    for (int64_t c = 0; c < cols; ++c) u8.push_back(static_cast<uint8_t>(other.At(r, c)));
   } else {
     u8.insert(u8.end(), other.u8.begin() + b, other.u8.begin() + e);
   }
   ++rows;
+}
+
+void PackBits(RecordMatrix* m) {
+  if (m->kind != v1::DATA_KIND_BINARY || m->u8.empty()) return;
+  const int64_t stride = m->PackedRowBytes(), d = m->cols;
+  m->bits.assign(m->rows * stride, 0);
+  for (int64_t r = 0; r < m->rows; ++r) {
+    const uint8_t* src = m->u8.data() + r * d;
+    uint8_t* row = m->bits.data() + r * stride;
+    for (int64_t c = 0; c < d; ++c) {
+      if (src[c]) row[c >> 3] |= static_cast<uint8_t>(0x80 >> (c & 7));
+    }
+  }
+  std::vector<uint8_t>().swap(m->u8);
 }
 
 void RecordMatrix::Reserve(int64_t n) {
@@ -232,6 +249,10 @@ void EncodeAppend(const RecordMatrix& m, int64_t begin, int64_t end, std::string
   const int64_t d = m.cols;
   switch (enc) {
     case v1::ENCODING_BITPACKED:
+      if (m.packed()) {
+        std::memcpy(dst, m.bits.data() + begin * row_bytes, (end - begin) * row_bytes);
+        break;
+      }
       for (int64_t r = begin; r < end; ++r) {
         uint8_t* row = dst + (r - begin) * row_bytes;
         const uint8_t* src = m.u8.data() + r * d;

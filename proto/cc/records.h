@@ -15,8 +15,8 @@
 namespace logp {
 
 // Values, row-major. Binary and categorical data with K <= 256 live in `u8`; categorical data
-// with K > 256 in `u16`; continuous data in `f32`. Exactly one of the three is non-empty
-// (unless rows == 0).
+// with K > 256 in `u16`; continuous data in `f32`. Binary data may instead live bit-packed in
+// `bits` (see PackBits). Exactly one of the four is non-empty (unless rows == 0).
 struct RecordMatrix {
   v1::DataKind kind = v1::DATA_KIND_UNSPECIFIED;
   int64_t rows = 0;
@@ -26,6 +26,13 @@ struct RecordMatrix {
   std::vector<uint8_t> u8;
   std::vector<uint16_t> u16;
   std::vector<float> f32;
+  // Binary only, made by PackBits: row r, column c is bit 7 - c % 8 of byte
+  // r * PackedRowBytes() + c / 8, padding bits 0 (the BITPACKED wire layout), 8x smaller than
+  // `u8`. At, AppendRow (as the source row) and the encoders read packed matrices; a packed
+  // matrix is never appended to.
+  std::vector<uint8_t> bits;
+  bool packed() const { return !bits.empty(); }
+  int64_t PackedRowBytes() const { return (cols + 7) / 8; }
 
   // An empty matrix of the given shape; INVALID_ARGUMENT for an impossible shape.
   static absl::StatusOr<RecordMatrix> Empty(v1::DataKind kind, int64_t cols,
@@ -37,6 +44,9 @@ struct RecordMatrix {
   // Reserves room for `n` rows.
   void Reserve(int64_t n);
 };
+
+// Binary data in `u8` moves to `bits` (u8's memory is released); anything else is left as is.
+void PackBits(RecordMatrix* m);
 
 // Bytes one encoded row of `dim` values occupies; 0 for an unknown encoding.
 int64_t RowBytes(v1::Encoding encoding, int64_t dim);

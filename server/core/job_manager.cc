@@ -567,6 +567,8 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
   absl::StatusOr<v1::Model> published = [&]() -> absl::StatusOr<v1::Model> {
     ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec.dataset_id()));
     ASSIGN_OR_RETURN(std::shared_ptr<const RecordMatrix> data, datasets_->Load(spec.dataset_id()));
+    // Binary training rows stay bit-packed (as loaded) while the job runs; the trainer
+    // unpacks each batch.
     std::shared_ptr<const RecordMatrix> train = data, valid;
     if (spec.has_validation_dataset_id()) {
       ASSIGN_OR_RETURN(valid, datasets_->Load(spec.validation_dataset_id()));

@@ -437,6 +437,23 @@ TEST(SplitTest, HoldsOutTheFractionAndKeepsEveryRecordOnce) {
   EXPECT_EQ(absl::StatusCode::kInvalidArgument, SplitRecords(data, 0.001, 7).status().code());
 }
 
+// Splitting bit-packed data selects the same records: the training part stays packed and equals
+// the packed training part of the unpacked data; the validation part is the same bytes.
+TEST(SplitTest, PackedDataSplitsIntoTheSameRecords) {
+  auto data = RandomBinary(100, 11, 1);
+  RecordMatrix packed = data;
+  PackBits(&packed);
+  auto plain = SplitRecords(data, 0.2, 7).value();
+  auto from_packed = SplitRecords(packed, 0.2, 7).value();
+  ASSERT_TRUE(from_packed.first.packed());
+  EXPECT_EQ(from_packed.first.rows, 80);
+  PackBits(&plain.first);
+  EXPECT_EQ(from_packed.first.bits, plain.first.bits);
+  EXPECT_FALSE(from_packed.second.packed());
+  EXPECT_EQ(from_packed.second.rows, 20);
+  EXPECT_EQ(from_packed.second.u8, plain.second.u8);
+}
+
 TEST(StatsTest, MeanStandardErrorAndBitsPerDim) {
   // NLLs 1, 2, 3, 4: mean 2.5, sample sd sqrt(5/3), se = sd / 2.
   auto s = SummarizeLogProbs({-1, -2, -3, -4}, 2);

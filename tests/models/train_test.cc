@@ -115,6 +115,34 @@ std::vector<Case> Cases() {
   };
 }
 
+// Bit-packed training rows (as logpd holds binary training sets) train exactly as unpacked
+// ones: the same epoch summaries and the same published scores, for a gradient family (rows
+// unpacked per batch) and a closed-form one (all rows at once).
+TEST(PackedRowsTest, TrainingOnPackedRowsEqualsUnpacked) {
+  v1::ModelSpec bernoulli;
+  bernoulli.set_family(v1::MODEL_FAMILY_BERNOULLI);
+  for (const v1::ModelSpec& spec : {MadeWithDropout(), bernoulli}) {
+    SCOPED_TRACE(spec.ShortDebugString());
+    const RecordMatrix train = RandomBinary(200, 11, 1, 0.4), valid = RandomBinary(60, 11, 2, 0.4);
+    RecordMatrix packed = train;
+    PackBits(&packed);
+    ASSERT_TRUE(packed.packed());
+    Recorder a, b;
+    auto plain = Train(spec, train, valid, Options(3), &a);
+    auto from_packed = Train(spec, packed, valid, Options(3), &b);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    ASSERT_TRUE(from_packed.ok()) << from_packed.status();
+    ASSERT_EQ(a.epochs.size(), b.epochs.size());
+    ASSERT_FALSE(a.epochs.empty());
+    for (size_t e = 0; e < a.epochs.size(); ++e) {
+      EXPECT_EQ(a.epochs[e].train_nll(), b.epochs[e].train_nll()) << "epoch " << e;
+      EXPECT_EQ(a.epochs[e].validation_nll(), b.epochs[e].validation_nll()) << "epoch " << e;
+      EXPECT_EQ(a.epochs[e].train_eval_nll(), b.epochs[e].train_eval_nll()) << "epoch " << e;
+    }
+    EXPECT_EQ(Scores(*plain->model, valid), Scores(*from_packed->model, valid));
+  }
+}
+
 // Suspending (as SIGTERM does) and resuming gives exactly the uninterrupted run: same epoch
 // summaries after the resume, same published weights.
 TEST(CheckpointTest, SuspendAndResumeEqualsAnUninterruptedRun) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace logp {
 namespace {
@@ -27,6 +28,37 @@ TEST(RecordsTest, BitpackedIsNumpyPackbitsOrder) {
   ASSERT_TRUE(DecodeAppend(b, 0, &back).ok());
   EXPECT_EQ(back.u8, m.u8);
   EXPECT_EQ(back.rows, 2);
+}
+
+// PackBits keeps every value (At), encodes to the same wire bytes, serves as the source of
+// AppendRow, releases the byte-per-value copy, and leaves non-binary data alone.
+TEST(RecordsTest, PackBitsKeepsValuesAndEncoding) {
+  RecordMatrix m = Binary(13);  // not a multiple of 8: a padded last byte
+  for (int64_t r = 0; r < 5; ++r, ++m.rows) {
+    for (int64_t c = 0; c < 13; ++c) m.u8.push_back(((r * 7 + c * 3) % 5) < 2 ? 1 : 0);
+  }
+  const RecordMatrix original = m;
+  PackBits(&m);
+  ASSERT_TRUE(m.packed());
+  EXPECT_TRUE(m.u8.empty());
+  EXPECT_EQ(m.u8.capacity(), 0u);
+  EXPECT_EQ(m.bits.size(), 5u * 2u);
+  for (int64_t r = 0; r < 5; ++r) {
+    for (int64_t c = 0; c < 13; ++c) EXPECT_EQ(m.At(r, c), original.At(r, c)) << r << "," << c;
+  }
+  EXPECT_EQ(Encode(m, 1, 4).SerializeAsString(), Encode(original, 1, 4).SerializeAsString());
+  RecordMatrix copy = Binary(13);
+  copy.AppendRow(m, 3);
+  copy.AppendRow(m, 0);
+  EXPECT_EQ(copy.rows, 2);
+  EXPECT_EQ(std::vector<uint8_t>(copy.u8.begin(), copy.u8.begin() + 13),
+            std::vector<uint8_t>(original.u8.begin() + 3 * 13, original.u8.begin() + 4 * 13));
+  RecordMatrix cat = RecordMatrix::Empty(v1::DATA_KIND_CATEGORICAL, 2, 3).value();
+  cat.u8 = {0, 2};
+  cat.rows = 1;
+  PackBits(&cat);
+  EXPECT_FALSE(cat.packed());
+  EXPECT_EQ(cat.u8, (std::vector<uint8_t>{0, 2}));
 }
 
 TEST(RecordsTest, RejectsNonzeroPaddingBits) {

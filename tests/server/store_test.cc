@@ -73,12 +73,23 @@ TEST_F(StoreTest, CommittedUploadSurvivesReopenBitForBit) {
   ASSERT_TRUE(ds.ok()) << ds.status();
   EXPECT_EQ(ds->num_records(), 5u);
   auto before = store_->Load(ds->id()).value();
-  const std::vector<uint8_t> values = before->u8;
+  ASSERT_EQ(before->rows, 5);
+  std::vector<double> values;
+  for (int64_t r = 0; r < before->rows; ++r) {
+    for (int64_t c = 0; c < before->cols; ++c) values.push_back(before->At(r, c));
+  }
+  const std::vector<uint8_t> bits = before->bits;
+  ASSERT_FALSE(bits.empty());
   before.reset();
   Reopen();
   auto after = store_->Load(ds->id());
   ASSERT_TRUE(after.ok()) << after.status();
-  EXPECT_EQ((*after)->u8, values);
+  EXPECT_EQ((*after)->bits, bits);  // binary data is loaded bit-packed
+  std::vector<double> again;
+  for (int64_t r = 0; r < (*after)->rows; ++r) {
+    for (int64_t c = 0; c < (*after)->cols; ++c) again.push_back((*after)->At(r, c));
+  }
+  EXPECT_EQ(again, values);
   EXPECT_EQ(store_->Get(ds->id())->content_hash(), ds->content_hash());
 }
 
