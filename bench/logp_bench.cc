@@ -3,6 +3,9 @@
 //
 //   logp_bench matmul-peak --threads=T [--n=2048] [--repeats=7]
 //       fp32 GFLOP/s of at::mm on n x n matrices (2 n^3 FLOPs each), median of the repeats.
+//   logp_bench train-flops --model_file=PATH
+//       matrix-product FLOPs per record of one training step of that model's architecture, with
+//       masked blocks skipped (logpd's default) and dense (logpd --block_products=false).
 //   logp_bench score-inprocess --model_file=PATH --data=IDX.gz --batch=B --threads=T [--seconds=S]
 //       records/s of Model::LogProb in this process, B records per call.
 //   logp_bench score-client --server=ADDR --model=ID --data=IDX.gz --batch=B [--seconds=S]
@@ -194,14 +197,27 @@ absl::Status MatmulPeak() {
   return absl::OkStatus();
 }
 
-absl::Status ScoreInProcess() {
-  SetComputeThreads(absl::GetFlag(FLAGS_threads));
+absl::StatusOr<std::unique_ptr<Model>> ReadModelFile() {
   const std::string path = absl::GetFlag(FLAGS_model_file);
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read --model_file '", path, "'"));
   std::stringstream bytes;
   bytes << in.rdbuf();
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Deserialize(bytes.str()));
+  return Model::Deserialize(bytes.str());
+}
+
+absl::Status TrainFlops() {
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, ReadModelFile());
+  Common("train-flops")
+      .Add("flops_per_record_blocks", model->TrainingFlopsPerRecord(true))
+      .Add("flops_per_record_dense", model->TrainingFlopsPerRecord(false))
+      .Print();
+  return absl::OkStatus();
+}
+
+absl::Status ScoreInProcess() {
+  SetComputeThreads(absl::GetFlag(FLAGS_threads));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, ReadModelFile());
   const int64_t batch = absl::GetFlag(FLAGS_batch);
   int64_t total = 0;
   ASSIGN_OR_RETURN(std::vector<RecordMatrix> batches, LoadBatches(batch, &total));
@@ -289,7 +305,8 @@ absl::Status Latency() {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "logp_bench matmul-peak|score-inprocess|score-client|latency [flags]; see bench/"
+      "logp_bench matmul-peak|train-flops|score-inprocess|score-client|latency [flags]; see "
+      "bench/"
       "logp_bench.cc");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
@@ -300,6 +317,8 @@ int Main(int argc, char** argv) {
   absl::Status st;
   if (mode == "matmul-peak") {
     st = MatmulPeak();
+  } else if (mode == "train-flops") {
+    st = TrainFlops();
   } else if (mode == "score-inprocess") {
     st = ScoreInProcess();
   } else if (mode == "score-client") {

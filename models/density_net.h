@@ -45,6 +45,11 @@ class DensityNet : public torch::nn::Module {
   // net has no such path for its configuration: the trainer then runs Loss and backward. Tests
   // check each implementation against autograd.
   virtual torch::Tensor LossAndGradients(const torch::Tensor& x) { return torch::Tensor(); }
+  // Matrix-product FLOPs per record that LossAndGradients executes with SetBlockProducts(b) (for
+  // benchmarks); 0 when the net has no such path.
+  virtual double TrainingFlopsPerRecord(bool block_products) const { return 0; }
+  // Whether LossAndGradients may skip masked blocks of its matrix products (default true).
+  virtual void SetBlockProducts(bool on) {}
   // Scores for serving (eval mode, no gradients): LogProb labelled EXACT unless overridden.
   virtual ScoreBatch Score(const torch::Tensor& x, const ScoreOptions& options) {
     return ScoreBatch{LogProb(x), torch::Tensor(), v1::SCORE_KIND_EXACT, 0};

@@ -127,12 +127,27 @@ LOGP_CLONES void ReluDropoutBackward(int64_t n, const float* a, const float* noi
 
 namespace {
 
+// The 8 values of each byte value, most significant bit first.
+template <typename T>
+struct ByteTable {
+  T values[256][8];
+  ByteTable() {
+    for (int b = 0; b < 256; ++b) {
+      for (int i = 0; i < 8; ++i) values[b][i] = static_cast<T>((b >> (7 - i)) & 1);
+    }
+  }
+};
+
 template <typename T>
 void Unpack(int64_t rows, int64_t cols, int64_t row_bytes, const uint8_t* packed, T* out) {
+  static const ByteTable<T> table;
+  const int64_t full = cols / 8;
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* src = packed + r * row_bytes;
     T* dst = out + r * cols;
-    for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<T>((src[c >> 3] >> (7 - (c & 7))) & 1);
+    for (int64_t i = 0; i < full; ++i)
+      std::memcpy(dst + 8 * i, table.values[src[i]], 8 * sizeof(T));
+    for (int64_t c = 8 * full; c < cols; ++c) dst[c] = table.values[src[c >> 3]][c & 7];
   }
 }
 

@@ -347,6 +347,10 @@ v1::ScoreKind Model::score_kind() const {
 }
 void* Model::TEST_net() const { return impl_->net.get(); }
 
+double Model::TrainingFlopsPerRecord(bool block_products) const {
+  return impl_->net->TrainingFlopsPerRecord(block_products);
+}
+
 absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordMatrix& data,
                                                                    double fraction, uint64_t seed) {
   if (!(fraction > 0 && fraction < 1)) {
@@ -646,6 +650,7 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
     }
     observer->OnStart(total_steps, st.step);
     net.train();
+    net.SetBlockProducts(options.block_products);
     std::vector<DensityNet*> nets;  // the net and its sub-nets, for MaskGradients
     ForEachDensityNet(net, [&](DensityNet& d) { nets.push_back(&d); });
 

@@ -86,6 +86,10 @@ class Model {
   v1::ScoreKind score_kind() const;
 
   // For tests in models/: the underlying torch module (a logp::DensityNet*), as void*.
+  // Matrix-product FLOPs per record of one training step of this model's architecture on its
+  // family's hand-written path (TrainOptions::block_products as given); 0 if it has none.
+  // For benchmarks.
+  double TrainingFlopsPerRecord(bool block_products) const;
   void* TEST_net() const;
 
  private:
@@ -109,6 +113,9 @@ struct TrainOptions {
   // TrainObserver::OnCheckpoint). Training then goes on exactly where it was: weights, optimiser
   // state, random generators, position in the epoch, best weights so far.
   const std::string* resume_from = nullptr;
+  // Nets that can skip the matrix blocks their masks zero out (MADE on binary data) do; false
+  // runs their dense products instead (same results to float rounding; for benchmarks).
+  bool block_products = true;
 };
 
 // A durable snapshot of training at a step boundary.

@@ -12,16 +12,20 @@
 #      an epoch end's validation pass) vs bench/reference/made_pytorch.py (median of 1 s windows
 #      after 20 warm-up steps), for each "batch:threads" of TRAIN_CONFIGS, alternating, RUNS times;
 #   2. efficiency: training FLOP/s over the fp32 matmul peak logp_bench measures in this run,
-#      counting the matmuls actually executed per record: 2 FLOPs per multiply-add, forward
-#      (2 D H), weight gradients (2 D H) and the hidden layer's input gradient (D H; the input
-#      needs none): 5 * 2 * D * H = 3.92 MFLOP at D = 784, H = 500;
+#      counting the matrix products actually executed per record: dense (the script, and logpd
+#      --block_products=false, run DENSE_BATCH records per step), 2 FLOPs per multiply-add,
+#      forward (2 D H), weight gradients (2 D H) and the hidden layer's input gradient (2 D H; the
+#      input needs none): 5 * 2 * D * H = 3.92 MFLOP at D = 784, H = 500; logpd's default skips
+#      the blocks the masks zero out (logp_bench train-flops counts what is left);
 #   3. scoring records/s through liblogp_client (logp_bench score-client) vs in-process scoring of
 #      the same model (LibTorch: logp_bench score-inprocess; the PyTorch script), 1 thread;
 #   4. single-record Score latency p50/p99, idle and while a training job runs on the server;
 #   5. peak RSS (VmHWM) of a freshly started logpd training the demo's job (checkpointing every
 #      300 steps), vs the script's.
 #
-# Environment: RUNS (3; QUICK: 1), TRAIN_CONFIGS ("100:1 1000:1 100:2"), SAMPLES (records per
+# Environment: RUNS (3; QUICK: 1), TRAIN_CONFIGS ("100:1 1000:1 100:2"), DENSE_BATCH (1000: the
+#   batch of the dense-products runs, logpd --block_products=false, 1 thread; empty: none),
+#   SAMPLES (records per
 #   training run, 300000; QUICK: 20000), SCORE_BATCHES ("1 100 1000 10000"),
 #   PIN_BLAS (1: OPENBLAS_NUM_THREADS=T for every process, so that "T threads" holds for OpenBLAS's
 #   own pool too; 0: leave it), OUT (./bench-out: raw JSON lines and the table),
@@ -39,6 +43,7 @@ else
   RUNS="${RUNS:-3}" SAMPLES="${SAMPLES:-300000}" SCORE_SECONDS=3 WINDOW=1 LAT_N=2000 PEAK_N=2048
 fi
 TRAIN_CONFIGS="${TRAIN_CONFIGS:-100:1 1000:1 100:2}"
+DENSE_BATCH="${DENSE_BATCH-1000}"
 SCORE_BATCHES="${SCORE_BATCHES:-1 100 1000 10000}"
 PIN_BLAS="${PIN_BLAS:-1}"
 OUT="${OUT:-$ROOT/bench-out}"
@@ -154,6 +159,16 @@ for t in $THREAD_SET; do
   done
 done
 
+# logpd's default skips the matrix blocks MADE's masks zero out; the dense products (what a
+# LibTorch loop or the script executes) are measured too, for the efficiency row.
+if [[ -n $DENSE_BATCH ]]; then
+  start_logpd 1 --block_products=false
+  for r in $(seq "$RUNS"); do
+    echo "== dense products, batch $DENSE_BATCH, run $r/$RUNS" >&2
+    measure "train/logp-dense/$DENSE_BATCH/1" logp_train "$DENSE_BATCH" "$(steps_for "$DENSE_BATCH")"
+  done
+fi
+
 # 3 + 4. Scoring and latency (one thread) with a published model of the demo's job.
 start_logpd 1
 echo "== scoring model: a short training job" >&2
@@ -162,6 +177,7 @@ JOB=$("${CTL[@]}" --json jobs create --dataset="$TRAIN" "${SPEC[@]}" --batch_siz
 "${CTL[@]}" jobs watch "$JOB" >/dev/null
 MODEL=$("${CTL[@]}" --json jobs get "$JOB" | field modelId)
 [[ -n $MODEL ]] || { echo "no model published by $JOB" >&2; exit 1; }
+measure "flops" "$BENCH" train-flops --model_file="$WORK/data/models/$MODEL.model"
 TEST="$FMNIST/t10k-images-idx3-ubyte.gz"
 for r in $(seq "$RUNS"); do
   echo "== scoring, run $r/$RUNS" >&2
@@ -243,6 +259,9 @@ def f(v, fmt="{:,.0f}"):
 def met(ok):
     return "—" if ok is None else ("yes" if ok else "**no**")
 rows = []
+flops = res.get("flops", [{}])[0]
+blocks_flops = flops.get("flops_per_record_blocks")
+dense_flops = flops.get("flops_per_record_dense", 3.92e6)
 for tag in [t.split("/", 2)[2] for t in res if t.startswith("train/logp/")]:
     b, t = tag.split("/")
     lg, py = med(f"train/logp/{tag}", "samples_per_second"), med(f"train/py/{tag}", "samples_per_second")
@@ -254,18 +273,28 @@ for t in sorted({t.split("/")[2] for t in res if t.startswith("peak/logp/")}):
     q = ratio(f"peak/logp/{t}", f"peak/py/{t}", "gflops_per_second")
     rows.append([f"fp32 matmul peak GFLOP/s, {t} thread{'s' if t != '1' else ''} (torch::mm / torch.mm)",
                  f(lg, "{:.1f}"), f(py, "{:.1f}"), f(q, "{:.2f}×"), "—", "—"])
+for tag in [t.split("/", 2)[2] for t in res if t.startswith("train/logp-dense/")]:
+    b, t = tag.split("/")
+    lg, py = med(f"train/logp-dense/{tag}", "samples_per_second"), med(f"train/py/{tag}", "samples_per_second")
+    rows.append([f"training samples/s, batch {b}, {t} thread, dense products (--block_products=false)",
+                 f(lg), f(py), f(None if lg is None or not py else lg / py, "{:.2f}×"), "—", "—"])
 peak = med("peak/logp/1", "gflops_per_second")
-for b in ("1000", "100"):
-    lg = med(f"train/logp/{b}/1", "gflops_per_second")
-    py = med(f"train/py/{b}/1", "gflops_per_second")
-    if lg is None or not peak:
-        continue
-    ok = lg / peak >= 0.85 if b == "1000" else None
-    rows.append([f"training efficiency, batch {b}, 1 thread: GFLOP/s ÷ matmul peak",
-                 f"{lg:.1f} ({100 * lg / peak:.0f}%)",
+def eff_row(what, sps, py_sps, flops_per_record, target):
+    if sps is None or not peak or not flops_per_record:
+        return
+    lg = sps * flops_per_record / 1e9
+    py = None if py_sps is None else py_sps * 3.92e6 / 1e9
+    rows.append([what, f"{lg:.1f} ({100 * lg / peak:.0f}%)",
                  "n/a" if py is None else f"{py:.1f} ({100 * py / peak:.0f}%)",
-                 f(ratio(f"train/logp/{b}/1", f"train/py/{b}/1", "gflops_per_second"), "{:.2f}×"),
-                 "≥ 85%" if b == "1000" else "—", met(ok)])
+                 f(None if py is None else lg / py, "{:.2f}×"), "≥ 85%" if target else "—",
+                 met(lg / peak >= 0.85 if target else None)])
+py1000 = med("train/py/1000/1", "samples_per_second")
+eff_row("training efficiency, batch 1000, 1 thread, dense products: GFLOP/s ÷ matmul peak",
+        med("train/logp-dense/1000/1", "samples_per_second"), py1000, dense_flops, True)
+for b in ("1000", "100"):
+    eff_row(f"training efficiency, batch {b}, 1 thread, masked blocks skipped (default): "
+            "executed GFLOP/s ÷ matmul peak", med(f"train/logp/{b}/1", "samples_per_second"),
+            med(f"train/py/{b}/1", "samples_per_second"), blocks_flops, b == "1000")
 batches = sorted({int(t.split("/")[2]) for t in res if t.startswith("score/client/")})
 for b in batches:
     cl, py = med(f"score/client/{b}", "records_per_second"), med(f"score/py/{b}", "records_per_second")
@@ -295,9 +324,12 @@ print("| measure | logp | PyTorch | ratio | target | met? |")
 print("|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
-print("\nTraining FLOPs are the matmuls executed per record: 5 * 2 * D*H = 3.92 MFLOP"
-      " (D = 784, H = 500; forward, both weight gradients, and the hidden layer's input gradient --"
-      " autograd computes no gradient for the input).")
+print("\nTraining FLOPs are the matrix-product FLOPs executed per record. Dense (the script,"
+      " logpd --block_products=false): 5 * 2 * D*H = 3.92 MFLOP (D = 784, H = 500; forward, both"
+      " weight gradients, and the hidden layer's input gradient -- the input needs none)."
+      + ("" if not blocks_flops else
+         f" logpd's default skips the blocks MADE's masks zero out: {blocks_flops / 1e6:.2f} MFLOP"
+         f" ({100 * blocks_flops / dense_flops:.0f}% of dense; logp_bench train-flops)."))
 state = res.get("latency/training_job", [{}])[0].get("state_after")
 if state and state != "JOB_STATE_RUNNING":
     print(f"\nwarning: the training job was {state} when the latency measurement ended")

@@ -35,6 +35,9 @@ ABSL_FLAG(double, checkpoint_interval_seconds, 60,
 ABSL_FLAG(int, checkpoints_kept, 2, "Newest checkpoints kept per running job");
 ABSL_FLAG(int, threads_per_slot, 0,
           "LibTorch intra-op threads of each training slot (0: --compute_threads)");
+ABSL_FLAG(bool, block_products, true,
+          "MADE training on binary data skips the matrix blocks its masks zero out (false: dense "
+          "products, for benchmarks)");
 ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "Time calls in flight get to finish on shutdown");
 ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file");
 
@@ -61,6 +64,7 @@ int main(int argc, char** argv) {
   options.jobs.checkpoint_interval_seconds = absl::GetFlag(FLAGS_checkpoint_interval_seconds);
   options.jobs.checkpoints_kept = absl::GetFlag(FLAGS_checkpoints_kept);
   options.jobs.threads_per_slot = absl::GetFlag(FLAGS_threads_per_slot);
+  options.jobs.block_products = absl::GetFlag(FLAGS_block_products);
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);

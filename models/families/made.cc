@@ -235,63 +235,220 @@ torch::Tensor MadeImpl::Loss(const torch::Tensor& x) {
   return -LogProbWithMask(x, current_mask_).mean();
 }
 
+size_t MadeImpl::InUnits(size_t weight) const {
+  const size_t hidden = layers_.size() - 1;
+  return weight <= hidden ? weight : 0;  // the direct weight reads the inputs
+}
+
+size_t MadeImpl::OutUnits(size_t weight) const {
+  const size_t hidden = layers_.size() - 1;
+  return weight <= hidden ? weight + 1 : hidden + 1;
+}
+
+MadeImpl::TrainPlan MadeImpl::MakePlan(int64_t mask, bool block_products) const {
+  const MadeDegrees& deg = degrees_[mask];
+  const size_t hidden = layers_.size() - 1;
+  TrainPlan plan;
+  plan.mask = mask;
+  std::vector<const std::vector<int64_t>*> unit_degrees = {&deg.input};
+  for (const auto& h : deg.hidden) unit_degrees.push_back(&h);
+  unit_degrees.push_back(&deg.output);
+  for (const std::vector<int64_t>* d : unit_degrees) {
+    std::vector<int64_t> idx(d->size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+    if (block_products) {
+      std::stable_sort(idx.begin(), idx.end(),
+                       [&](int64_t a, int64_t b) { return (*d)[a] < (*d)[b]; });
+    }
+    UnitOrder u;
+    for (size_t i = 0; i < idx.size(); ++i) {
+      u.degrees.push_back((*d)[idx[i]]);
+      if (idx[i] != static_cast<int64_t>(i)) u.identity = false;
+    }
+    if (!u.identity) {
+      u.perm = torch::tensor(idx, torch::kLong);
+      u.inv = torch::argsort(u.perm);
+    }
+    plan.units.push_back(std::move(u));
+  }
+  const size_t weights = layers_.size() + (config_.direct_connections ? 1 : 0);
+  for (size_t w = 0; w < weights; ++w) {
+    const std::vector<int64_t>& in = plan.units[InUnits(w)].degrees;
+    const std::vector<int64_t>& out = plan.units[OutUnits(w)].degrees;
+    // Hidden units read inputs of degree <= theirs; outputs (and direct) strictly lower.
+    const bool strict = w >= hidden;
+    const int64_t n = static_cast<int64_t>(out.size());
+    // A few groups: each skips its masked tail, and the products stay large enough to run near
+    // the matrix-multiply peak (4-8 groups measured best for 500 and 784 units).
+    // Dense: one group reading every input.
+    const int64_t num_groups =
+        block_products ? std::max<int64_t>(1, std::min<int64_t>(6, n / 64)) : 1;
+    std::vector<StairGroup> groups;
+    for (int64_t g = 0; g < num_groups; ++g) {
+      StairGroup gr{n * g / num_groups, n * (g + 1) / num_groups, 0};
+      if (gr.end == gr.begin) continue;
+      const int64_t top = out[gr.end - 1];  // the group's largest degree
+      if (!block_products) {
+        gr.prefix = static_cast<int64_t>(in.size());
+      } else {
+        gr.prefix = strict ? std::lower_bound(in.begin(), in.end(), top) - in.begin()
+                           : std::upper_bound(in.begin(), in.end(), top) - in.begin();
+      }
+      // Forward and weight gradient; the input gradient too unless the input is the data.
+      const int products = InUnits(w) == 0 ? 2 : 3;
+      plan.flops_per_record += 2.0 * products * (gr.end - gr.begin) * gr.prefix;
+      groups.push_back(gr);
+    }
+    plan.groups.push_back(std::move(groups));
+  }
+  return plan;
+}
+
+void MadeImpl::SetBlockProducts(bool on) {
+  if (on == block_products_) return;
+  block_products_ = on;
+  plan_ = TrainPlan();
+}
+
+double MadeImpl::TrainingFlopsPerRecord(bool block_products) const {
+  if (config_.kind != v1::DATA_KIND_BINARY) return 0;
+  return MakePlan(0, block_products).flops_per_record;
+}
+
+namespace {
+
+using Groups = std::vector<StairGroup>;
+
+// out[:, group] += a[:, :prefix] w[group, :prefix]^T for every group (sorted coordinates).
+void StairForward(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& w,
+                  const Groups& groups) {
+  for (const auto& g : groups) {
+    if (g.prefix == 0) continue;
+    out.narrow(1, g.begin, g.end - g.begin)
+        .addmm_(a.narrow(1, 0, g.prefix),
+                w.narrow(0, g.begin, g.end - g.begin).narrow(1, 0, g.prefix).t());
+  }
+}
+
+// The weight gradient d^T a, block by block (0 outside the groups' prefixes).
+torch::Tensor StairWeightGrad(const torch::Tensor& d, const torch::Tensor& a,
+                              const Groups& groups) {
+  torch::Tensor g = torch::zeros({d.size(1), a.size(1)});
+  for (const auto& gr : groups) {
+    if (gr.prefix == 0) continue;
+    g.narrow(0, gr.begin, gr.end - gr.begin)
+        .narrow(1, 0, gr.prefix)
+        .addmm_(d.narrow(1, gr.begin, gr.end - gr.begin).t(), a.narrow(1, 0, gr.prefix), 0, 1);
+  }
+  return g;
+}
+
+// The input gradient d w, block by block.
+torch::Tensor StairInputGrad(const torch::Tensor& d, const torch::Tensor& w, const Groups& groups) {
+  torch::Tensor da = torch::zeros({d.size(0), w.size(1)});
+  for (const auto& gr : groups) {
+    if (gr.prefix == 0) continue;
+    da.narrow(1, 0, gr.prefix)
+        .addmm_(d.narrow(1, gr.begin, gr.end - gr.begin),
+                w.narrow(0, gr.begin, gr.end - gr.begin).narrow(1, 0, gr.prefix));
+  }
+  return da;
+}
+
+}  // namespace
+
 torch::Tensor MadeImpl::LossAndGradients(const torch::Tensor& x_in) {
   if (config_.kind != v1::DATA_KIND_BINARY || !is_training()) return torch::Tensor();
   torch::NoGradGuard no_grad;
+  if (plan_.mask != current_mask_) plan_ = MakePlan(current_mask_, block_products_);
+  const TrainPlan& plan = plan_;
   const torch::Tensor x = x_in.to(torch::kFloat).contiguous();
   const int64_t batch = x.size(0);
   const size_t hidden = layers_.size() - 1;
   const std::vector<torch::Tensor>& masks = current_masks_;
-  // Effective weights: folded ones as they are, others multiplied by the mask of this step.
-  auto weight = [&](size_t l) {
-    const torch::Tensor& w = l <= hidden ? layers_[l]->weight : direct_->weight;
-    return folded() ? w : w * masks[l];
+  auto param = [&](size_t w) -> torch::Tensor& {
+    return w <= hidden ? layers_[w]->weight : direct_->weight;
   };
-  // d(w * m)/dw = m, and folded weights must keep zero gradients where masked: both ways the
-  // weight gradient is the effective weight's gradient times the mask.
-  auto set_grad = [&](size_t l, torch::Tensor g) {
-    torch::Tensor& w = l <= hidden ? layers_[l]->weight : direct_->weight;
-    w.mutable_grad() = g.mul_(masks[l]);
+  auto cols_sorted = [](const torch::Tensor& t, const UnitOrder& u) {
+    return u.identity ? t : t.index_select(1, u.perm);
   };
+  // Effective weight w (masked) in sorted coordinates.
+  auto sorted_weight = [&](size_t w) {
+    torch::Tensor e = folded() ? param(w) : param(w) * masks[w];
+    const UnitOrder& out = plan.units[OutUnits(w)];
+    if (!out.identity) e = e.index_select(0, out.perm);
+    return cols_sorted(e, plan.units[InUnits(w)]);
+  };
+  auto sorted_bias = [&](size_t w) {
+    const UnitOrder& out = plan.units[OutUnits(w)];
+    const torch::Tensor& b = layers_[w]->bias;
+    return out.identity ? b : b.index_select(0, out.perm);
+  };
+  // Gradients back to the parameters' coordinates, masked (d(w * m)/dw = m, and folded weights
+  // must keep zero gradients where masked).
+  auto set_weight_grad = [&](size_t w, torch::Tensor g) {
+    const UnitOrder& out = plan.units[OutUnits(w)];
+    const UnitOrder& in = plan.units[InUnits(w)];
+    if (!out.identity) g = g.index_select(0, out.inv);
+    if (!in.identity) g = g.index_select(1, in.inv);
+    param(w).mutable_grad() = g.mul_(masks[w]);
+  };
+  auto set_bias_grad = [&](size_t w, const torch::Tensor& d) {
+    const UnitOrder& out = plan.units[OutUnits(w)];
+    torch::Tensor g = d.sum(0);
+    layers_[w]->bias.mutable_grad() = out.identity ? g : g.index_select(0, out.inv);
+  };
+  auto with_bias = [&](size_t w) {
+    const torch::Tensor b = sorted_bias(w);
+    return b.unsqueeze(0).expand({batch, b.size(0)}).contiguous();
+  };
+
   std::vector<torch::Tensor> eff(layers_.size()), act(hidden + 1), noise(hidden);
-  act[0] = x;
+  act[0] = cols_sorted(x, plan.units[0]);
   for (size_t l = 0; l < hidden; ++l) {
-    eff[l] = weight(l);
-    torch::Tensor h = torch::addmm(layers_[l]->bias, act[l], eff[l].t()).clamp_min_(0);
+    eff[l] = sorted_weight(l);
+    torch::Tensor h = with_bias(l);
+    StairForward(h, act[l], eff[l], plan.groups[l]);
+    h.clamp_min_(0);
     if (config_.dropout > 0) {
-      // What F::dropout does in training (at::dropout on CPU): the same draws from the
-      // process-wide generator, so both paths drop the same units.
+      // What F::dropout does in training (at::dropout on CPU), drawn in the units' own order:
+      // the same draws from the process-wide generator as Loss, so both drop the same units.
       const double keep = 1 - config_.dropout;
-      noise[l] = torch::empty_like(h).bernoulli_(keep).div_(keep);
+      torch::Tensor n = torch::empty({batch, h.size(1)}).bernoulli_(keep).div_(keep);
+      noise[l] = cols_sorted(n, plan.units[l + 1]);
       h.mul_(noise[l]);
     }
     act[l + 1] = h;
   }
-  eff[hidden] = weight(hidden);
-  torch::Tensor logits = torch::addmm(layers_[hidden]->bias, act[hidden], eff[hidden].t());
+  eff[hidden] = sorted_weight(hidden);
+  torch::Tensor logits = with_bias(hidden);
+  StairForward(logits, act[hidden], eff[hidden], plan.groups[hidden]);
   torch::Tensor direct_weight;
   if (config_.direct_connections) {
-    direct_weight = weight(hidden + 1);
-    logits.addmm_(x, direct_weight.t());
+    direct_weight = sorted_weight(hidden + 1);
+    StairForward(logits, act[0], direct_weight, plan.groups[hidden + 1]);
   }
   // Loss = mean over records of sum_d NLL; its gradient w.r.t. the logits is
-  // (sigmoid(l) - x) / B.
+  // (sigmoid(l) - x) / B. Logits are in the outputs' sorted order: so must x be.
+  const torch::Tensor x_out = cols_sorted(x, plan.units[hidden + 1]);
   torch::Tensor g = torch::empty_like(logits);
   const double nll_sum =
-      BernoulliNllAndGrad(logits.numel(), logits.data_ptr<float>(), x.data_ptr<float>(),
+      BernoulliNllAndGrad(logits.numel(), logits.data_ptr<float>(), x_out.data_ptr<float>(),
                           1.0f / static_cast<float>(batch), g.data_ptr<float>());
-  set_grad(hidden, torch::mm(g.t(), act[hidden]));
-  layers_[hidden]->bias.mutable_grad() = g.sum(0);
-  if (config_.direct_connections) set_grad(hidden + 1, torch::mm(g.t(), x));
-  torch::Tensor d = torch::mm(g, eff[hidden]);  // gradient w.r.t. act[hidden]
+  set_weight_grad(hidden, StairWeightGrad(g, act[hidden], plan.groups[hidden]));
+  set_bias_grad(hidden, g);
+  if (config_.direct_connections) {
+    set_weight_grad(hidden + 1, StairWeightGrad(g, act[0], plan.groups[hidden + 1]));
+  }
+  torch::Tensor d = StairInputGrad(g, eff[hidden], plan.groups[hidden]);  // w.r.t. act[hidden]
   for (size_t l = hidden; l-- > 0;) {
     // Through dropout and relu: d becomes the gradient w.r.t. the pre-activation.
     ReluDropoutBackward(d.numel(), act[l + 1].data_ptr<float>(),
                         noise[l].defined() ? noise[l].data_ptr<float>() : nullptr,
                         d.data_ptr<float>());
-    set_grad(l, torch::mm(d.t(), act[l]));
-    layers_[l]->bias.mutable_grad() = d.sum(0);
-    if (l > 0) d = torch::mm(d, eff[l]);
+    set_weight_grad(l, StairWeightGrad(d, act[l], plan.groups[l]));
+    set_bias_grad(l, d);
+    if (l > 0) d = StairInputGrad(d, eff[l], plan.groups[l]);
   }
   return torch::scalar_tensor(nll_sum / static_cast<double>(batch), torch::kDouble);
 }

@@ -585,6 +585,7 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     opts.epochs = spec.epochs();
     opts.seed = spec.seed();
     opts.progress_interval_seconds = options_.progress_interval_seconds;
+    opts.block_products = options_.block_products;
     opts.max_steps = spec.max_steps();
     opts.max_seconds = spec.max_seconds();
     opts.early_stopping_patience = spec.early_stopping_patience();

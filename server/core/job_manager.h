@@ -70,6 +70,8 @@ struct JobManagerOptions {
   int checkpoints_kept = 2;
   // LibTorch intra-op threads of each training slot (0: the process default).
   int threads_per_slot = 0;
+  // TrainOptions::block_products of every job.
+  bool block_products = true;
 };
 
 // A model to score with and where it came from.

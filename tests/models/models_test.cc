@@ -329,13 +329,16 @@ TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
     int layers, masks;
     bool direct, random_order;
     double dropout;
+    int64_t dim = 12, units = 20;  // >= 128 units: several blocks per weight
   };
-  const DataShape shape{v1::DATA_KIND_BINARY, 12, 2};
-  for (const Case c : {Case{1, 1, false, false, 0}, Case{2, 1, false, true, 0},
-                       Case{1, 3, true, false, 0}, Case{2, 2, true, true, 0.3}}) {
+  for (const Case c :
+       {Case{1, 1, false, false, 0}, Case{2, 1, false, true, 0}, Case{1, 3, true, false, 0},
+        Case{2, 2, true, true, 0.3}, Case{1, 1, true, false, 0, 200, 300},
+        Case{2, 2, false, true, 0.2, 130, 192}}) {
     SCOPED_TRACE(absl::StrCat("layers ", c.layers, " masks ", c.masks, " direct ", c.direct,
-                              " dropout ", c.dropout));
-    v1::ModelSpec spec = Made(c.layers, 20, c.random_order);
+                              " dropout ", c.dropout, " dim ", c.dim, " units ", c.units));
+    const DataShape shape{v1::DATA_KIND_BINARY, c.dim, 2};
+    v1::ModelSpec spec = Made(c.layers, c.units, c.random_order);
     spec.mutable_made()->set_num_masks(c.masks);
     spec.mutable_made()->set_direct_connections(c.direct);
     spec.mutable_regularization()->set_dropout(c.dropout);
@@ -345,7 +348,7 @@ TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
     net.train();
     net.BeforeStep(1);  // mask 1 of several
     torch::manual_seed(21);
-    const torch::Tensor x = (torch::rand({37, 12}) < 0.4).to(torch::kFloat);
+    const torch::Tensor x = (torch::rand({37, c.dim}) < 0.4).to(torch::kFloat);
     torch::manual_seed(5);
     const torch::Tensor loss = net.Loss(x);
     for (auto& p : net.parameters()) p.mutable_grad().reset();
@@ -354,18 +357,42 @@ TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
     std::vector<torch::Tensor> expected;
     for (auto& p : net.parameters()) expected.push_back(p.grad().clone());
     for (auto& p : net.parameters()) p.mutable_grad().reset();
-    torch::manual_seed(5);
-    const torch::Tensor fast = net.LossAndGradients(x);
-    ASSERT_TRUE(fast.defined());
-    EXPECT_NEAR(fast.item<double>(), loss.item<double>(), 1e-5 * loss.item<double>());
-    const auto params = net.parameters();
-    ASSERT_EQ(params.size(), expected.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      ASSERT_TRUE(params[i].grad().defined()) << "parameter " << i;
-      EXPECT_GT(expected[i].abs().max().item<double>(), 0) << "parameter " << i;
-      EXPECT_TRUE(torch::allclose(params[i].grad(), expected[i], 1e-4, 1e-6))
-          << "parameter " << i << ": max difference "
-          << (params[i].grad() - expected[i]).abs().max().item<double>();
+    torch::Tensor fast;
+    for (bool blocks : {false, true}) {  // dense products, then masked blocks skipped
+      SCOPED_TRACE(blocks ? "blocks" : "dense");
+      net.SetBlockProducts(blocks);
+      for (auto& p : net.parameters()) p.mutable_grad().reset();
+      torch::manual_seed(5);
+      fast = net.LossAndGradients(x);
+      ASSERT_TRUE(fast.defined());
+      EXPECT_NEAR(fast.item<double>(), loss.item<double>(), 1e-5 * loss.item<double>());
+      const auto params = net.parameters();
+      ASSERT_EQ(params.size(), expected.size());
+      for (size_t i = 0; i < params.size(); ++i) {
+        ASSERT_TRUE(params[i].grad().defined()) << "parameter " << i;
+        EXPECT_GT(expected[i].abs().max().item<double>(), 0) << "parameter " << i;
+        EXPECT_TRUE(torch::allclose(params[i].grad(), expected[i], 1e-4, 1e-6))
+            << "parameter " << i << ": max difference "
+            << (params[i].grad() - expected[i]).abs().max().item<double>();
+      }
+    }
+    // The blocks skip masked connections only: between the allowed connections' FLOPs and the
+    // dense product's (forward, weight gradient, and input gradient past the first layer).
+    double allowed = 0, dense = 0;
+    const auto named = net.named_parameters();
+    int64_t layer = 0;
+    for (const auto& p : named) {
+      if (p.key().find("weight") == std::string::npos) continue;
+      const bool reads_data = layer == 0 || p.key().find("direct") != std::string::npos;
+      const int products = reads_data ? 2 : 3;
+      if (p.key().find("direct") == std::string::npos) ++layer;
+      allowed += 2.0 * products * (p.value() != 0).sum().item<double>();
+      dense += 2.0 * products * p.value().numel();
+    }
+    EXPECT_EQ(net.TrainingFlopsPerRecord(false), dense);
+    if (c.masks == 1) {  // folded: the weights are 0 exactly where masked
+      EXPECT_GE(net.TrainingFlopsPerRecord(true), allowed);
+      EXPECT_LT(net.TrainingFlopsPerRecord(true), dense);
     }
     if (c.dropout > 0) {  // the draws matter: without them the loss differs
       torch::manual_seed(6);
