@@ -80,14 +80,18 @@ inline float Log1pUnit(float e) {
 // probabilities are r (of the outcome the logit's sign favours) and e r (of the other), each
 // to float precision; sigmoid(l) - x is + or - one of them, never a difference of rounded
 // numbers. The NLL is max(l, 0) - x l (exact for x in {0, 1}) + log(1 + e).
+inline float Nll(float l, float x, float e) { return ((l > 0 ? l : 0.0f) - x * l) + Log1pUnit(e); }
+
 inline float Term(float l, float x, float grad_scale, float* grad) {
   const float e = ExpNonPositive(-std::fabs(l));
   const float r = 1.0f / (1.0f + e);
   const bool zero = x < 0.5f;
   const float p_other = ((l >= 0) == zero) ? r : e * r;  // 1 - p(x | l)
   *grad = (zero ? p_other : -p_other) * grad_scale;
-  return ((l > 0 ? l : 0.0f) - x * l) + Log1pUnit(e);
+  return Nll(l, x, e);
 }
+
+inline float NllTerm(float l, float x) { return Nll(l, x, ExpNonPositive(-std::fabs(l))); }
 
 }  // namespace
 
@@ -115,6 +119,24 @@ LOGP_CLONES double BernoulliNllAndGrad(int64_t n, const float* logits, const flo
     total += s;
   }
   return total;
+}
+
+LOGP_CLONES void BernoulliNllRows(int64_t rows, int64_t cols, const float* logits, const float* x,
+                                  double* nll) {
+  constexpr int kLanes = 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* l = logits + r * cols;
+    const float* xr = x + r * cols;
+    float acc[kLanes] = {};
+    int64_t c = 0;
+    for (; c + kLanes <= cols; c += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += NllTerm(l[c + j], xr[c + j]);
+    }
+    for (; c < cols; ++c) acc[0] += NllTerm(l[c], xr[c]);
+    double s = 0;
+    for (int j = 0; j < kLanes; ++j) s += acc[j];
+    nll[r] = s;
+  }
 }
 
 LOGP_CLONES void ReluDropoutBackward(int64_t n, const float* a, const float* noise, float* d) {

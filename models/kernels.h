@@ -33,6 +33,9 @@ void AdamUpdate(int64_t n, const AdamCoefficients& c, const float* grad, float* 
 double BernoulliNllAndGrad(int64_t n, const float* logits, const float* x, float grad_scale,
                            float* grad);
 
+// Per row of a [rows, cols] batch: nll[r] = sum_c of BernoulliNllAndGrad's term (no gradient).
+void BernoulliNllRows(int64_t rows, int64_t cols, const float* logits, const float* x, double* nll);
+
 // Back-propagation through relu followed by optional inverted dropout, in place: given the
 // layer's output a = relu(z) * noise (noise may be null: no dropout), d[i] becomes
 // d[i] * noise[i] where a[i] > 0 and 0 elsewhere.

@@ -38,6 +38,9 @@ ABSL_FLAG(int, threads_per_slot, 0,
 ABSL_FLAG(bool, block_products, true,
           "MADE training on binary data skips the matrix blocks its masks zero out (false: dense "
           "products, for benchmarks)");
+ABSL_FLAG(int, training_nice, 10,
+          "Nice value of training threads, so that scoring calls take the CPU first (0: the "
+          "server's own)");
 ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "Time calls in flight get to finish on shutdown");
 ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file");
 
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
   options.jobs.checkpoints_kept = absl::GetFlag(FLAGS_checkpoints_kept);
   options.jobs.threads_per_slot = absl::GetFlag(FLAGS_threads_per_slot);
   options.jobs.block_products = absl::GetFlag(FLAGS_block_products);
+  options.jobs.training_nice = absl::GetFlag(FLAGS_training_nice);
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);

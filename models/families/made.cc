@@ -221,6 +221,19 @@ torch::Tensor MadeImpl::LogLikelihoods(const torch::Tensor& params, const torch:
 }
 
 torch::Tensor MadeImpl::LogProbWithMask(const torch::Tensor& x, int64_t mask) {
+  // Scoring many binary records without gradients: the staircase products of training (a fresh
+  // plan per call, so concurrent scoring calls share nothing mutable). Small batches keep the
+  // dense products, which skip the per-call reordering of the weights.
+  if (config_.kind == v1::DATA_KIND_BINARY && !is_training() && !torch::GradMode::is_enabled() &&
+      x.size(0) >= kStairScoreRows) {
+    const TrainPlan plan = MakePlan(mask, /*block_products=*/true);
+    const StairPass pass =
+        StairForwardPass(plan, MasksFor(mask), x.to(torch::kFloat).contiguous(), false);
+    torch::Tensor nll = torch::empty({x.size(0)}, torch::kDouble);
+    BernoulliNllRows(x.size(0), pass.logits.size(1), pass.logits.data_ptr<float>(),
+                     pass.x_out.data_ptr<float>(), nll.data_ptr<double>());
+    return nll.neg_();
+  }
   return LogLikelihoods(Forward(Encode(x), mask), x).sum(1);
 }
 
@@ -357,6 +370,60 @@ torch::Tensor StairInputGrad(const torch::Tensor& d, const torch::Tensor& w, con
 
 }  // namespace
 
+MadeImpl::StairPass MadeImpl::StairForwardPass(const TrainPlan& plan,
+                                               const std::vector<torch::Tensor>& masks,
+                                               const torch::Tensor& x, bool dropout) {
+  const int64_t batch = x.size(0);
+  const size_t hidden = layers_.size() - 1;
+  // Effective weight w (masked) in sorted coordinates.
+  auto sorted_weight = [&](size_t w) {
+    const torch::Tensor& p = w <= hidden ? layers_[w]->weight : direct_->weight;
+    torch::Tensor e = folded() ? p : p * masks[w];
+    const UnitOrder& out = plan.units[OutUnits(w)];
+    if (!out.identity) e = e.index_select(0, out.perm);
+    return SortedColumns(e, plan.units[InUnits(w)]);
+  };
+  auto with_bias = [&](size_t w) {
+    const UnitOrder& out = plan.units[OutUnits(w)];
+    const torch::Tensor& b = layers_[w]->bias;
+    const torch::Tensor bs = out.identity ? b : b.index_select(0, out.perm);
+    return bs.unsqueeze(0).expand({batch, bs.size(0)}).contiguous();
+  };
+  StairPass pass;
+  pass.eff.resize(layers_.size());
+  pass.act.resize(hidden + 1);
+  pass.noise.resize(hidden);
+  pass.act[0] = SortedColumns(x, plan.units[0]);
+  for (size_t l = 0; l < hidden; ++l) {
+    pass.eff[l] = sorted_weight(l);
+    torch::Tensor h = with_bias(l);
+    StairForward(h, pass.act[l], pass.eff[l], plan.groups[l]);
+    h.clamp_min_(0);
+    if (dropout && config_.dropout > 0) {
+      // What F::dropout does in training (at::dropout on CPU), drawn in the units' own order:
+      // the same draws from the process-wide generator as Loss, so both drop the same units.
+      const double keep = 1 - config_.dropout;
+      torch::Tensor n = torch::empty({batch, h.size(1)}).bernoulli_(keep).div_(keep);
+      pass.noise[l] = SortedColumns(n, plan.units[l + 1]);
+      h.mul_(pass.noise[l]);
+    }
+    pass.act[l + 1] = h;
+  }
+  pass.eff[hidden] = sorted_weight(hidden);
+  pass.logits = with_bias(hidden);
+  StairForward(pass.logits, pass.act[hidden], pass.eff[hidden], plan.groups[hidden]);
+  if (config_.direct_connections) {
+    StairForward(pass.logits, pass.act[0], sorted_weight(hidden + 1), plan.groups[hidden + 1]);
+  }
+  // The logits are in the outputs' sorted order: so must be the values they predict.
+  pass.x_out = SortedColumns(x, plan.units[hidden + 1]);
+  return pass;
+}
+
+torch::Tensor MadeImpl::SortedColumns(const torch::Tensor& t, const UnitOrder& u) {
+  return u.identity ? t : t.index_select(1, u.perm);
+}
+
 torch::Tensor MadeImpl::LossAndGradients(const torch::Tensor& x_in) {
   if (config_.kind != v1::DATA_KIND_BINARY || !is_training()) return torch::Tensor();
   torch::NoGradGuard no_grad;
@@ -366,24 +433,7 @@ torch::Tensor MadeImpl::LossAndGradients(const torch::Tensor& x_in) {
   const int64_t batch = x.size(0);
   const size_t hidden = layers_.size() - 1;
   const std::vector<torch::Tensor>& masks = current_masks_;
-  auto param = [&](size_t w) -> torch::Tensor& {
-    return w <= hidden ? layers_[w]->weight : direct_->weight;
-  };
-  auto cols_sorted = [](const torch::Tensor& t, const UnitOrder& u) {
-    return u.identity ? t : t.index_select(1, u.perm);
-  };
-  // Effective weight w (masked) in sorted coordinates.
-  auto sorted_weight = [&](size_t w) {
-    torch::Tensor e = folded() ? param(w) : param(w) * masks[w];
-    const UnitOrder& out = plan.units[OutUnits(w)];
-    if (!out.identity) e = e.index_select(0, out.perm);
-    return cols_sorted(e, plan.units[InUnits(w)]);
-  };
-  auto sorted_bias = [&](size_t w) {
-    const UnitOrder& out = plan.units[OutUnits(w)];
-    const torch::Tensor& b = layers_[w]->bias;
-    return out.identity ? b : b.index_select(0, out.perm);
-  };
+  StairPass pass = StairForwardPass(plan, masks, x, /*dropout=*/true);
   // Gradients back to the parameters' coordinates, masked (d(w * m)/dw = m, and folded weights
   // must keep zero gradients where masked).
   auto set_weight_grad = [&](size_t w, torch::Tensor g) {
@@ -391,64 +441,35 @@ torch::Tensor MadeImpl::LossAndGradients(const torch::Tensor& x_in) {
     const UnitOrder& in = plan.units[InUnits(w)];
     if (!out.identity) g = g.index_select(0, out.inv);
     if (!in.identity) g = g.index_select(1, in.inv);
-    param(w).mutable_grad() = g.mul_(masks[w]);
+    torch::Tensor& p = w <= hidden ? layers_[w]->weight : direct_->weight;
+    p.mutable_grad() = g.mul_(masks[w]);
   };
   auto set_bias_grad = [&](size_t w, const torch::Tensor& d) {
     const UnitOrder& out = plan.units[OutUnits(w)];
     torch::Tensor g = d.sum(0);
     layers_[w]->bias.mutable_grad() = out.identity ? g : g.index_select(0, out.inv);
   };
-  auto with_bias = [&](size_t w) {
-    const torch::Tensor b = sorted_bias(w);
-    return b.unsqueeze(0).expand({batch, b.size(0)}).contiguous();
-  };
-
-  std::vector<torch::Tensor> eff(layers_.size()), act(hidden + 1), noise(hidden);
-  act[0] = cols_sorted(x, plan.units[0]);
-  for (size_t l = 0; l < hidden; ++l) {
-    eff[l] = sorted_weight(l);
-    torch::Tensor h = with_bias(l);
-    StairForward(h, act[l], eff[l], plan.groups[l]);
-    h.clamp_min_(0);
-    if (config_.dropout > 0) {
-      // What F::dropout does in training (at::dropout on CPU), drawn in the units' own order:
-      // the same draws from the process-wide generator as Loss, so both drop the same units.
-      const double keep = 1 - config_.dropout;
-      torch::Tensor n = torch::empty({batch, h.size(1)}).bernoulli_(keep).div_(keep);
-      noise[l] = cols_sorted(n, plan.units[l + 1]);
-      h.mul_(noise[l]);
-    }
-    act[l + 1] = h;
-  }
-  eff[hidden] = sorted_weight(hidden);
-  torch::Tensor logits = with_bias(hidden);
-  StairForward(logits, act[hidden], eff[hidden], plan.groups[hidden]);
-  torch::Tensor direct_weight;
-  if (config_.direct_connections) {
-    direct_weight = sorted_weight(hidden + 1);
-    StairForward(logits, act[0], direct_weight, plan.groups[hidden + 1]);
-  }
   // Loss = mean over records of sum_d NLL; its gradient w.r.t. the logits is
-  // (sigmoid(l) - x) / B. Logits are in the outputs' sorted order: so must x be.
-  const torch::Tensor x_out = cols_sorted(x, plan.units[hidden + 1]);
-  torch::Tensor g = torch::empty_like(logits);
-  const double nll_sum =
-      BernoulliNllAndGrad(logits.numel(), logits.data_ptr<float>(), x_out.data_ptr<float>(),
-                          1.0f / static_cast<float>(batch), g.data_ptr<float>());
-  set_weight_grad(hidden, StairWeightGrad(g, act[hidden], plan.groups[hidden]));
+  // (sigmoid(l) - x) / B.
+  torch::Tensor g = torch::empty_like(pass.logits);
+  const double nll_sum = BernoulliNllAndGrad(pass.logits.numel(), pass.logits.data_ptr<float>(),
+                                             pass.x_out.data_ptr<float>(),
+                                             1.0f / static_cast<float>(batch), g.data_ptr<float>());
+  set_weight_grad(hidden, StairWeightGrad(g, pass.act[hidden], plan.groups[hidden]));
   set_bias_grad(hidden, g);
   if (config_.direct_connections) {
-    set_weight_grad(hidden + 1, StairWeightGrad(g, act[0], plan.groups[hidden + 1]));
+    set_weight_grad(hidden + 1, StairWeightGrad(g, pass.act[0], plan.groups[hidden + 1]));
   }
-  torch::Tensor d = StairInputGrad(g, eff[hidden], plan.groups[hidden]);  // w.r.t. act[hidden]
+  // Gradient w.r.t. act[hidden].
+  torch::Tensor d = StairInputGrad(g, pass.eff[hidden], plan.groups[hidden]);
   for (size_t l = hidden; l-- > 0;) {
     // Through dropout and relu: d becomes the gradient w.r.t. the pre-activation.
-    ReluDropoutBackward(d.numel(), act[l + 1].data_ptr<float>(),
-                        noise[l].defined() ? noise[l].data_ptr<float>() : nullptr,
+    ReluDropoutBackward(d.numel(), pass.act[l + 1].data_ptr<float>(),
+                        pass.noise[l].defined() ? pass.noise[l].data_ptr<float>() : nullptr,
                         d.data_ptr<float>());
-    set_weight_grad(l, StairWeightGrad(d, act[l], plan.groups[l]));
+    set_weight_grad(l, StairWeightGrad(d, pass.act[l], plan.groups[l]));
     set_bias_grad(l, d);
-    if (l > 0) d = StairInputGrad(d, eff[l], plan.groups[l]);
+    if (l > 0) d = StairInputGrad(d, pass.eff[l], plan.groups[l]);
   }
   return torch::scalar_tensor(nll_sum / static_cast<double>(batch), torch::kDouble);
 }

@@ -145,6 +145,17 @@ class MadeImpl : public DensityNet {
   // The plan of a mask; dense (block_products false): natural unit order and one group per
   // weight reading all inputs.
   TrainPlan MakePlan(int64_t mask, bool block_products) const;
+  // The forward pass in a plan's sorted coordinates: effective weights, activations (act[0] the
+  // sorted inputs), dropout noise (training), logits and the values they predict (x_out).
+  struct StairPass {
+    std::vector<torch::Tensor> eff, act, noise;
+    torch::Tensor logits, x_out;
+  };
+  StairPass StairForwardPass(const TrainPlan& plan, const std::vector<torch::Tensor>& masks,
+                             const torch::Tensor& x, bool dropout);
+  static torch::Tensor SortedColumns(const torch::Tensor& t, const UnitOrder& u);
+  // Binary scoring batches at least this large use the staircase products.
+  static constexpr int64_t kStairScoreRows = 256;
   bool block_products_ = true;
   size_t InUnits(size_t weight) const;
   size_t OutUnits(size_t weight) const;

@@ -1,10 +1,15 @@
 #include "server/core/job_manager.h"
 
 #include <glog/logging.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -526,6 +531,13 @@ v1::Job JobManager::ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobSt
 
 void JobManager::SlotLoop() {
   if (options_.threads_per_slot > 0) SetComputeThreads(options_.threads_per_slot);
+  if (options_.training_nice != 0) {
+    const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+    if (setpriority(PRIO_PROCESS, tid, options_.training_nice) != 0) {
+      LOG(WARNING) << "training slot: cannot set nice " << options_.training_nice << ": "
+                   << std::strerror(errno);
+    }
+  }
   while (true) {
     std::shared_ptr<ActiveJob> job;
     {

@@ -72,6 +72,9 @@ struct JobManagerOptions {
   int threads_per_slot = 0;
   // TrainOptions::block_products of every job.
   bool block_products = true;
+  // Nice value of the training threads (Linux: per thread), so that scoring calls, at the
+  // server's own priority, take the CPU first; 0 leaves them at the server's.
+  int training_nice = 10;
 };
 
 // A model to score with and where it came from.

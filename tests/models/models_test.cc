@@ -311,6 +311,21 @@ TEST(KernelsTest, BernoulliNllAndGradMatchClosedForm) {
   }
 }
 
+TEST(KernelsTest, BernoulliNllRowsSumsEachRow) {
+  const int64_t rows = 7, cols = 37;
+  std::vector<float> l(rows * cols), x(rows * cols), g(cols);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    l[i] = static_cast<float>((i * 37 % 101) - 50) * 0.3f;
+    x[i] = (i * 13 % 7) < 3 ? 1.0f : 0.0f;
+  }
+  std::vector<double> nll(rows);
+  BernoulliNllRows(rows, cols, l.data(), x.data(), nll.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    const double one = BernoulliNllAndGrad(cols, &l[r * cols], &x[r * cols], 1, g.data());
+    EXPECT_NEAR(nll[r], one, 1e-5 * one) << "row " << r;
+  }
+}
+
 TEST(KernelsTest, ReluDropoutBackwardPassesGradientWhereTheUnitFired) {
   const std::vector<float> a = {0, 2, 0, 3, 1e-30f}, noise = {0, 2, 2, 2, 2};
   std::vector<float> d = {1, 2, 3, 4, 5};
@@ -405,6 +420,30 @@ TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
   cat_net.train();
   EXPECT_FALSE(cat_net.LossAndGradients(torch::zeros({5, 4})).defined());
   for (const auto& p : cat_net.parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+// Scoring a large batch of binary records (the staircase products) agrees with scoring it in
+// small batches (dense products), for several masks, direct connections and a random order.
+TEST(MadeTest, StaircaseScoringMatchesDenseScoring) {
+  for (int masks : {1, 3}) {
+    v1::ModelSpec spec = Made(2, 192, /*random_order=*/masks > 1);
+    spec.mutable_made()->set_num_masks(masks);
+    spec.mutable_made()->set_direct_connections(true);
+    auto model = Model::Create(spec, {v1::DATA_KIND_BINARY, 130, 2}, /*seed=*/8);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const RecordMatrix data = RandomBinary(300, 130, 5, 0.3);
+    const std::vector<double> whole = (*model)->LogProb(data).value();  // one batch of 300
+    ASSERT_EQ(whole.size(), 300u);
+    for (int64_t begin = 0; begin < 300; begin += 100) {  // batches of 100
+      RecordMatrix part = RecordMatrix::Empty(v1::DATA_KIND_BINARY, 130, 2).value();
+      for (int64_t r = begin; r < begin + 100; ++r) part.AppendRow(data, r);
+      const std::vector<double> small = (*model)->LogProb(part).value();
+      for (int64_t r = 0; r < 100; ++r) {
+        EXPECT_NEAR(whole[begin + r], small[r], 1e-5 * std::fabs(small[r]))
+            << "masks " << masks << ", record " << begin + r;
+      }
+    }
+  }
 }
 
 // A one-mask MADE keeps its mask in the weights: the masked weights are exactly 0 after
