@@ -12,7 +12,8 @@
 //       records/s of Score through liblogp_client (Client::ScoreAll, one request of B records
 //       per call).
 //   logp_bench latency --server=ADDR --model=ID --data=IDX.gz [--n=1000]
-//       single-record Score latency (ms): p50, p99, max over n sequential calls after a warm-up.
+//       single-record Score latency (ms): p50, p99, max over n sequential calls after a warm-up;
+//       LOGP_TRACE_SLOW=1 prints each call over 10 ms with its time to stderr.
 //
 // Data files are read like logpctl reads them (IDX, binarized: value > 127 is 1); records are
 // cut into batches before timing. Rates are medians over windows of at least --window seconds,
@@ -289,6 +290,10 @@ absl::Status Latency() {
     RETURN_IF_ERROR(
         client->ScoreAll(model, records[i % records.size()], ScoringOptions{}, 1).status());
     if (i >= warmup) ms.push_back(1e3 * SecondsSince(t0));
+    if (getenv("LOGP_TRACE_SLOW") && i >= warmup && ms.back() > 10) {
+      std::fprintf(stderr, "slow call %d: %.1f ms at %.3f\n", i, ms.back(),
+                   std::chrono::duration<double>(Clock::now().time_since_epoch()).count());
+    }
   }
   std::sort(ms.begin(), ms.end());
   double mean = 0;
