@@ -79,25 +79,26 @@ class RowSource {
   // Rows `index` (long) in that order, as float.
   torch::Tensor GatherFloat(const torch::Tensor& index) const {
     if (!packed_.defined()) return all_.index_select(0, index).to(torch::kFloat);
-    const torch::Tensor bytes = packed_.index_select(0, index);
-    torch::Tensor out = torch::empty({index.size(0), m_.cols}, torch::kFloat);
-    UnpackBits(index.size(0), m_.cols, m_.PackedRowBytes(), bytes.data_ptr<uint8_t>(),
-               out.data_ptr<float>());
-    return out;
+    return Unpack<float>(index, torch::kFloat);
   }
   // Rows `index` in the matrix's own type (uint8 for packed rows).
   torch::Tensor Gather(const torch::Tensor& index) const {
     if (!packed_.defined()) return all_.index_select(0, index);
-    const torch::Tensor bytes = packed_.index_select(0, index);
-    torch::Tensor out = torch::empty({index.size(0), m_.cols}, torch::kUInt8);
-    UnpackBits(index.size(0), m_.cols, m_.PackedRowBytes(), bytes.data_ptr<uint8_t>(),
-               out.data_ptr<uint8_t>());
-    return out;
+    return Unpack<uint8_t>(index, torch::kUInt8);
   }
   // All rows (an unpacked copy for packed rows).
   torch::Tensor All() const { return packed_.defined() ? BorrowRows(m_) : all_; }
 
  private:
+  template <typename T>
+  torch::Tensor Unpack(const torch::Tensor& index, torch::ScalarType type) const {
+    const torch::Tensor bytes = packed_.index_select(0, index);
+    torch::Tensor out = torch::empty({index.size(0), m_.cols}, type);
+    UnpackBits(index.size(0), m_.cols, m_.PackedRowBytes(), bytes.data_ptr<uint8_t>(),
+               out.data_ptr<T>());
+    return out;
+  }
+
   const RecordMatrix& m_;
   torch::Tensor all_, packed_;
 };

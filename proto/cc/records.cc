@@ -142,8 +142,13 @@ std::string KindName(v1::DataKind kind) {
   }
 }
 
-absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t dim,
-                          absl::string_view data, int64_t first_index, RecordMatrix* out) {
+namespace {
+
+// The checks every decode shares: dim, an encoding the kind allows, the byte length. Returns the
+// bytes per row.
+absl::StatusOr<int64_t> CheckBlock(v1::Encoding encoding, int64_t num_records, int64_t dim,
+                                   absl::string_view data, int64_t first_index,
+                                   const RecordMatrix* out) {
   if (dim != out->cols) {
     return absl::InvalidArgumentError(absl::StrCat("records starting at record ", first_index,
                                                    " have dim ", dim, ", expected ", out->cols));
@@ -161,6 +166,25 @@ absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t di
         first_index, data.size(), num_records, dim, v1::Encoding_Name(encoding),
         num_records * row_bytes));
   }
+  return row_bytes;
+}
+
+// Padding bits must be zero so that each record has exactly one encoding.
+absl::Status CheckPadding(const uint8_t* row, int64_t row_bytes, int64_t dim, int64_t record) {
+  if ((dim & 7) != 0 && (row[row_bytes - 1] & (0xFF >> (dim & 7))) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record ", record, ": padding bits after column ", dim - 1, " are not zero"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t dim,
+                          absl::string_view data, int64_t first_index, RecordMatrix* out) {
+  absl::StatusOr<int64_t> checked = CheckBlock(encoding, num_records, dim, data, first_index, out);
+  if (!checked.ok()) return checked.status();
+  const int64_t row_bytes = *checked;
   const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
   const int64_t old = out->rows * dim;
   const int64_t n = num_records * dim;
@@ -171,12 +195,10 @@ absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t di
       for (int64_t r = 0; r < num_records; ++r) {
         const uint8_t* row = bytes + r * row_bytes;
         for (int64_t c = 0; c < dim; ++c) dst[r * dim + c] = (row[c >> 3] >> (7 - (c & 7))) & 1;
-        // Padding bits must be zero so that each record has exactly one encoding.
-        if ((dim & 7) != 0 && (row[row_bytes - 1] & (0xFF >> (dim & 7))) != 0) {
+        absl::Status padding = CheckPadding(row, row_bytes, dim, first_index + r);
+        if (!padding.ok()) {
           out->u8.resize(old);
-          return absl::InvalidArgumentError(absl::StrCat("record ", first_index + r,
-                                                         ": padding bits after column ", dim - 1,
-                                                         " are not zero"));
+          return padding;
         }
       }
       break;
@@ -231,6 +253,25 @@ absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t di
     default:
       return absl::InvalidArgumentError("encoding is unspecified");
   }
+  out->rows += num_records;
+  return absl::OkStatus();
+}
+
+absl::Status DecodeAppendPacked(int64_t num_records, int64_t dim, absl::string_view data,
+                                int64_t first_index, RecordMatrix* out) {
+  if (out->kind != v1::DATA_KIND_BINARY || (out->rows > 0 && !out->packed())) {
+    return absl::InvalidArgumentError("only binary, bit-packed (or empty) matrices keep bits");
+  }
+  absl::StatusOr<int64_t> checked =
+      CheckBlock(v1::ENCODING_BITPACKED, num_records, dim, data, first_index, out);
+  if (!checked.ok()) return checked.status();
+  const int64_t row_bytes = *checked;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
+  for (int64_t r = 0; r < num_records; ++r) {
+    absl::Status padding = CheckPadding(bytes + r * row_bytes, row_bytes, dim, first_index + r);
+    if (!padding.ok()) return padding;
+  }
+  out->bits.insert(out->bits.end(), bytes, bytes + data.size());
   out->rows += num_records;
   return absl::OkStatus();
 }

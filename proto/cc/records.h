@@ -64,6 +64,10 @@ std::string KindName(v1::DataKind kind);
 // 1", "record 5, column 0: NaN", wrong byte length, encoding not allowed for the kind.
 absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t dim,
                           absl::string_view data, int64_t first_index, RecordMatrix* out);
+// Same for BITPACKED rows of binary data, kept bit-packed: appended to `bits` (`out` must be
+// binary, and packed or empty).
+absl::Status DecodeAppendPacked(int64_t num_records, int64_t dim, absl::string_view data,
+                                int64_t first_index, RecordMatrix* out);
 // Same, for a RecordBlock.
 absl::Status DecodeAppend(const v1::RecordBlock& block, int64_t first_index, RecordMatrix* out);
 

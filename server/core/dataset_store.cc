@@ -268,29 +268,15 @@ absl::StatusOr<std::shared_ptr<const RecordMatrix>> DatasetStore::Load(const std
                                                        static_cast<int32_t>(fh.num_categories)));
   const absl::string_view payload = absl::string_view(*bytes).substr(sizeof(fh));
   const int64_t n = static_cast<int64_t>(fh.num_records);
-  if (m.kind == v1::DATA_KIND_BINARY && n > 0) {
-    // Binary records stay bit-packed, as stored (RecordMatrix::bits): 8x less memory than a
-    // byte per value. The same checks as decoding: the size, and zero padding bits.
-    const int64_t stride = m.PackedRowBytes();
-    if (static_cast<int64_t>(payload.size()) != n * stride) {
-      return absl::DataLossError(absl::StrCat("dataset ", id, ": ", payload.size(),
-                                              " bytes of records, expected ", n * stride));
-    }
-    const uint8_t padding = (m.cols & 7) != 0 ? 0xFF >> (m.cols & 7) : 0;
-    for (int64_t r = 0; r < n; ++r) {
-      if (static_cast<uint8_t>(payload[r * stride + stride - 1]) & padding) {
-        return absl::DataLossError(
-            absl::StrCat("dataset ", id, ": record ", r, ": padding bits are not zero"));
-      }
-    }
-    m.bits.assign(payload.begin(), payload.end());
-    m.rows = n;
+  absl::Status st;
+  if (m.kind == v1::DATA_KIND_BINARY) {
+    // Binary records stay bit-packed, as stored: 8x less memory than a byte per value.
+    st = DecodeAppendPacked(n, m.cols, payload, 0, &m);
   } else {
     m.Reserve(n);
-    absl::Status st =
-        DecodeAppend(CanonicalEncoding(m.kind, m.num_categories), n, m.cols, payload, 0, &m);
-    if (!st.ok()) return absl::DataLossError(absl::StrCat("dataset ", id, ": ", st.message()));
+    st = DecodeAppend(CanonicalEncoding(m.kind, m.num_categories), n, m.cols, payload, 0, &m);
   }
+  if (!st.ok()) return absl::DataLossError(absl::StrCat("dataset ", id, ": ", st.message()));
   auto shared = std::make_shared<const RecordMatrix>(std::move(m));
   absl::MutexLock lock(&mu_);
   cache_[id] = shared;
