@@ -73,6 +73,32 @@ class DensityNet : public torch::nn::Module {
   virtual void MaskGradients() {}
 };
 
+// Training noise: every random draw made while training (dropout, dequantisation noise, the VAE's
+// eps, ...) comes from the calling thread's noise generator, never from torch's process-wide
+// one, so that jobs training side by side cannot disturb each other's draws. The trainer installs
+// its job's generator with a NoiseScope for the whole run (and checkpoints it); with no scope
+// installed (tests that call Loss directly) draws come from torch's default generator.
+at::Generator& NoiseGenerator();
+
+// Installs `gen` as this thread's noise generator until destroyed (scopes nest).
+class NoiseScope {
+ public:
+  explicit NoiseScope(at::Generator* gen);
+  ~NoiseScope();
+  NoiseScope(const NoiseScope&) = delete;
+  NoiseScope& operator=(const NoiseScope&) = delete;
+
+ private:
+  at::Generator* previous_;
+};
+
+// Inverted dropout with keep probability 1 - p drawn from NoiseGenerator(): the same draws and
+// arithmetic as torch's CPU dropout (a Bernoulli(1 - p) mask divided by 1 - p), identity when
+// not training or p == 0.
+torch::Tensor Dropout(const torch::Tensor& h, double p, bool training);
+// The mask Dropout multiplies by, [rows, cols] float.
+torch::Tensor DropoutNoise(int64_t rows, int64_t cols, double p);
+
 // Calls f on `root` and on every module below it that is a DensityNet (decorators, sub-nets).
 void ForEachDensityNet(torch::nn::Module& root, const std::function<void(DensityNet&)>& f);
 

@@ -123,8 +123,20 @@ RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape) {
   return m;
 }
 
+// Continuous records far outside the data's range (|x| of 1e30 and beyond, for a net trained on
+// values near 1) overflow float32 inside the net: intermediate values become inf, then NaN
+// (inf - inf). Such a record's log p is far below what the computation can represent, so it
+// scores -inf; every finite input then scores a finite log p or -inf, never NaN or +inf. Only
+// for continuous data: the discrete families' scores are bounded, and a NaN there is a bug that
+// must not be hidden.
+torch::Tensor OverflowToMinusInfinity(const torch::Tensor& log_prob) {
+  const double minus_inf = -std::numeric_limits<double>::infinity();
+  return torch::nan_to_num(log_prob, minus_inf, minus_inf, minus_inf);
+}
+
 // Scores of all rows of `base` (any dtype), in batches, without gradients.
-Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& options) {
+Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& options,
+                const DataShape& shape) {
   Scores out;
   out.log_prob.reserve(base.size(0));
   torch::NoGradGuard no_grad;
@@ -134,6 +146,7 @@ Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& 
     batch_options.seed = options.seed + static_cast<uint64_t>(b);
     ScoreBatch s = net.Score(base.slice(0, b, e).to(torch::kFloat), batch_options);
     auto lp = s.log_prob.to(torch::kDouble).contiguous();
+    if (shape.kind == v1::DATA_KIND_CONTINUOUS) lp = OverflowToMinusInfinity(lp);
     out.log_prob.insert(out.log_prob.end(), lp.data_ptr<double>(),
                         lp.data_ptr<double>() + lp.numel());
     if (s.standard_error.defined()) {
@@ -298,7 +311,7 @@ absl::StatusOr<std::vector<double>> Model::LogProb(const RecordMatrix& records) 
   RETURN_IF_ERROR(CheckMatches(records, impl_->shape, "records"));
   try {
     c10::InferenceMode guard;
-    return ScoreAll(*impl_->net, BorrowRows(records), ScoreOptions{}).log_prob;
+    return ScoreAll(*impl_->net, BorrowRows(records), ScoreOptions{}, impl_->shape).log_prob;
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("scoring: ", e.what()));
   }
@@ -313,7 +326,7 @@ absl::StatusOr<Scores> Model::Score(const RecordMatrix& records,
   }
   try {
     c10::InferenceMode guard;
-    return ScoreAll(*impl_->net, BorrowRows(records), options);
+    return ScoreAll(*impl_->net, BorrowRows(records), options, impl_->shape);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("scoring: ", e.what()));
   }
@@ -435,11 +448,6 @@ struct TrainState {
   std::vector<torch::Tensor> best_state;
 };
 
-at::Generator& GlobalGenerator() {
-  static at::Generator gen = at::detail::getDefaultCPUGenerator();
-  return gen;
-}
-
 torch::Tensor GeneratorState(at::Generator& gen) {
   std::lock_guard<std::mutex> lock(gen.mutex());
   return gen.get_state();
@@ -452,7 +460,7 @@ void SetGeneratorState(at::Generator& gen, const torch::Tensor& state) {
 
 absl::StatusOr<std::string> EncodeCheckpoint(const Model& model, const TrainState& st,
                                              torch::optim::Optimizer* optimizer, at::Generator& gen,
-                                             int64_t train_rows) {
+                                             at::Generator& noise, int64_t train_rows) {
   // One string, reserved up front and appended to by both archives' writers: encoding costs
   // the checkpoint's size in memory once, not the three or four copies that string streams
   // make (which showed as a 45 MB spike in logpd's RSS per checkpoint of this 13 MB size).
@@ -470,7 +478,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Model& model, const TrainStat
   const uint64_t len = out.size() - len_at - sizeof(uint64_t);
   out.replace(len_at, sizeof(len), reinterpret_cast<const char*>(&len), sizeof(len));
   torch::serialize::OutputArchive a;
-  a.write("version", c10::IValue(int64_t{1}));
+  a.write("version", c10::IValue(int64_t{2}));
   a.write("train_rows", c10::IValue(train_rows));
   a.write("step", c10::IValue(st.step));
   a.write("epoch", c10::IValue(st.epoch));
@@ -485,7 +493,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Model& model, const TrainStat
   a.write("has_perm", c10::IValue(st.perm.defined()));
   if (st.perm.defined()) a.write("perm", st.perm);
   a.write("gen", GeneratorState(gen));
-  a.write("global_gen", GeneratorState(GlobalGenerator()));
+  a.write("noise_gen", GeneratorState(noise));
   a.write("best_state_size", c10::IValue(static_cast<int64_t>(st.best_state.size())));
   for (size_t i = 0; i < st.best_state.size(); ++i) {
     a.write(absl::StrCat("best_state.", i), st.best_state[i]);
@@ -530,11 +538,13 @@ torch::Tensor ReadTensor(torch::serialize::InputArchive& a, const std::string& k
 }
 
 void DecodeTrainState(const std::string& state_bytes, int64_t train_rows, TrainState* st,
-                      torch::optim::Optimizer* optimizer, at::Generator& gen) {
+                      torch::optim::Optimizer* optimizer, at::Generator& gen,
+                      at::Generator& noise) {
   torch::serialize::InputArchive a;
   std::istringstream in(state_bytes);
   a.load_from(in);
-  if (ReadScalar<int64_t>(a, "version") != 1) throw std::runtime_error("unknown version");
+  const int64_t version = ReadScalar<int64_t>(a, "version");
+  if (version != 1 && version != 2) throw std::runtime_error("unknown version");
   if (ReadScalar<int64_t>(a, "train_rows") != train_rows) {
     throw std::runtime_error("it was written for a different training set");
   }
@@ -550,7 +560,9 @@ void DecodeTrainState(const std::string& state_bytes, int64_t train_rows, TrainS
   st->since_best = ReadScalar<int64_t>(a, "since_best");
   if (ReadScalar<bool>(a, "has_perm")) st->perm = ReadTensor(a, "perm");
   SetGeneratorState(gen, ReadTensor(a, "gen"));
-  SetGeneratorState(GlobalGenerator(), ReadTensor(a, "global_gen"));
+  // Version 1 saved the process-wide generator that training noise then drew from; it becomes
+  // the job's own noise generator.
+  SetGeneratorState(noise, ReadTensor(a, version == 1 ? "global_gen" : "noise_gen"));
   st->best_state.clear();
   const int64_t n = ReadScalar<int64_t>(a, "best_state_size");
   for (int64_t i = 0; i < n; ++i)
@@ -640,9 +652,13 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
           torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
     }
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1);
+    // The job's own generator of training noise (dropout, dequantisation, VAE eps): nothing
+    // that trains beside it draws from it, and nothing it draws comes from elsewhere.
+    at::Generator noise = at::make_generator<at::CPUGeneratorImpl>(options.seed + 3);
+    NoiseScope noise_scope(&noise);
     if (!resume_state.empty()) {
       try {
-        DecodeTrainState(resume_state, n, &st, optimizer.get(), gen);
+        DecodeTrainState(resume_state, n, &st, optimizer.get(), gen, noise);
       } catch (const std::exception& e) {
         return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", e.what()));
       }
@@ -665,7 +681,7 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
       snapshot.epoch_seconds = st.epoch_seconds + Seconds(epoch_segment_start, Clock::now());
       const auto t0 = Clock::now();
       ASSIGN_OR_RETURN(std::string bytes,
-                       EncodeCheckpoint(*model, snapshot, optimizer.get(), gen, n));
+                       EncodeCheckpoint(*model, snapshot, optimizer.get(), gen, noise, n));
       return observer->OnCheckpoint(
           TrainCheckpoint{st.step, st.epoch, std::move(bytes), Seconds(t0, Clock::now())});
     };

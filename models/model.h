@@ -46,7 +46,8 @@ struct ScoreOptions {
 // Per-record scores and how they were obtained.
 struct Scores {
   std::vector<double> log_prob;
-  // ESTIMATE only: per-record standard error; empty otherwise.
+  // Monte Carlo scores (the VAE's ESTIMATE and LOWER_BOUND): per-record standard error; empty
+  // for exact scores.
   std::vector<double> standard_error;
   v1::ScoreKind kind = v1::SCORE_KIND_EXACT;
   int importance_samples = 0;
@@ -71,7 +72,8 @@ class Model {
   absl::Status SerializeTo(std::string* out) const;
 
   // log p(x) in nats for every row of `records`, which must have the model's kind, dim and
-  // categories (INVALID_ARGUMENT otherwise). Exact for every family so far.
+  // categories (INVALID_ARGUMENT otherwise). Finite or -inf for every finite record, never NaN
+  // or +inf (continuous records that overflow the net's float arithmetic score -inf).
   absl::StatusOr<std::vector<double>> LogProb(const RecordMatrix& records) const;
   // Scores with their kind (exact, lower bound or estimate); INVALID_ARGUMENT as LogProb, or for
   // importance_samples over 10000.

@@ -125,6 +125,30 @@ torch::Tensor BernoulliLogLikelihood(const torch::Tensor& logits, const torch::T
   return (x * logits - torch::nn::functional::softplus(logits)).sum(1);
 }
 
+namespace {
+thread_local at::Generator* current_noise = nullptr;
+}  // namespace
+
+at::Generator& NoiseGenerator() {
+  if (current_noise != nullptr) return *current_noise;
+  static at::Generator default_gen = at::detail::getDefaultCPUGenerator();
+  return default_gen;
+}
+
+NoiseScope::NoiseScope(at::Generator* gen) : previous_(current_noise) { current_noise = gen; }
+NoiseScope::~NoiseScope() { current_noise = previous_; }
+
+torch::Tensor DropoutNoise(int64_t rows, int64_t cols, double p) {
+  const double keep = 1 - p;
+  return torch::empty({rows, cols}).bernoulli_(keep, NoiseGenerator()).div_(keep);
+}
+
+torch::Tensor Dropout(const torch::Tensor& h, double p, bool training) {
+  if (!training || p <= 0) return h;
+  const double keep = 1 - p;
+  return h * torch::empty_like(h).bernoulli_(keep, NoiseGenerator()).div_(keep);
+}
+
 void ForEachDensityNet(torch::nn::Module& root, const std::function<void(DensityNet&)>& f) {
   if (auto* net = dynamic_cast<DensityNet*>(&root)) f(*net);
   for (const auto& child : root.children()) ForEachDensityNet(*child, f);

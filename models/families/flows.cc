@@ -14,11 +14,6 @@ constexpr double kBatchNormEps = 1e-5;
 constexpr double kBatchNormMomentum = 0.1;
 const double kLogSqrt2Pi = 0.5 * std::log(2.0 * M_PI);
 
-torch::Tensor Dropout(const torch::Tensor& h, double p, bool training) {
-  if (p <= 0) return h;
-  return F::dropout(h, F::DropoutFuncOptions().p(p).training(training));
-}
-
 // The order reversed: layer l + 1 of a MAF sees the variables in the reverse of layer l's order.
 std::vector<int64_t> Reversed(std::vector<int64_t> v) {
   std::reverse(v.begin(), v.end());
@@ -188,7 +183,10 @@ torch::Tensor AffineCouplingImpl::Inverse(const torch::Tensor& y) {
 
 torch::Tensor FlowNet::LogProb(const torch::Tensor& x) {
   auto out = Forward(x);
-  return (-0.5 * out.y.pow(2) - kLogSqrt2Pi).sum(1) + out.log_det;
+  // Summed in double: a far outlier's y^2 overflows float long before its log p leaves the
+  // double range.
+  const auto y = out.y.to(torch::kDouble);
+  return (-0.5 * y.pow(2) - kLogSqrt2Pi).sum(1) + out.log_det.to(torch::kDouble);
 }
 
 torch::Tensor FlowNet::Sample(int64_t n, at::Generator& gen) {

@@ -178,9 +178,7 @@ torch::Tensor MadeImpl::Forward(const torch::Tensor& encoded, int64_t mask) {
   const size_t hidden = layers_.size() - 1;
   for (size_t l = 0; l < hidden; ++l) {
     h = torch::relu(F::linear(h, Masked(layers_[l]->weight, masks[l]), layers_[l]->bias));
-    if (config_.dropout > 0) {
-      h = F::dropout(h, F::DropoutFuncOptions().p(config_.dropout).training(is_training()));
-    }
+    h = Dropout(h, config_.dropout, is_training());
   }
   torch::Tensor out =
       F::linear(h, Masked(layers_[hidden]->weight, masks[hidden]), layers_[hidden]->bias);
@@ -400,10 +398,9 @@ MadeImpl::StairPass MadeImpl::StairForwardPass(const TrainPlan& plan,
     StairForward(h, pass.act[l], pass.eff[l], plan.groups[l]);
     h.clamp_min_(0);
     if (dropout && config_.dropout > 0) {
-      // What F::dropout does in training (at::dropout on CPU), drawn in the units' own order:
-      // the same draws from the process-wide generator as Loss, so both drop the same units.
-      const double keep = 1 - config_.dropout;
-      torch::Tensor n = torch::empty({batch, h.size(1)}).bernoulli_(keep).div_(keep);
+      // What Dropout draws, in the units' own order: the same draws from the noise generator
+      // as Loss, so both drop the same units.
+      torch::Tensor n = DropoutNoise(batch, h.size(1), config_.dropout);
       pass.noise[l] = SortedColumns(n, plan.units[l + 1]);
       h.mul_(pass.noise[l]);
     }

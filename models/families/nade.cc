@@ -145,7 +145,7 @@ torch::Tensor NadeImpl::OrderedLogitsByCumsum(const torch::Tensor& x) {
   // Exclusive cumulative sum: position i sees the inputs at positions < i.
   auto a = torch::cumsum(contrib, 1) - contrib + c_;
   auto h = torch::sigmoid(a);
-  if (dropout_ > 0) h = F::dropout(h, F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  h = Dropout(h, dropout_, is_training());
   auto vo = v_.index_select(0, order_index_);  // [D, H]
   return (h * vo.unsqueeze(0)).sum(2) + b_.index_select(0, order_index_);
 }

@@ -17,7 +17,8 @@ PreprocessedNetImpl::Transformed PreprocessedNetImpl::Transform(const torch::Ten
                                                                 bool noise) const {
   Transformed t;
   auto xp = x.to(torch::kDouble);
-  if (dequantize_) xp = noise ? xp + torch::rand_like(xp) : xp + 0.5;
+  if (dequantize_)
+    xp = noise ? xp + torch::rand(xp.sizes(), NoiseGenerator(), xp.options()) : xp + 0.5;
   t.inside = ((xp >= 0) & (xp <= levels_)).all(1);
   // Outside the support the record scores -inf; clamping keeps the arithmetic finite.
   auto xc = xp.clamp(0, levels_);

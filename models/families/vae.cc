@@ -32,8 +32,7 @@ std::vector<torch::nn::Linear> MakeMlp(torch::nn::Module& owner, const std::stri
 }
 
 torch::Tensor Randn(at::IntArrayRef sizes, at::Generator* gen, const torch::Tensor& like) {
-  if (gen == nullptr) return torch::randn(sizes, like.options());
-  return torch::randn(sizes, *gen, like.options());
+  return torch::randn(sizes, gen != nullptr ? *gen : NoiseGenerator(), like.options());
 }
 
 }  // namespace
@@ -55,9 +54,7 @@ torch::Tensor VaeImpl::Mlp(std::vector<torch::nn::Linear>& layers, torch::Tensor
     h = layers[l]->forward(h);
     if (l + 1 < layers.size()) {
       h = torch::relu(h);
-      if (dropout_ > 0) {
-        h = F::dropout(h, F::DropoutFuncOptions().p(dropout_).training(is_training()));
-      }
+      h = Dropout(h, dropout_, is_training());
     }
   }
   return h;
@@ -84,6 +81,25 @@ torch::Tensor VaeImpl::Elbo(const torch::Tensor& x, at::Generator* gen) {
   auto z = mu + torch::exp(0.5 * log_var) * eps;
   auto kl = 0.5 * (mu.pow(2) + torch::exp(log_var) - 1 - log_var).sum(-1);
   return LogLikelihood(x, z) - kl;
+}
+
+std::pair<torch::Tensor, torch::Tensor> VaeImpl::ElboEstimate(const torch::Tensor& x,
+                                                              int64_t samples, at::Generator& gen) {
+  auto [mu, log_var] = Encode(x);
+  auto std = torch::exp(0.5 * log_var);
+  auto kl = 0.5 * (mu.pow(2) + torch::exp(log_var) - 1 - log_var).sum(-1);
+  const int64_t b = x.size(0);
+  const int64_t chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(b, 1));
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < samples; i += chunk) {
+    const int64_t c = std::min(chunk, samples - i);
+    auto z = mu + std * torch::randn({c, b, latent_dim_}, gen, x.options());
+    parts.push_back(LogLikelihood(x, z).to(torch::kDouble));  // [c, B]
+  }
+  auto ll = torch::cat(parts, 0);
+  auto elbo = ll.mean(0) - kl.to(torch::kDouble);
+  auto se = ll.std(0, /*unbiased=*/true) / std::sqrt(static_cast<double>(samples));
+  return {elbo, se};
 }
 
 torch::Tensor VaeImpl::LogProb(const torch::Tensor& x) {
@@ -116,7 +132,8 @@ ScoreBatch VaeImpl::Score(const torch::Tensor& x, const ScoreOptions& options) {
       options.importance_samples < 0 ? default_importance_samples_ : options.importance_samples;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   if (k == 0) {
-    return ScoreBatch{Elbo(x, &gen), torch::Tensor(), v1::SCORE_KIND_LOWER_BOUND, 0};
+    auto [elbo, se] = ElboEstimate(x, kElboSamples, gen);
+    return ScoreBatch{elbo, se, v1::SCORE_KIND_LOWER_BOUND, 0};
   }
   auto log_w = LogWeights(x, k, gen).to(torch::kDouble);  // [k, B]
   auto estimate = LogMeanExp(log_w, 0);
