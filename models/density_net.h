@@ -99,6 +99,25 @@ torch::Tensor Dropout(const torch::Tensor& h, double p, bool training);
 // The mask Dropout multiplies by, [rows, cols] float.
 torch::Tensor DropoutNoise(int64_t rows, int64_t cols, double p);
 
+// Stopping long passes: Model::Score and Model::Sample install the call's StopPoll with a
+// StopScope; loops inside a net (sequential sampling per dimension, importance-sample chunks)
+// call PollStop() between their passes, which throws CallStopped when the poll says stop (the
+// Model method turns it into CANCELLED). No poll installed: PollStop() does nothing.
+struct CallStopped : std::runtime_error {
+  CallStopped() : std::runtime_error("call stopped") {}
+};
+void PollStop();
+class StopScope {
+ public:
+  explicit StopScope(const StopPoll* poll);
+  ~StopScope();
+  StopScope(const StopScope&) = delete;
+  StopScope& operator=(const StopScope&) = delete;
+
+ private:
+  const StopPoll* previous_;
+};
+
 // Calls f on `root` and on every module below it that is a DensityNet (decorators, sub-nets).
 void ForEachDensityNet(torch::nn::Module& root, const std::function<void(DensityNet&)>& f);
 

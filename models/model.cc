@@ -141,6 +141,7 @@ Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& 
   out.log_prob.reserve(base.size(0));
   torch::NoGradGuard no_grad;
   for (int64_t b = 0; b < base.size(0); b += kEvalBatch) {
+    PollStop();
     const int64_t e = std::min(base.size(0), b + kEvalBatch);
     ScoreOptions batch_options = options;
     batch_options.seed = options.seed + static_cast<uint64_t>(b);
@@ -311,6 +312,7 @@ absl::StatusOr<std::vector<double>> Model::LogProb(const RecordMatrix& records) 
   RETURN_IF_ERROR(CheckMatches(records, impl_->shape, "records"));
   try {
     c10::InferenceMode guard;
+    StopScope no_stop(nullptr);
     return ScoreAll(*impl_->net, BorrowRows(records), ScoreOptions{}, impl_->shape).log_prob;
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("scoring: ", e.what()));
@@ -326,18 +328,24 @@ absl::StatusOr<Scores> Model::Score(const RecordMatrix& records,
   }
   try {
     c10::InferenceMode guard;
+    StopScope stop(&options.stop);
     return ScoreAll(*impl_->net, BorrowRows(records), options, impl_->shape);
+  } catch (const CallStopped&) {
+    return absl::CancelledError("scoring stopped");
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("scoring: ", e.what()));
   }
 }
 
-absl::StatusOr<RecordMatrix> Model::Sample(int64_t n, uint64_t seed) const {
+absl::StatusOr<RecordMatrix> Model::Sample(int64_t n, uint64_t seed, const StopPoll& stop) const {
   if (n < 0) return absl::InvalidArgumentError("sample count must be >= 0");
   try {
     c10::InferenceMode guard;
+    StopScope stop_scope(&stop);
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     return TensorToRecords(impl_->net->Sample(n, gen), impl_->shape);
+  } catch (const CallStopped&) {
+    return absl::CancelledError("sampling stopped");
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("sampling: ", e.what()));
   }

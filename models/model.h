@@ -34,6 +34,10 @@ v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec);
 // FAILED_PRECONDITION naming family and kind when the family cannot model `shape.kind`.
 absl::Status ValidateModelSpec(const v1::ModelSpec& spec, const DataShape& shape);
 
+// Polled between batches of scoring work and between the passes of sampling (every dimension of a
+// sequential sampler): true stops the call with CANCELLED. Called on the calling thread.
+using StopPoll = std::function<bool()>;
+
 // How to score families without an exact likelihood (the VAE); exact families ignore it.
 struct ScoreOptions {
   // < 0: the model's default; 0: the ELBO; k >= 1: the importance-weighted estimate with k
@@ -41,6 +45,8 @@ struct ScoreOptions {
   int importance_samples = -1;
   // Seed of the importance samples.
   uint64_t seed = 0;
+  // Optional: polled between batches of 512 records (and between importance-sample chunks).
+  StopPoll stop;
 };
 
 // Per-record scores and how they were obtained.
@@ -76,10 +82,12 @@ class Model {
   // or +inf (continuous records that overflow the net's float arithmetic score -inf).
   absl::StatusOr<std::vector<double>> LogProb(const RecordMatrix& records) const;
   // Scores with their kind (exact, lower bound or estimate); INVALID_ARGUMENT as LogProb, or for
-  // importance_samples over 10000.
+  // importance_samples over 10000; CANCELLED when options.stop said stop.
   absl::StatusOr<Scores> Score(const RecordMatrix& records, const ScoreOptions& options) const;
-  // `n` independent samples; equal seeds give equal samples.
-  absl::StatusOr<RecordMatrix> Sample(int64_t n, uint64_t seed) const;
+  // `n` independent samples; equal seeds give equal samples. CANCELLED when `stop` (optional)
+  // said stop; it is polled at least once per dimension of a sequential sampler.
+  absl::StatusOr<RecordMatrix> Sample(int64_t n, uint64_t seed,
+                                      const StopPoll& stop = nullptr) const;
 
   const v1::ModelSpec& spec() const;
   const DataShape& shape() const;

@@ -127,7 +127,15 @@ torch::Tensor BernoulliLogLikelihood(const torch::Tensor& logits, const torch::T
 
 namespace {
 thread_local at::Generator* current_noise = nullptr;
+thread_local const StopPoll* current_stop = nullptr;
 }  // namespace
+
+void PollStop() {
+  if (current_stop != nullptr && *current_stop && (*current_stop)()) throw CallStopped();
+}
+
+StopScope::StopScope(const StopPoll* poll) : previous_(current_stop) { current_stop = poll; }
+StopScope::~StopScope() { current_stop = previous_; }
 
 at::Generator& NoiseGenerator() {
   if (current_noise != nullptr) return *current_noise;

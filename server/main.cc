@@ -26,6 +26,9 @@ ABSL_FLAG(int, compute_threads, 0, "LibTorch intra-op threads (0: one per core)"
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
 ABSL_FLAG(int64_t, max_score_records, 100000, "Records one Score request may carry");
 ABSL_FLAG(int64_t, max_samples, 100000, "Samples one Sample request may ask for");
+ABSL_FLAG(double, max_request_seconds, 0,
+          "Longest a Score, Evaluate or Sample call may run whatever the client's deadline "
+          "(DEADLINE_EXCEEDED past it); 0: no cap");
 ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{4} << 30, "Largest dataset (stored bytes)");
 ABSL_FLAG(double, progress_interval_seconds, 1.0, "Seconds between a job's progress events");
 ABSL_FLAG(int64_t, checkpoint_interval_steps, 0,
@@ -71,6 +74,7 @@ int main(int argc, char** argv) {
   options.jobs.training_nice = absl::GetFlag(FLAGS_training_nice);
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
+  options.scoring.max_request_seconds = absl::GetFlag(FLAGS_max_request_seconds);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
   auto core = logp::Core::Open(options);
   if (!core.ok()) {

@@ -118,6 +118,7 @@ FlowOutput MadeGaussianImpl::Forward(const torch::Tensor& x) {
 torch::Tensor MadeGaussianImpl::Inverse(const torch::Tensor& u) {
   auto x = torch::zeros_like(u);
   for (int64_t i = 0; i < dim_; ++i) {
+    PollStop();
     const int64_t d = order_[i];
     auto [mu, alpha] = Conditionals(x);
     // x_d depends only on x_<d, which are final; later columns are overwritten in later passes.

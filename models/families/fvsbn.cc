@@ -38,6 +38,7 @@ torch::Tensor FvsbnImpl::Sample(int64_t n, at::Generator& gen) {
   auto x = torch::zeros({n, dim});
   auto w = weight_ * mask_;
   for (int64_t i = 0; i < dim; ++i) {
+    if (i % 16 == 0) PollStop();
     const int64_t d = order_[i];
     auto logit = torch::mv(x, w[d]) + bias_[d];
     x.select(1, d).copy_((u.select(1, d) < torch::sigmoid(logit)).to(torch::kFloat));

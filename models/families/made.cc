@@ -500,6 +500,7 @@ torch::Tensor MadeImpl::Sample(int64_t n, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   auto x = torch::zeros({n, config_.dim});
   for (int64_t i = 0; i < config_.dim; ++i) {
+    PollStop();
     const int64_t d = orders_[0][i];
     auto params = Forward(Encode(x), 0).select(1, d);
     x.select(1, d).copy_(DrawVariable(params, gen));

@@ -173,6 +173,7 @@ torch::Tensor NadeImpl::Sample(int64_t n, at::Generator& gen) {
   auto x = torch::zeros({n, dim});
   auto a = c_.unsqueeze(0).expand({n, hidden_units_}).clone();
   for (int64_t i = 0; i < dim; ++i) {
+    if (i % 16 == 0) PollStop();
     const int64_t d = order_[i];
     auto logit = torch::mv(torch::sigmoid(a), v_[d]) + b_[d];
     auto xd = (u.select(1, d) < torch::sigmoid(logit)).to(torch::kFloat);

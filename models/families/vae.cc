@@ -92,6 +92,7 @@ std::pair<torch::Tensor, torch::Tensor> VaeImpl::ElboEstimate(const torch::Tenso
   const int64_t chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(b, 1));
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < samples; i += chunk) {
+    PollStop();
     const int64_t c = std::min(chunk, samples - i);
     auto z = mu + std * torch::randn({c, b, latent_dim_}, gen, x.options());
     parts.push_back(LogLikelihood(x, z).to(torch::kDouble));  // [c, B]
@@ -117,6 +118,7 @@ torch::Tensor VaeImpl::LogWeights(const torch::Tensor& x, int64_t k, at::Generat
   const int64_t chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(b, 1));
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < k; i += chunk) {
+    PollStop();
     const int64_t c = std::min(chunk, k - i);
     auto eps = torch::randn({c, b, latent_dim_}, gen, x.options());
     auto z = mu + std * eps;  // [c, B, L]

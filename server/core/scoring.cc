@@ -37,7 +37,8 @@ absl::StatusOr<ScoreOptions> ToScoreOptions(const Request& request) {
 
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
                                                const v1::ScoreRequest& request,
-                                               const ScoringLimits& limits) {
+                                               const ScoringLimits& limits,
+                                               const CallControl& call) {
   ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
   const std::shared_ptr<const Model>& model = resolved.model;
   const auto& block = request.records();
@@ -55,7 +56,11 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
                    RecordMatrix::Empty(shape.kind, shape.dim, shape.num_categories));
   RETURN_IF_ERROR(DecodeAppend(block, 0, &records));
   ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
-  ASSIGN_OR_RETURN(Scores scores, model->Score(records, options));
+  RETURN_IF_ERROR(call.Check("scoring"));
+  options.stop = call.AsStopPoll();
+  absl::StatusOr<Scores> scored = model->Score(records, options);
+  if (!scored.ok()) return call.Explain(scored.status(), "scoring");
+  Scores& scores = *scored;
   v1::ScoreResponse response;
   response.mutable_log_prob()->Assign(scores.log_prob.begin(), scores.log_prob.end());
   response.mutable_standard_error()->Assign(scores.standard_error.begin(),
@@ -68,7 +73,8 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
 
 absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models,
                                                      DatasetStore& datasets,
-                                                     const v1::EvaluateRequest& request) {
+                                                     const v1::EvaluateRequest& request,
+                                                     const CallControl& call) {
   ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
   const std::shared_ptr<const Model>& model = resolved.model;
   if (request.dataset_id().empty()) return absl::InvalidArgumentError("dataset_id is required");
@@ -78,7 +84,11 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models
   }
   RETURN_IF_ERROR(data.status());
   ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
-  ASSIGN_OR_RETURN(Scores scores, model->Score(**data, options));
+  RETURN_IF_ERROR(call.Check("evaluation"));
+  options.stop = call.AsStopPoll();
+  absl::StatusOr<Scores> scored = model->Score(**data, options);
+  if (!scored.ok()) return call.Explain(scored.status(), "evaluation");
+  const Scores& scores = *scored;
   const NllSummary s = SummarizeLogProbs(scores.log_prob, model->shape().dim);
   v1::EvaluateResponse r;
   r.set_num_records(static_cast<uint64_t>(s.count));
@@ -96,7 +106,7 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models
 absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest& request,
                            const ScoringLimits& limits,
                            const std::function<bool(const v1::SampleResponse&)>& write,
-                           const std::function<bool()>& cancelled) {
+                           const CallControl& call) {
   ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
   const std::shared_ptr<const Model>& model = resolved.model;
   const int64_t n = static_cast<int64_t>(request.num_samples());
@@ -107,10 +117,12 @@ absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest&
   }
   int64_t chunk_index = 0;
   for (int64_t done = 0; done < n; done += limits.sample_chunk_records, ++chunk_index) {
-    if (cancelled && cancelled()) return absl::CancelledError("sampling cancelled by the client");
+    RETURN_IF_ERROR(call.Check("sampling"));
     const int64_t k = std::min(limits.sample_chunk_records, n - done);
-    ASSIGN_OR_RETURN(RecordMatrix s,
-                     model->Sample(k, SplitMix64(request.seed() ^ SplitMix64(chunk_index))));
+    absl::StatusOr<RecordMatrix> sampled =
+        model->Sample(k, SplitMix64(request.seed() ^ SplitMix64(chunk_index)), call.AsStopPoll());
+    if (!sampled.ok()) return call.Explain(sampled.status(), "sampling");
+    const RecordMatrix& s = *sampled;
     v1::SampleResponse response;
     *response.mutable_records() = Encode(s, 0, s.rows);
     if (!write(response)) return absl::CancelledError("the client stopped reading samples");

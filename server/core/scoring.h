@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "logp/v1/model_service.pb.h"
+#include "server/core/call_control.h"
 #include "server/core/dataset_store.h"
 #include "server/core/job_manager.h"
 
@@ -19,30 +20,39 @@ struct ScoringLimits {
   int64_t max_samples = 100000;
   // Samples per streamed SampleResponse (default 1,024). Part of the seed-to-samples mapping.
   int64_t sample_chunk_records = 1024;
+  // Longest a Score, Evaluate or Sample call may run, in seconds, whatever (or whether) the
+  // client's deadline; DEADLINE_EXCEEDED past it. 0: no server-side cap (default).
+  double max_request_seconds = 0;
 };
 
 // Finds the model a request names: (model_id, job_id), exactly one non-empty.
 using ModelResolver =
     std::function<absl::StatusOr<ResolvedModel>(const std::string&, const std::string&)>;
 
+// Each of the three polls `call` between batches of 512 records (Score, Evaluate) or between
+// the dimensions of a sequential sampler (Sample), and stops with DEADLINE_EXCEEDED or CANCELLED
+// as the call says.
+
 // NOT_FOUND for an unknown model or job; RESOURCE_EXHAUSTED over max_score_records;
 // INVALID_ARGUMENT for records that do not fit the model (naming record and column).
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
                                                const v1::ScoreRequest& request,
-                                               const ScoringLimits& limits);
+                                               const ScoringLimits& limits,
+                                               const CallControl& call);
 
 // Mean NLL of a stored dataset with its standard error, 95% interval and bits/dim.
 absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models,
                                                      DatasetStore& datasets,
-                                                     const v1::EvaluateRequest& request);
+                                                     const v1::EvaluateRequest& request,
+                                                     const CallControl& call);
 
 // Streams num_samples samples in chunks through `write` (false: the client went away, CANCELLED).
-// `cancelled` is polled between chunks. INVALID_ARGUMENT for 0 samples, RESOURCE_EXHAUSTED over
-// max_samples. Equal seeds give equal samples.
+// INVALID_ARGUMENT for 0 samples, RESOURCE_EXHAUSTED over max_samples. Equal seeds give equal
+// samples.
 absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest& request,
                            const ScoringLimits& limits,
                            const std::function<bool(const v1::SampleResponse&)>& write,
-                           const std::function<bool()>& cancelled);
+                           const CallControl& call);
 
 }  // namespace logp
 

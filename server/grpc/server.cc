@@ -74,6 +74,16 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
 
 namespace {
 
+// The client's deadline; InfiniteFuture() when it set none.
+absl::Time ClientDeadline(const grpc::ServerContext& ctx) {
+  const auto d = ctx.deadline();
+  // gRPC reports "no deadline" as the largest time point (or one centuries away).
+  if (d >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 100)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(d);
+}
+
 template <typename T>
 void CopyPage(const Page<T>& page, google::protobuf::RepeatedPtrField<T>* items,
               std::string* token) {
@@ -297,29 +307,37 @@ class ModelServiceImpl final : public v1::ModelService::Service {
     CopyPage(*page, response->mutable_models(), response->mutable_next_page_token());
     return grpc::Status::OK;
   }
-  grpc::Status Score(grpc::ServerContext*, const v1::ScoreRequest* req,
+  grpc::Status Score(grpc::ServerContext* ctx, const v1::ScoreRequest* req,
                      v1::ScoreResponse* response) override {
-    auto r = ScoreRecords(Resolver(), *req, core_->options().scoring);
+    const CallControl call = Control(ctx);
+    auto r = ScoreRecords(Resolver(), *req, core_->options().scoring, call);
     if (!r.ok()) return ToGrpcStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
-  grpc::Status Evaluate(grpc::ServerContext*, const v1::EvaluateRequest* req,
+  grpc::Status Evaluate(grpc::ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* response) override {
-    auto r = EvaluateDataset(Resolver(), core_->datasets(), *req);
+    const CallControl call = Control(ctx);
+    auto r = EvaluateDataset(Resolver(), core_->datasets(), *req, call);
     if (!r.ok()) return ToGrpcStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
   grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* req,
                       grpc::ServerWriter<v1::SampleResponse>* writer) override {
+    const CallControl call = Control(ctx);
     return ToGrpcStatus(SampleRecords(
         Resolver(), *req, core_->options().scoring,
-        [writer](const v1::SampleResponse& r) { return writer->Write(r); },
-        [ctx] { return ctx->IsCancelled(); }));
+        [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
   }
 
  private:
+  // The call's deadline (capped by --max_request_seconds) and cancellation, for the core.
+  CallControl Control(grpc::ServerContext* ctx) const {
+    return CallControl(
+        CappedDeadline(ClientDeadline(*ctx), core_->options().scoring.max_request_seconds),
+        [ctx] { return ctx->IsCancelled(); });
+  }
   ModelResolver Resolver() {
     return [core = core_](const std::string& model_id, const std::string& job_id) {
       return core->ResolveModel(model_id, job_id);
