@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Process-level test of per-job randomness: jobs that draw random numbers while training (MADE
+# with dropout and random masks, VAEs) publish bit-identical models (sha256 of the stored model
+# file) whether they train alone or side by side on two slots, with logpd killed by SIGKILL three
+# times meanwhile, and, for four jobs on two slots, across a graceful restart.
+# Usage: randomness_test.sh LOGPD LOGPCTL
+set -euo pipefail
+LOGPD=$1
+LOGPCTL=$2
+WORK=$(mktemp -d /tmp/logp-random.XXXXXX)
+PID=
+trap '[[ -n $PID ]] && kill -9 $PID 2>/dev/null; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
+fail() {
+  echo "FAIL: $*"
+  tail -n 30 "$WORK"/log* || true
+  exit 1
+}
+RUN=0
+start() {  # start [extra logpd flags]
+  RUN=$((RUN + 1))
+  rm -f "$WORK/port"
+  "$LOGPD" --data_dir="$WORK/data" --listen=127.0.0.1:0 --port_file="$WORK/port" \
+    --training_slots=2 --checkpoint_interval_steps=200 "$@" >"$WORK/log$RUN" 2>&1 &
+  PID=$!
+  for _ in $(seq 200); do [[ -s "$WORK/port" ]] && break; sleep 0.05; done
+  [[ -s "$WORK/port" ]] || fail "logpd did not start"
+  CTL=("$LOGPCTL" --server="127.0.0.1:$(cat "$WORK/port")")
+}
+field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
+job() { "${CTL[@]}" --json jobs get "$1"; }
+state() { job "$1" | field state; }
+create() { "${CTL[@]}" --json jobs create --dataset="$DS" "$@" | field id; }
+finish() {  # finish JOB: waits for success, prints the sha256 of its model file
+  "${CTL[@]}" jobs watch "$1" >/dev/null || fail "job $1 did not succeed: $(job "$1")"
+  local m
+  m=$(job "$1" | field modelId)
+  sha256sum "$WORK/data/models/$m"* | cut -d' ' -f1
+}
+wait_checkpoint() {  # wait_checkpoint JOB STEP: a checkpoint at or after STEP, job still running
+  for _ in $(seq 1200); do
+    local c
+    c=$(job "$1" | field checkpointStep)
+    [[ -n $c && $c -ge $2 ]] && return 0
+    state "$1" | grep -q RUNNING || fail "job $1 left RUNNING before its checkpoint at step $2"
+    sleep 0.05
+  done
+  fail "job $1 wrote no checkpoint at step $2"
+}
+
+awk 'BEGIN { srand(7); for (r = 0; r < 3000; r++) { line = ""; p = 0.3
+  for (c = 0; c < 64; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
+  print line } }' >"$WORK/train.csv"
+MADE=(--family=made --hidden_units=256 --num_masks=2 --order=random --dropout=0.2 --epochs=8
+  --batch_size=10)
+VAE=(--family=vae --latent_dim=8 --hidden_units=256 --dropout=0.1 --epochs=8 --batch_size=10)
+
+start
+DS=$("${CTL[@]}" --json datasets upload "$WORK/train.csv" --kind=binary --name=train | field id)
+[[ $DS == ds-* ]] || fail "upload gave no id"
+
+# --- Each job alone, one after another.
+declare -A ALONE
+for name in made3 vae4 made5 vae6; do
+  case $name in
+    made*) spec=("${MADE[@]}") ;;
+    vae*) spec=("${VAE[@]}") ;;
+  esac
+  J=$(create "${spec[@]}" --seed="${name: -1}")
+  ALONE[$name]=$(finish "$J")
+done
+echo "alone: ${ALONE[*]}"
+
+# --- Two jobs side by side on two slots, logpd killed with SIGKILL three times.
+A=$(create "${MADE[@]}" --seed=3)
+B=$(create "${VAE[@]}" --seed=4)
+for i in 1 2 3; do
+  wait_checkpoint "$A" $((i * 400))
+  wait_checkpoint "$B" $((i * 400))
+  state "$A" | grep -q RUNNING || fail "job $A finished before kill $i"
+  state "$B" | grep -q RUNNING || fail "job $B finished before kill $i"
+  kill -9 "$PID"
+  wait "$PID" 2>/dev/null || true
+  start
+done
+HA=$(finish "$A")
+HB=$(finish "$B")
+[[ $HA == "${ALONE[made3]}" ]] || fail "MADE trained beside a VAE with 3 crashes differs from alone"
+[[ $HB == "${ALONE[vae4]}" ]] || fail "VAE trained beside a MADE with 3 crashes differs from alone"
+grep -q "resum" "$WORK/log4" || fail "the last start resumed nothing"
+echo "side by side with 3 SIGKILLs: identical"
+
+# --- Four jobs on two slots, a graceful restart while two train and two wait.
+declare -A J4
+for name in made3 vae4 made5 vae6; do
+  case $name in
+    made*) spec=("${MADE[@]}") ;;
+    vae*) spec=("${VAE[@]}") ;;
+  esac
+  J4[$name]=$(create "${spec[@]}" --seed="${name: -1}")
+done
+wait_checkpoint "${J4[made3]}" 400
+kill -TERM "$PID"
+wait "$PID" || fail "logpd did not exit 0 on SIGTERM"
+start
+for name in made3 vae4 made5 vae6; do
+  H=$(finish "${J4[$name]}")
+  [[ $H == "${ALONE[$name]}" ]] || fail "$name: four jobs on two slots with a restart differ from alone"
+done
+echo "four jobs on two slots with a graceful restart: identical"
+kill -TERM "$PID"
+wait "$PID" || fail "logpd did not exit 0 on SIGTERM"
+PID=
+echo "PASS"
