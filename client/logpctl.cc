@@ -538,6 +538,14 @@ absl::StatusOr<int> Watch(Client* client, const std::string& id, int64_t from_se
         std::fflush(stdout);
         break;
       }
+      case v1::JobEvent::kWarning: {
+        if (json) break;
+        ClearProgressLine();
+        std::printf("%s  warning: %s\n", Time(event.time()).c_str(),
+                    event.warning().message().c_str());
+        std::fflush(stdout);
+        break;
+      }
       default:
         break;
     }

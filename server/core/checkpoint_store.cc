@@ -1,16 +1,15 @@
 #include "server/core/checkpoint_store.h"
 
 #include <glog/logging.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proto/cc/status_macros.h"
-#include "server/core/files.h"
 
 namespace logp {
 namespace {
@@ -30,10 +29,10 @@ int64_t StepOf(const std::string& name) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string& data_dir,
-                                                                       int keep) {
+                                                                       int keep, FileSystem* fs) {
   if (keep < 1) return absl::InvalidArgumentError("checkpoints kept must be >= 1");
-  std::unique_ptr<CheckpointStore> store(new CheckpointStore(data_dir + "/checkpoints", keep));
-  RETURN_IF_ERROR(MakeDirs(store->dir_));
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore(data_dir + "/checkpoints", keep, fs));
+  RETURN_IF_ERROR(fs->MakeDirs(store->dir_));
   return store;
 }
 
@@ -43,8 +42,8 @@ std::string CheckpointStore::PathOf(const std::string& job_id, int64_t step) con
 
 absl::Status CheckpointStore::Write(const std::string& job_id, int64_t step,
                                     absl::string_view bytes) {
-  RETURN_IF_ERROR(MakeDirs(JobDir(job_id)));
-  RETURN_IF_ERROR(WriteFileDurably(PathOf(job_id, step), bytes));
+  RETURN_IF_ERROR(fs_->MakeDirs(JobDir(job_id)));
+  RETURN_IF_ERROR(WriteChecksummedFile(fs_, PathOf(job_id, step), bytes));
   const std::vector<int64_t> steps = Steps(job_id);
   for (size_t i = keep_; i < steps.size(); ++i) Remove(job_id, steps[i]);
   return absl::OkStatus();
@@ -52,7 +51,7 @@ absl::Status CheckpointStore::Write(const std::string& job_id, int64_t step,
 
 std::vector<int64_t> CheckpointStore::Steps(const std::string& job_id) const {
   std::vector<int64_t> steps;
-  for (const auto& name : ListDir(JobDir(job_id))) {
+  for (const auto& name : fs_->ListDir(JobDir(job_id))) {
     const int64_t s = StepOf(name);
     if (s >= 0) steps.push_back(s);
   }
@@ -61,29 +60,31 @@ std::vector<int64_t> CheckpointStore::Steps(const std::string& job_id) const {
 }
 
 absl::StatusOr<std::string> CheckpointStore::Read(const std::string& job_id, int64_t step) const {
-  return ReadFile(PathOf(job_id, step));
+  return ReadChecksummedFile(fs_, PathOf(job_id, step),
+                             absl::StrCat("checkpoint at step ", step, " of job ", job_id),
+                             {"LOGPCKP1"});
 }
 
 void CheckpointStore::Remove(const std::string& job_id, int64_t step) {
-  absl::Status st = RemoveFile(PathOf(job_id, step));
+  absl::Status st = fs_->RemoveFile(PathOf(job_id, step));
   if (!st.ok()) LOG(WARNING) << "removing checkpoint: " << st;
 }
 
 void CheckpointStore::RemoveAll(const std::string& job_id) {
   const std::string dir = JobDir(job_id);
-  for (const auto& name : ListDir(dir)) RemoveFile(dir + "/" + name).IgnoreError();
-  ::rmdir(dir.c_str());
+  for (const auto& name : fs_->ListDir(dir)) fs_->RemoveFile(dir + "/" + name).IgnoreError();
+  fs_->RemoveDir(dir).IgnoreError();
 }
 
 void CheckpointStore::RemoveAllExcept(const std::set<std::string>& jobs) {
-  for (const auto& job : ListDir(dir_)) {
+  for (const auto& job : fs_->ListDir(dir_)) {
     if (jobs.count(job) == 0) {
       LOG(INFO) << "removing checkpoints of ended job " << job;
       RemoveAll(job);
       continue;
     }
-    for (const auto& name : ListDir(JobDir(job))) {  // temporary files of an interrupted write
-      if (StepOf(name) < 0) RemoveFile(JobDir(job) + "/" + name).IgnoreError();
+    for (const auto& name : fs_->ListDir(JobDir(job))) {  // temporary files of a torn write
+      if (StepOf(name) < 0) fs_->RemoveFile(JobDir(job) + "/" + name).IgnoreError();
     }
   }
 }

@@ -1,7 +1,7 @@
 // CheckpointStore: durable training checkpoints of running jobs, one directory per job:
 // <data_dir>/checkpoints/<job id>/<step, 20 digits>.ckpt. Every file is written to a temporary
 // name, fsynced and renamed, so a crash leaves whole checkpoints only; the newest `keep` of a job
-// are kept.
+// are kept. Each carries a checksum: a torn or corrupt file reads as DATA_LOSS.
 //
 // Thread-safety: all methods may be called concurrently for different jobs; one job's
 // checkpoints are written by its training thread only.
@@ -16,19 +16,21 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 
 class CheckpointStore {
  public:
-  // Creates <data_dir>/checkpoints if missing. `keep` >= 1.
+  // Creates <data_dir>/checkpoints if missing. `keep` >= 1. `fs` must outlive the store.
   static absl::StatusOr<std::unique_ptr<CheckpointStore>> Open(const std::string& data_dir,
-                                                               int keep);
+                                                               int keep, FileSystem* fs);
 
   // Writes the checkpoint of `job_id` after `step` durably, then prunes older ones.
   absl::Status Write(const std::string& job_id, int64_t step, absl::string_view bytes);
   // Steps of the job's whole checkpoints, newest first (empty if none).
   std::vector<int64_t> Steps(const std::string& job_id) const;
+  // DATA_LOSS naming job and step when unreadable, torn or corrupt.
   absl::StatusOr<std::string> Read(const std::string& job_id, int64_t step) const;
   // Removes one checkpoint (e.g. one that cannot be read back).
   void Remove(const std::string& job_id, int64_t step);
@@ -38,12 +40,14 @@ class CheckpointStore {
   void RemoveAllExcept(const std::set<std::string>& jobs);
 
  private:
-  CheckpointStore(std::string dir, int keep) : dir_(std::move(dir)), keep_(keep) {}
+  CheckpointStore(std::string dir, int keep, FileSystem* fs)
+      : dir_(std::move(dir)), keep_(keep), fs_(fs) {}
   std::string JobDir(const std::string& job_id) const { return dir_ + "/" + job_id; }
   std::string PathOf(const std::string& job_id, int64_t step) const;
 
   const std::string dir_;
   const int keep_;
+  FileSystem* const fs_;
 };
 
 }  // namespace logp

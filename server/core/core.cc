@@ -2,22 +2,25 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/cc/status_macros.h"
-#include "server/core/files.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 
 absl::StatusOr<std::unique_ptr<Core>> Core::Open(const CoreOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is required");
   std::unique_ptr<Core> core(new Core(options));
-  RETURN_IF_ERROR(MakeDirs(options.data_dir));
+  RETURN_IF_ERROR(options.fs->MakeDirs(options.data_dir));
   ASSIGN_OR_RETURN(core->catalog_, OpenSqliteCatalog(options.data_dir + "/catalog.db"));
   DatasetStoreOptions ds;
   ds.dir = options.data_dir;
   ds.max_dataset_bytes = options.max_dataset_bytes;
+  ds.fs = options.fs;
   ASSIGN_OR_RETURN(core->datasets_, DatasetStore::Open(ds, core->catalog_.get()));
-  ASSIGN_OR_RETURN(core->models_, ModelStore::Open(options.data_dir, core->catalog_.get()));
-  ASSIGN_OR_RETURN(core->checkpoints_,
-                   CheckpointStore::Open(options.data_dir, options.jobs.checkpoints_kept));
+  ASSIGN_OR_RETURN(core->models_,
+                   ModelStore::Open(options.data_dir, core->catalog_.get(), options.fs));
+  ASSIGN_OR_RETURN(
+      core->checkpoints_,
+      CheckpointStore::Open(options.data_dir, options.jobs.checkpoints_kept, options.fs));
   ASSIGN_OR_RETURN(core->jobs_,
                    JobManager::Start(options.jobs, core->catalog_.get(), core->datasets_.get(),
                                      core->models_.get(), core->checkpoints_.get()));

@@ -22,6 +22,9 @@ struct CoreOptions {
   ScoringLimits scoring;
   // Largest dataset accepted, in stored bytes (default 4 GiB).
   int64_t max_dataset_bytes = int64_t{4} << 30;
+  // The file system every store uses; must outlive the Core. Default: the real one. Tests pass
+  // a FaultyFileSystem.
+  FileSystem* fs = FileSystem::Default();
 };
 
 class Core {

@@ -2,7 +2,6 @@
 
 #include <glog/logging.h>
 
-#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -56,28 +55,37 @@ absl::Status CheckHeader(const v1::DatasetHeader& h) {
 // Closes and (unless released) deletes a temporary file.
 class TempFile {
  public:
-  explicit TempFile(std::string path) : path_(std::move(path)) {
-    f_ = std::fopen(path_.c_str(), "wb");
-  }
+  TempFile(FileSystem* fs, std::string path) : fs_(fs), path_(std::move(path)) {}
   ~TempFile() {
-    Close();
-    if (!released_) RemoveFile(path_).IgnoreError();
+    file_.reset();
+    if (!released_) fs_->RemoveFile(path_).IgnoreError();
   }
-  FILE* get() { return f_; }
-  bool Close() {
-    bool ok = true;
-    if (f_) ok = std::fclose(f_) == 0;
-    f_ = nullptr;
-    return ok;
+  absl::Status Open() {
+    auto f = fs_->NewWritableFile(path_);
+    if (!f.ok()) return f.status();
+    file_ = std::move(*f);
+    return absl::OkStatus();
   }
+  WritableFile* file() { return file_.get(); }
   void Release() { released_ = true; }
   const std::string& path() const { return path_; }
 
  private:
-  std::string path_;
-  FILE* f_ = nullptr;
+  FileSystem* const fs_;
+  const std::string path_;
+  std::unique_ptr<WritableFile> file_;
   bool released_ = false;
 };
+
+// A storage failure of an upload as the client should see it: a full disk as RESOURCE_EXHAUSTED
+// (without the server's paths), anything else INTERNAL (logged with the path).
+absl::Status UploadStorageError(const absl::Status& st) {
+  LOG(ERROR) << "storing an upload: " << st;
+  if (absl::IsResourceExhausted(st)) {
+    return absl::ResourceExhaustedError("storing the dataset: no space left on device");
+  }
+  return absl::InternalError("storing the dataset failed (see the server log)");
+}
 
 }  // namespace
 
@@ -90,15 +98,15 @@ DatasetStore::DatasetStore(const DatasetStoreOptions& options, Catalog* catalog)
 absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const DatasetStoreOptions& options,
                                                                  Catalog* catalog) {
   std::unique_ptr<DatasetStore> store(new DatasetStore(options, catalog));
-  RETURN_IF_ERROR(MakeDirs(store->data_dir_));
-  RETURN_IF_ERROR(MakeDirs(store->tmp_dir_));
+  RETURN_IF_ERROR(options.fs->MakeDirs(store->data_dir_));
+  RETURN_IF_ERROR(options.fs->MakeDirs(store->tmp_dir_));
   RETURN_IF_ERROR(store->RemoveOrphans());
   return store;
 }
 
 absl::Status DatasetStore::RemoveOrphans() {
   for (const std::string& dir : {tmp_dir_, data_dir_}) {
-    for (const auto& name : ListDir(dir)) {
+    for (const auto& name : options_.fs->ListDir(dir)) {
       bool orphan = dir == tmp_dir_ && name.rfind("upload-", 0) == 0;
       if (dir == data_dir_) {
         const auto dot = name.rfind(".ds");
@@ -107,7 +115,7 @@ absl::Status DatasetStore::RemoveOrphans() {
       }
       if (orphan) {
         LOG(INFO) << "removing orphaned dataset file " << dir << "/" << name;
-        RETURN_IF_ERROR(RemoveFile(dir + "/" + name));
+        RETURN_IF_ERROR(options_.fs->RemoveFile(dir + "/" + name));
       }
     }
   }
@@ -139,16 +147,18 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
                         declared, row_bytes, options_.max_dataset_bytes));
   }
 
-  TempFile tmp(absl::StrCat(tmp_dir_, "/upload-", RandomHex(16)));
-  if (!tmp.get()) return absl::InternalError(absl::StrCat("cannot create ", tmp.path()));
+  TempFile tmp(options_.fs, absl::StrCat(tmp_dir_, "/upload-", RandomHex(16)));
+  if (absl::Status st = tmp.Open(); !st.ok()) return UploadStorageError(st);
   FileHeader fh{};
   std::memcpy(fh.magic, kMagic, sizeof(kMagic));
   fh.kind = scratch.kind;
   fh.num_categories = static_cast<uint32_t>(scratch.num_categories);
   fh.num_records = header.num_records();
   fh.dim = header.dim();
-  if (std::fwrite(&fh, sizeof(fh), 1, tmp.get()) != 1) {
-    return absl::InternalError("cannot write dataset header");
+  if (absl::Status st =
+          tmp.file()->Append(absl::string_view(reinterpret_cast<const char*>(&fh), sizeof(fh)));
+      !st.ok()) {
+    return UploadStorageError(st);
   }
   uint64_t hash =
       Fnv1a64(absl::string_view(reinterpret_cast<const char*>(&fh), sizeof(fh)), kFnvOffset);
@@ -174,9 +184,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
     RETURN_IF_ERROR(DecodeAppend(chunk, received, &scratch));
     encoded.clear();
     EncodeAppend(scratch, 0, scratch.rows, &encoded);
-    if (std::fwrite(encoded.data(), 1, encoded.size(), tmp.get()) != encoded.size()) {
-      return absl::ResourceExhaustedError("cannot write dataset: disk full?");
-    }
+    if (absl::Status st = tmp.file()->Append(encoded); !st.ok()) return UploadStorageError(st);
     hash = Fnv1a64(encoded, hash);
     received += scratch.rows;
   }
@@ -184,7 +192,8 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
     return absl::InvalidArgumentError(absl::StrCat("the header declared ", declared,
                                                    " records but the upload carried ", received));
   }
-  if (!tmp.Close()) return absl::ResourceExhaustedError("cannot write dataset: disk full?");
+  if (absl::Status st = tmp.file()->Sync(); !st.ok()) return UploadStorageError(st);
+  if (absl::Status st = tmp.file()->Close(); !st.ok()) return UploadStorageError(st);
 
   v1::Dataset ds;
   ds.set_id(absl::StrCat("ds-", RandomHex(16)));
@@ -198,12 +207,15 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
   ds.set_stored_bytes(sizeof(FileHeader) + static_cast<uint64_t>(declared * row_bytes));
   *ds.mutable_create_time() = ToProto(absl::Now());
   const std::string path = PathOf(ds.id());
-  RETURN_IF_ERROR(SyncAndRename(tmp.path(), path));
+  if (absl::Status st = options_.fs->Rename(tmp.path(), path); !st.ok()) {
+    return UploadStorageError(st);
+  }
   tmp.Release();
-  absl::Status st = catalog_->InsertDataset(ds);
+  absl::Status st = options_.fs->SyncDir(data_dir_);
+  if (st.ok()) st = catalog_->InsertDataset(ds);
   if (!st.ok()) {
-    RemoveFile(path).IgnoreError();
-    return st;
+    options_.fs->RemoveFile(path).IgnoreError();
+    return absl::IsResourceExhausted(st) || absl::IsInternal(st) ? UploadStorageError(st) : st;
   }
   return ds;
 }
@@ -240,7 +252,7 @@ absl::Status DatasetStore::Delete(const std::string& id) {
     absl::MutexLock lock(&mu_);
     cache_.erase(id);
   }
-  return RemoveFile(PathOf(id));
+  return options_.fs->RemoveFile(PathOf(id));
 }
 
 absl::StatusOr<std::shared_ptr<const RecordMatrix>> DatasetStore::Load(const std::string& id) {
@@ -252,9 +264,18 @@ absl::StatusOr<std::shared_ptr<const RecordMatrix>> DatasetStore::Load(const std
     }
   }
   ASSIGN_OR_RETURN(v1::Dataset ds, catalog_->GetDataset(id));
-  auto bytes = ReadFile(PathOf(id));
+  auto bytes = options_.fs->ReadFile(PathOf(id));
   if (!bytes.ok()) {
-    return absl::DataLossError(absl::StrCat("dataset ", id, ": ", bytes.status().message()));
+    LOG(ERROR) << "dataset " << id << ": " << bytes.status();
+    return absl::DataLossError(
+        absl::StrCat("dataset ", id, ": its file ",
+                     absl::IsNotFound(bytes.status()) ? "is missing" : "cannot be read"));
+  }
+  // The content hash in the catalogue row covers the whole file: a torn, truncated or bit-flipped
+  // file is detected here, never decoded.
+  if (absl::StrFormat("fnv1a64:%016x", Fnv1a64(*bytes, kFnvOffset)) != ds.content_hash()) {
+    return absl::DataLossError(
+        absl::StrCat("dataset ", id, ": its file does not match its content hash (corrupt)"));
   }
   FileHeader fh;
   if (bytes->size() < sizeof(fh)) return absl::DataLossError("dataset file truncated");

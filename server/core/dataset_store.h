@@ -16,6 +16,7 @@
 #include "logp/v1/dataset_service.pb.h"
 #include "proto/cc/records.h"
 #include "server/core/catalog.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 
@@ -24,6 +25,8 @@ struct DatasetStoreOptions {
   std::string dir;
   // Largest dataset accepted, in stored (canonically encoded) bytes. Default 4 GiB.
   int64_t max_dataset_bytes = int64_t{4} << 30;
+  // Where the files are; must outlive the store. Default: the real file system.
+  FileSystem* fs = FileSystem::Default();
 };
 
 class DatasetStore {
@@ -35,7 +38,8 @@ class DatasetStore {
 
   // Reads one upload: `next` fills the next request and returns false at the end of the stream.
   // The first request must be a header, every later one a chunk. On any error nothing is stored.
-  // INVALID_ARGUMENT names the record and column at fault; RESOURCE_EXHAUSTED over the size limit.
+  // INVALID_ARGUMENT names the record and column at fault; RESOURCE_EXHAUSTED over the size limit
+  // or when the disk is full ("no space left on device"; the temporary file is removed).
   // `cancelled`, if given, is polled between chunks (CANCELLED when it returns true).
   absl::StatusOr<v1::Dataset> CreateFromStream(
       const std::function<bool(v1::CreateDatasetRequest*)>& next,
@@ -45,7 +49,8 @@ class DatasetStore {
   absl::StatusOr<Page<v1::Dataset>> List(int page_size, const std::string& page_token);
   // FAILED_PRECONDITION if the in-use check (see SetInUseCheck) says a job needs it.
   absl::Status Delete(const std::string& id);
-  // The records of a dataset (shared and cached while anyone holds them).
+  // The records of a dataset (shared and cached while anyone holds them). DATA_LOSS naming the
+  // dataset when its file cannot be read or does not match its content hash.
   absl::StatusOr<std::shared_ptr<const RecordMatrix>> Load(const std::string& id);
 
   // `in_use(id)` returns a non-empty reason when the dataset must not be deleted.

@@ -96,10 +96,29 @@ class JobManager::Observer : public TrainObserver {
     const std::string& id = job_->job.id();  // immutable
     absl::Status st = manager_->checkpoints_->Write(id, c.step, c.bytes);
     if (!st.ok()) {
-      // Training goes on; a later checkpoint (or an older one) serves a restart.
+      // Training goes on; a later checkpoint (or an older one) serves a restart. The owner is
+      // told on the job's stream (without the server's paths).
       LOG(ERROR) << "job " << id << ": checkpoint at step " << c.step << " not written: " << st;
+      // One warning per run of failures, not one per attempt.
+      if (checkpoints_failing_) return absl::OkStatus();
+      checkpoints_failing_ = true;
+      int64_t kept;
+      {
+        absl::MutexLock lock(&manager_->mu_);
+        kept = job_->job.checkpoint_step();
+      }
+      v1::JobEvent e;
+      e.mutable_warning()->set_message(absl::StrCat(
+          "checkpoint at step ", c.step, " not written: ",
+          absl::IsResourceExhausted(st) ? "no space left on device"
+                                        : "I/O error (see the server log)",
+          "; training goes on, ",
+          kept > 0 ? absl::StrCat("a restart resumes from the checkpoint at step ", kept)
+                   : "a restart would start from the beginning"));
+      manager_->AddEvent(job_, e, nullptr);
       return absl::OkStatus();
     }
+    checkpoints_failing_ = false;
     LOG(INFO) << "job " << id << ": checkpoint at step " << c.step << " (" << c.bytes.size()
               << " bytes): encoded in " << c.encode_seconds * 1e3 << " ms, written in "
               << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
@@ -113,6 +132,7 @@ class JobManager::Observer : public TrainObserver {
   std::shared_ptr<ActiveJob> job_;
   int64_t last_checkpoint_step_ = 0;
   absl::Time last_checkpoint_time_;
+  bool checkpoints_failing_ = false;  // the last checkpoint was not written
 };
 
 JobManager::JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,

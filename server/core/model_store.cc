@@ -11,16 +11,16 @@
 namespace logp {
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir,
-                                                             Catalog* catalog) {
-  std::unique_ptr<ModelStore> store(new ModelStore(dir + "/models", catalog));
-  RETURN_IF_ERROR(MakeDirs(store->dir_));
-  for (const auto& name : ListDir(store->dir_)) {
+                                                             Catalog* catalog, FileSystem* fs) {
+  std::unique_ptr<ModelStore> store(new ModelStore(dir + "/models", catalog, fs));
+  RETURN_IF_ERROR(fs->MakeDirs(store->dir_));
+  for (const auto& name : fs->ListDir(store->dir_)) {
     const auto dot = name.rfind(".model");
     const bool orphan = dot == std::string::npos || dot + 6 != name.size() ||
                         absl::IsNotFound(catalog->GetModel(name.substr(0, dot)).status());
     if (orphan) {
       LOG(INFO) << "removing orphaned model file " << name;
-      RETURN_IF_ERROR(RemoveFile(store->dir_ + "/" + name));
+      RETURN_IF_ERROR(fs->RemoveFile(store->dir_ + "/" + name));
     }
   }
   return store;
@@ -32,10 +32,17 @@ absl::StatusOr<v1::Model> ModelStore::Publish(v1::Model meta, std::shared_ptr<co
   meta.set_score_kind(model->score_kind());
   *meta.mutable_create_time() = ToProto(absl::Now());
   ASSIGN_OR_RETURN(std::string bytes, model->Serialize());
-  RETURN_IF_ERROR(WriteFileDurably(PathOf(meta.id()), bytes));
-  absl::Status st = catalog_->InsertModel(meta);
+  absl::Status st = WriteChecksummedFile(fs_, PathOf(meta.id()), bytes);
   if (!st.ok()) {
-    RemoveFile(PathOf(meta.id())).IgnoreError();
+    LOG(ERROR) << "model " << meta.id() << " not written: " << st;
+    if (absl::IsResourceExhausted(st)) {
+      return absl::ResourceExhaustedError("publishing the model: no space left on device");
+    }
+    return absl::InternalError("publishing the model: I/O error (see the server log)");
+  }
+  st = catalog_->InsertModel(meta);
+  if (!st.ok()) {
+    fs_->RemoveFile(PathOf(meta.id())).IgnoreError();
     return st;
   }
   absl::MutexLock lock(&mu_);
@@ -56,12 +63,18 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelStore::Load(const std::string&
     if (it != cache_.end()) return it->second;
   }
   RETURN_IF_ERROR(catalog_->GetModel(id).status());
-  auto bytes = ReadFile(PathOf(id));
+  auto bytes = ReadChecksummedFile(fs_, PathOf(id), absl::StrCat("model ", id), {"LOGPMDL1"});
   if (!bytes.ok()) {
-    return absl::DataLossError(absl::StrCat("model ", id, ": ", bytes.status().message()));
+    // A catalogued model whose file is missing is lost too.
+    return absl::DataLossError(absl::IsNotFound(bytes.status())
+                                   ? absl::StrCat("model ", id, ": its file is missing")
+                                   : std::string(bytes.status().message()));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Deserialize(*bytes));
-  std::shared_ptr<const Model> shared = std::move(model);
+  auto model = Model::Deserialize(*bytes);
+  if (!model.ok()) {
+    return absl::DataLossError(absl::StrCat("model ", id, ": ", model.status().message()));
+  }
+  std::shared_ptr<const Model> shared = std::move(*model);
   absl::MutexLock lock(&mu_);
   cache_.emplace(id, shared);
   return cache_[id];

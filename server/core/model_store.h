@@ -1,4 +1,5 @@
-// ModelStore: published models (durable files + catalogue rows) and a cache of loaded ones.
+// ModelStore: published models (durable, checksummed files + catalogue rows) and a cache of loaded
+// ones.
 //
 // Thread-safety: all methods may be called concurrently. Loaded models are immutable and shared:
 // callers copy the shared_ptr and compute without any lock held.
@@ -14,28 +15,35 @@
 #include "logp/v1/model_service.pb.h"
 #include "models/model.h"
 #include "server/core/catalog.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 
 class ModelStore {
  public:
   // Files live in <dir>/models. Removes files without a catalogue row (left by a crash).
-  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir, Catalog* catalog);
+  // `catalog` and `fs` must outlive the store.
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir, Catalog* catalog,
+                                                          FileSystem* fs);
 
   // Writes the model durably, then commits `meta` (its id, create_time, num_parameters and
-  // score_kind are filled in here) to the catalogue. Returns the stored row.
+  // score_kind are filled in here) to the catalogue. Returns the stored row. On any failure
+  // nothing is left: no file, no row (RESOURCE_EXHAUSTED when the disk is full).
   absl::StatusOr<v1::Model> Publish(v1::Model meta, std::shared_ptr<const Model> model);
   absl::StatusOr<v1::Model> Get(const std::string& id);
   absl::StatusOr<Page<v1::Model>> List(int page_size, const std::string& page_token);
-  // The loaded model (NOT_FOUND for an unknown id).
+  // The loaded model (NOT_FOUND for an unknown id; DATA_LOSS naming the model when its file
+  // cannot be read, is torn or fails its checksum).
   absl::StatusOr<std::shared_ptr<const Model>> Load(const std::string& id);
 
  private:
-  ModelStore(std::string dir, Catalog* catalog) : dir_(std::move(dir)), catalog_(catalog) {}
+  ModelStore(std::string dir, Catalog* catalog, FileSystem* fs)
+      : dir_(std::move(dir)), catalog_(catalog), fs_(fs) {}
   std::string PathOf(const std::string& id) const { return dir_ + "/" + id + ".model"; }
 
   const std::string dir_;
   Catalog* const catalog_;
+  FileSystem* const fs_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const Model>> cache_ ABSL_GUARDED_BY(mu_);
 };

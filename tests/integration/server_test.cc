@@ -29,7 +29,7 @@
 #include "client/client.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/core/core.h"
-#include "server/core/files.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 namespace {
@@ -497,8 +497,8 @@ TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
     ASSERT_TRUE(after.ok()) << after.status();
     EXPECT_EQ(after->SerializeAsString(), before.SerializeAsString());
   }
-  EXPECT_TRUE(ListDir(dir_ + "/tmp").empty());
-  EXPECT_EQ(ListDir(dir_ + "/datasets").size(), 2u);
+  EXPECT_TRUE(FileSystem::Default()->ListDir(dir_ + "/tmp").empty());
+  EXPECT_EQ(FileSystem::Default()->ListDir(dir_ + "/datasets").size(), 2u);
 
   // The server still serves: a good upload works and hashes equal content equally.
   const v1::Dataset good3 = Upload(Structured(50, 16, 2), "good3");

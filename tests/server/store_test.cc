@@ -7,7 +7,7 @@
 
 #include "server/core/catalog.h"
 #include "server/core/dataset_store.h"
-#include "server/core/files.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 namespace {
@@ -59,8 +59,8 @@ class StoreTest : public ::testing::Test {
   }
   void ExpectNothingVisible() {
     EXPECT_TRUE(store_->List(0, "").value().items.empty());
-    EXPECT_TRUE(ListDir(store_->TEST_tmp_dir()).empty());
-    EXPECT_TRUE(ListDir(store_->TEST_data_dir()).empty());
+    EXPECT_TRUE(FileSystem::Default()->ListDir(store_->TEST_tmp_dir()).empty());
+    EXPECT_TRUE(FileSystem::Default()->ListDir(store_->TEST_data_dir()).empty());
   }
 
   std::string dir_;
@@ -129,8 +129,9 @@ TEST_F(StoreTest, StartupRemovesOrphans) {
   std::ofstream(store_->TEST_tmp_dir() + "/upload-deadbeef") << "half";
   std::ofstream(store_->TEST_data_dir() + "/ds-0000000000000000.ds") << "no row";
   Reopen();
-  EXPECT_TRUE(ListDir(store_->TEST_tmp_dir()).empty());
-  EXPECT_EQ(ListDir(store_->TEST_data_dir()), std::vector<std::string>{ds->id() + ".ds"});
+  EXPECT_TRUE(FileSystem::Default()->ListDir(store_->TEST_tmp_dir()).empty());
+  EXPECT_EQ(FileSystem::Default()->ListDir(store_->TEST_data_dir()),
+            std::vector<std::string>{ds->id() + ".ds"});
   EXPECT_TRUE(store_->Load(ds->id()).ok());
 }
 
@@ -164,11 +165,12 @@ TEST_F(StoreTest, ListPaginatesNewestFirst) {
 TEST(FilesTest, WriteFileDurablyReplacesWholeFiles) {
   char tmpl[] = "/tmp/logp-files-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  ASSERT_TRUE(WriteFileDurably(dir + "/a", "first").ok());
-  ASSERT_TRUE(WriteFileDurably(dir + "/a", "second").ok());
-  EXPECT_EQ(ReadFile(dir + "/a").value(), "second");
-  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"a"});
-  EXPECT_EQ(ReadFile(dir + "/missing").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(WriteFileDurably(FileSystem::Default(), dir + "/a", "first").ok());
+  ASSERT_TRUE(WriteFileDurably(FileSystem::Default(), dir + "/a", "second").ok());
+  EXPECT_EQ(FileSystem::Default()->ReadFile(dir + "/a").value(), "second");
+  EXPECT_EQ(FileSystem::Default()->ListDir(dir), std::vector<std::string>{"a"});
+  EXPECT_EQ(FileSystem::Default()->ReadFile(dir + "/missing").status().code(),
+            absl::StatusCode::kNotFound);
   system(("rm -rf " + dir).c_str());
 }
 
