@@ -41,6 +41,9 @@ ABSL_FLAG(int, threads_per_slot, 0,
 ABSL_FLAG(bool, block_products, true,
           "MADE training on binary data skips the matrix blocks its masks zero out (false: dense "
           "products, for benchmarks)");
+ABSL_FLAG(int, max_job_crashes, 3,
+          "A job running when the server died this many times in a row (no newer checkpoint "
+          "in between) is failed at the next start instead of resumed; 0: always resume");
 ABSL_FLAG(int, training_nice, 10,
           "Nice value of training threads, so that scoring calls take the CPU first (0: the "
           "server's own)");
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
   options.jobs.threads_per_slot = absl::GetFlag(FLAGS_threads_per_slot);
   options.jobs.block_products = absl::GetFlag(FLAGS_block_products);
   options.jobs.training_nice = absl::GetFlag(FLAGS_training_nice);
+  options.jobs.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.scoring.max_request_seconds = absl::GetFlag(FLAGS_max_request_seconds);

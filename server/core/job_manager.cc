@@ -175,12 +175,37 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOp
     const bool was_running = job.state() == v1::JOB_STATE_RUNNING;
     const std::vector<int64_t> steps = checkpoints->Steps(job.id());
     const int64_t resume_step = steps.empty() ? 0 : steps.front();
+    // A job the server died under: one more crash in a row unless it checkpointed since the
+    // last one.
+    int32_t crashes = 0;
+    if (was_running) {
+      crashes = job.crash_count() > 0 && job.crash_checkpoint_step() == resume_step
+                    ? job.crash_count() + 1
+                    : 1;
+    }
     active->job = std::move(job);
     active->job.set_checkpoint_step(resume_step);  // what is on disk, whatever the row said
+    const bool give_up = options.max_job_crashes > 0 && crashes >= options.max_job_crashes;
     {
       absl::MutexLock lock(&m->mu_);
       m->active_[active->job.id()] = active;
-      m->queue_.push_back(active->job.id());
+      if (!give_up) m->queue_.push_back(active->job.id());
+    }
+    if (give_up) {
+      const std::string error = absl::StrCat(
+          "interrupted by ", crashes,
+          " crashes in a row: the server died while this job trained (killed, out of memory?), "
+          "each time before a newer checkpoint; not resumed again");
+      LOG(WARNING) << "job " << active->job.id() << ": " << error;
+      checkpoints->RemoveAll(active->job.id());
+      m->ChangeState(active, v1::JOB_STATE_FAILED, error, [&](v1::Job* j) {
+        *j->mutable_end_time() = ToProto(absl::Now());
+        j->set_error(error);
+        j->set_crash_count(crashes);
+        j->set_crash_checkpoint_step(resume_step);
+        j->set_checkpoint_step(0);
+      });
+      continue;
     }
     if (was_running) {
       m->ChangeState(active, v1::JOB_STATE_QUEUED,
@@ -193,6 +218,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOp
                      [&](v1::Job* j) {
                        j->set_step(resume_step);
                        j->set_checkpoint_step(resume_step);
+                       j->set_crash_count(crashes);
+                       j->set_crash_checkpoint_step(resume_step);
                      });
     }
     LOG(INFO) << "recovered job " << active->job.id() << " into the queue";
@@ -682,7 +709,8 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     }
     ChangeState(job, v1::JOB_STATE_QUEUED,
                 absl::StrCat("interrupted by server shutdown; resumes from the checkpoint at step ",
-                             step, " at the next start"));
+                             step, " at the next start"),
+                [](v1::Job* j) { j->set_crash_count(0); });  // a graceful stop ends a crash run
   } else if (absl::IsCancelled(published.status())) {
     finish(v1::JOB_STATE_CANCELLED, "cancelled by request", "", "");
   } else {

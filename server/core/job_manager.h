@@ -75,6 +75,10 @@ struct JobManagerOptions {
   // Nice value of the training threads (Linux: per thread), so that scoring calls, at the
   // server's own priority, take the CPU first; 0 leaves them at the server's.
   int training_nice = 10;
+  // A job that was running when the server died this many times in a row (no graceful stop, no
+  // newer checkpoint in between) is failed at the next start ("interrupted by N crashes")
+  // instead of resumed again. 0: resume forever. Default 3.
+  int max_job_crashes = 3;
 };
 
 // A model to score with and where it came from.

@@ -3,7 +3,8 @@
 # (the job resumes from its checkpoint, its events continue without gap or repeat, its model is
 # as good as an uninterrupted run's, datasets and models are bit-identical); SIGTERM (checkpoint,
 # exit 0, resume); cancel in every state; a diverging job fails alone while another finishes;
-# Score and Sample on a running job's checkpoint.
+# Score and Sample on a running job's checkpoint; a job killed with its server three times in a
+# row is failed, not resumed again.
 # Usage: durability_test.sh LOGPD LOGPCTL
 set -euo pipefail
 LOGPD=$1
@@ -198,6 +199,25 @@ job "$BAD" | grep -q "loss is inf at step 1" || fail "failure does not say what 
 "${CTL[@]}" jobs watch "$GOOD" >/dev/null || fail "the other job did not finish"
 "${CTL[@]}" --json datasets get "$DS" >/dev/null || fail "server not serving after a failure"
 [[ -z $(ls "$WORK/data/checkpoints" 2>/dev/null) ]] || fail "checkpoints left: $(ls "$WORK/data/checkpoints")"
+
+# --- A job running when logpd is killed three times in a row, with no newer checkpoint in
+# between, is failed at the next start instead of being resumed into the same crash again.
+NOCKPT=(--checkpoint_interval_steps=1000000000 --checkpoint_interval_seconds=0)
+kill -TERM "$PID"
+wait "$PID" || fail "logpd exited with $?"
+start 4 "${NOCKPT[@]}"
+C=$("${CTL[@]}" --json jobs create --dataset="$DS" "${SPEC[@]}" --epochs=10000 | field id)
+for i in 1 2 3; do
+  wait_state "$C" RUNNING
+  kill -9 "$PID"
+  wait "$PID" 2>/dev/null || true
+  start $((4 + i)) "${NOCKPT[@]}"
+  [[ $i -lt 3 && $(job "$C" | field crashCount) != "$i" ]] && fail "crash $i not counted: $(job "$C")"
+done
+wait_state "$C" FAILED 100
+job "$C" | grep -q "interrupted by 3 crashes in a row" || fail "no crash-loop reason: $(job "$C")"
+[[ $(job "$C" | field crashCount) == 3 ]] || fail "crash count is not 3: $(job "$C")"
+"${CTL[@]}" --json datasets get "$DS" >/dev/null || fail "server not serving after failing the job"
 
 kill -TERM "$PID"
 wait "$PID" || fail "logpd exited with $?"
