@@ -37,6 +37,9 @@ bool IsFinal(v1::JobState s) {
 struct JobManager::ActiveJob {
   // Serialises the persistence of this job's events; taken before mu_, never inside it.
   absl::Mutex write_mu;
+  // Events the catalogue refused (full disk, I/O error), oldest first: written again, in order,
+  // with the next event, so that the stored history has no gap once the catalogue recovers.
+  std::vector<v1::JobEvent> unpersisted ABSL_GUARDED_BY(write_mu);
   // Protected by JobManager::mu_.
   v1::Job job;
   std::vector<v1::JobEvent> events;  // contiguous seq numbers
@@ -549,8 +552,21 @@ v1::Job JobManager::AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent
     if (update) update(&job->job);
     snapshot = job->job;
   }
-  absl::Status st = catalog_->AppendEvents(snapshot, {event});
-  if (!st.ok()) LOG(ERROR) << "job " << snapshot.id() << ": cannot persist event: " << st;
+  std::vector<v1::JobEvent> batch = std::move(job->unpersisted);
+  job->unpersisted.clear();
+  batch.push_back(event);
+  absl::Status st = catalog_->AppendEvents(snapshot, batch);
+  // A job's last event must reach the catalogue, or a restart would take it for running: retry
+  // it for a while (the slot waits).
+  for (int i = 0; !st.ok() && IsFinal(snapshot.state()) && i < 20; ++i) {
+    absl::SleepFor(absl::Milliseconds(500));
+    st = catalog_->AppendEvents(snapshot, batch);
+  }
+  if (!st.ok()) {
+    LOG(ERROR) << "job " << snapshot.id() << ": cannot persist " << batch.size()
+               << " event(s) (kept; written with the next one): " << st;
+    job->unpersisted = std::move(batch);
+  }
   {
     absl::MutexLock lock(&mu_);
     job->events.push_back(std::move(event));

@@ -144,7 +144,7 @@ class SqliteCatalog : public Catalog {
       Exec("ROLLBACK;").IgnoreError();
       return st;
     }
-    return Exec("COMMIT;");
+    return Commit();
   }
   absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                        int64_t from_seq) override {
@@ -175,15 +175,31 @@ class SqliteCatalog : public Catalog {
   }
 
  private:
+  // The status of the last failure on db_: a full disk is RESOURCE_EXHAUSTED, an I/O error
+  // UNAVAILABLE (the write may succeed later), anything else INTERNAL.
   absl::Status Err(const std::string& what) {
-    return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db_)));
+    const std::string msg = absl::StrCat("catalogue: ", what, ": ", sqlite3_errmsg(db_));
+    switch (sqlite3_errcode(db_)) {
+      case SQLITE_FULL:
+        return absl::ResourceExhaustedError(absl::StrCat(msg, " (no space left on device)"));
+      case SQLITE_IOERR:
+        return absl::UnavailableError(msg);
+      default:
+        return absl::InternalError(msg);
+    }
+  }
+  // COMMIT, or ROLLBACK when it fails: a failed commit may leave the transaction open, and the
+  // next BEGIN would then fail too.
+  absl::Status Commit() {
+    absl::Status st = Exec("COMMIT;");
+    if (!st.ok() && !sqlite3_get_autocommit(db_)) Exec("ROLLBACK;").IgnoreError();
+    return st;
   }
   absl::Status Exec(const char* sql) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "?";
       sqlite3_free(err);
-      return absl::InternalError(absl::StrCat("sqlite: ", msg));
+      return Err(sql);
     }
     return absl::OkStatus();
   }
