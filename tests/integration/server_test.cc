@@ -3,6 +3,7 @@
 // field its message must name. Torch-free on purpose: it only talks to the server.
 #include "server/grpc/server.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -27,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/core/core.h"
 #include "server/core/files.h"
@@ -144,6 +146,62 @@ void ExpectContiguous(const std::vector<v1::JobEvent>& events, int64_t first = 1
   }
 }
 
+// What a call with raw request bytes got back.
+struct RawReply {
+  grpc::Status status;
+  std::vector<std::string> responses;
+};
+
+// One call of `method` ("/package.Service/Method") that sends exactly `messages` as they are
+// (whatever the method's kind: on the wire every call is a stream), half-closes and reads every
+// response. For requests no typed stub can send: bytes that are not a valid message.
+RawReply RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                 const std::vector<std::string>& messages) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::CompletionQueue cq;
+  void* const kTag = reinterpret_cast<void*>(1);
+  auto done = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call = stub.PrepareCall(&ctx, method, &cq);
+  call->StartCall(kTag);
+  bool ok = done();
+  for (const std::string& m : messages) {
+    if (!ok) break;
+    grpc::Slice slice(m);
+    grpc::ByteBuffer bytes(&slice, 1);
+    call->Write(bytes, kTag);
+    ok = done();
+  }
+  if (ok) {
+    call->WritesDone(kTag);
+    done();
+  }
+  RawReply reply;
+  while (true) {
+    grpc::ByteBuffer bytes;
+    call->Read(&bytes, kTag);
+    if (!done()) break;
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(bytes.Dump(&slices).ok());
+    std::string s;
+    for (const auto& sl : slices) s.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    reply.responses.push_back(std::move(s));
+  }
+  call->Finish(&reply.status, kTag);
+  done();
+  cq.Shutdown();
+  void* tag;
+  bool ignored;
+  while (cq.Next(&tag, &ignored)) {
+  }
+  return reply;
+}
+
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -230,6 +288,11 @@ class ServerTest : public ::testing::Test {
     if (!done.ok()) return v1::Job();
     EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
     return *done;
+  }
+
+  std::shared_ptr<grpc::Channel> Channel() const {
+    return grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                               grpc::InsecureChannelCredentials());
   }
 
   int64_t checkpoint_interval_steps_ = 0;  // by time only (60 s) unless a test says
@@ -506,6 +569,87 @@ TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
   EXPECT_NE(good3.id(), good1.id());
   EXPECT_EQ(good3.content_hash(), good1.content_hash());
   EXPECT_EQ(client_->ListDatasets()->datasets_size(), 3);
+}
+
+// ------------------------------------------------------------------ 2b. bytes that do not parse
+
+// Every method of the three services answers a request that is not a valid message with
+// INVALID_ARGUMENT naming the message type (gRPC 1.51 alone says INTERNAL, or UNIMPLEMENTED on
+// the callback API), and the server keeps serving.
+TEST_F(ServerTest, BytesThatDoNotParseAreInvalidArgument) {
+  const v1::Dataset ds = Upload(Structured(20, 16, 3));
+  auto channel = Channel();
+  const std::string garbage(16, '\xff');  // field 0 with wire type 7: never valid protobuf
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  int methods = 0;
+  for (const char* name :
+       {"logp.v1.DatasetService", "logp.v1.JobService", "logp.v1.ModelService"}) {
+    const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(name);
+    ASSERT_NE(service, nullptr) << name;
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* m = service->method(i);
+      const std::string path = "/" + service->full_name() + "/" + m->name();
+      RawReply r = RawCall(channel, path, {garbage});
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << path << ": " << r.status.error_message();
+      EXPECT_TRUE(absl::StrContains(r.status.error_message(), m->input_type()->full_name()))
+          << path << ": " << r.status.error_message();
+      EXPECT_TRUE(r.responses.empty()) << path;
+      ++methods;
+    }
+  }
+  EXPECT_EQ(methods, 14);
+
+  // Upload streams: garbage as the first message, after the header, and after the last chunk
+  // (the declared records all arrived: without the check the upload would be stored).
+  const std::string header = Header(v1::DATA_KIND_BINARY, 16, 2).SerializeAsString();
+  const std::string chunk =
+      Chunk(v1::ENCODING_UINT8, 2, 16, std::string(32, '\1')).SerializeAsString();
+  for (const auto& stream : std::vector<std::vector<std::string>>{
+           {garbage, header, chunk}, {header, garbage, chunk}, {header, chunk, garbage}}) {
+    RawReply r = RawCall(channel, "/logp.v1.DatasetService/CreateDataset", stream);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << r.status.error_message();
+    EXPECT_TRUE(absl::StrContains(r.status.error_message(), "logp.v1.CreateDatasetRequest"))
+        << r.status.error_message();
+  }
+  auto list = client_->ListDatasets();
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->datasets_size(), 1);
+  EXPECT_TRUE(ListDir(dir_ + "/tmp").empty());
+
+  // The same bytes sent correctly still work, on the same channel, typed and raw.
+  RawReply good = RawCall(channel, "/logp.v1.DatasetService/CreateDataset", {header, chunk});
+  EXPECT_TRUE(good.status.ok()) << good.status.error_message();
+  v1::GetDatasetRequest get;
+  get.set_id(ds.id());
+  RawReply got = RawCall(channel, "/logp.v1.DatasetService/GetDataset", {get.SerializeAsString()});
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  ASSERT_EQ(got.responses.size(), 1u);
+  v1::Dataset parsed;
+  ASSERT_TRUE(parsed.ParseFromString(got.responses[0]));
+  EXPECT_EQ(parsed.id(), ds.id());
+  v1::WatchJobRequest watch;
+  watch.set_id("job-ffffffffffffffff");
+  EXPECT_EQ(RawCall(channel, "/logp.v1.JobService/WatchJob", {watch.SerializeAsString()})
+                .status.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(client_->ListJobs().ok());
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 2);
+
+  // The health service and server reflection still answer.
+  RawReply health = RawCall(channel, "/grpc.health.v1.Health/Check", {""});
+  ASSERT_TRUE(health.status.ok()) << health.status.error_message();
+  EXPECT_EQ(health.responses, std::vector<std::string>{std::string("\x08\x01")});  // SERVING
+  // ServerReflectionRequest{list_services: ""}.
+  RawReply reflection = RawCall(
+      channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {{"\x3a\x00", 2}});
+  ASSERT_TRUE(reflection.status.ok()) << reflection.status.error_message();
+  ASSERT_EQ(reflection.responses.size(), 1u);
+  for (const char* name :
+       {"logp.v1.DatasetService", "logp.v1.JobService", "logp.v1.ModelService"}) {
+    EXPECT_TRUE(absl::StrContains(reflection.responses[0], name)) << name;
+  }
 }
 
 // ---------------------------------------------------------------------------- 3. bad jobs
