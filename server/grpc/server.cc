@@ -14,6 +14,7 @@
 #include "logp/v1/job_service.grpc.pb.h"
 #include "logp/v1/model_service.grpc.pb.h"
 #include "server/grpc/checked_service.h"
+#include "server/grpc/protobuf_log.h"
 
 namespace logp {
 
@@ -391,6 +392,7 @@ struct LogpServer::Services {
 
 absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
                                                               const ServerOptions& options) {
+  RouteProtobufLogToGlog();
   std::unique_ptr<LogpServer> s(new LogpServer());
   s->core_ = core;
   s->services_ = std::make_unique<Services>(core);

@@ -32,6 +32,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "server/core/core.h"
 #include "server/core/files.h"
+#include "server/grpc/protobuf_log.h"
 
 namespace logp {
 namespace {
@@ -650,6 +651,36 @@ TEST_F(ServerTest, BytesThatDoNotParseAreInvalidArgument) {
        {"logp.v1.DatasetService", "logp.v1.JobService", "logp.v1.ModelService"}) {
     EXPECT_TRUE(absl::StrContains(reflection.responses[0], name)) << name;
   }
+}
+
+// A string field that is not UTF-8 makes the request unparsable (INVALID_ARGUMENT), and
+// libprotobuf logs a line for each: a client must not be able to fill the log at will.
+TEST_F(ServerTest, InvalidUtf8IsInvalidArgumentAndItsLogLinesAreBounded) {
+  auto channel = Channel();
+  const std::string bad_id = "\x0a\x02\xff\xfe";  // field 1 (id), 2 bytes that are not UTF-8
+  ASSERT_FALSE(v1::GetDatasetRequest().ParseFromString(bad_id));  // the client-side check logs
+  const ProtobufLogCounts before = TEST_ProtobufLogCounts();
+  constexpr int kRequests = 200;
+  ::testing::internal::CaptureStderr();
+  int invalid = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    const char* method =
+        i % 2 ? "/logp.v1.DatasetService/GetDataset" : "/logp.v1.JobService/WatchJob";
+    invalid += RawCall(channel, method, {bad_id}).status.error_code() ==
+               grpc::StatusCode::INVALID_ARGUMENT;
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(invalid, kRequests);
+  int lines = 0;
+  for (size_t at = err.find("invalid UTF-8"); at != std::string::npos;
+       at = err.find("invalid UTF-8", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, kProtobufLogLinesPerMinute) << err.substr(0, 2000);
+  const ProtobufLogCounts after = TEST_ProtobufLogCounts();
+  EXPECT_LE(after.written - before.written, kProtobufLogLinesPerMinute);
+  EXPECT_GE(after.suppressed - before.suppressed, kRequests - kProtobufLogLinesPerMinute);
+  EXPECT_TRUE(client_->ListDatasets().ok());
 }
 
 // ---------------------------------------------------------------------------- 3. bad jobs
