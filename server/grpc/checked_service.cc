@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "proto/cc/field_limits.h"
 
 namespace logp {
 
@@ -20,6 +21,12 @@ bool ParseMessage(grpc::ByteBuffer* bytes, google::protobuf::Message* message) {
   grpc::ProtoBufferReader reader(bytes);
   if (!reader.status().ok()) return false;
   return message->ParseFromZeroCopyStream(&reader);
+}
+
+grpc::Status CheckFieldLimits(const google::protobuf::Message& request) {
+  absl::Status st = CheckStringLengths(request);
+  if (st.ok()) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(st.message()));
 }
 
 std::vector<std::string> CheckedService::Missing() const {

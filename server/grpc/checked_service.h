@@ -11,7 +11,8 @@
 // - callback server-streaming: the call is finished with INVALID_ARGUMENT before the method runs;
 // - sync client-streaming: the method reads raw messages through a ParsingReader.
 // The typed methods keep their generated signatures (apart from client streaming) and never see
-// a request that did not parse.
+// a request that did not parse, nor one with a string field over its length limit
+// (proto/cc/field_limits.h: ids 128 bytes, other strings 1 KiB), which is INVALID_ARGUMENT too.
 //
 // Not thread-safe while methods are added; immutable (and shareable by gRPC's threads) after.
 #ifndef LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
@@ -40,6 +41,9 @@ grpc::Status UnparsableRequest(const google::protobuf::Descriptor* type, int64_t
 // A proto3 string field that is not UTF-8 does not parse.
 bool ParseMessage(grpc::ByteBuffer* bytes, google::protobuf::Message* message);
 
+// OK, or INVALID_ARGUMENT for a string field over its length limit (proto/cc/field_limits.h).
+grpc::Status CheckFieldLimits(const google::protobuf::Message& request);
+
 // Typed reading of a client stream served with raw messages.
 template <class Request>
 class ParsingReader {
@@ -47,20 +51,27 @@ class ParsingReader {
   explicit ParsingReader(grpc::ServerReader<grpc::ByteBuffer>* raw) : raw_(raw) {}
 
   // Reads the next message into `message`; false at the end of the stream. A message that does
-  // not parse is returned cleared (true, so that a reader which stops at the end of the stream
-  // cannot take a cut stream for a complete one), status() becomes INVALID_ARGUMENT naming it,
-  // and every later Read returns false: the caller must check status() and refuse the stream.
+  // not parse (or breaks a field limit) is returned cleared (true, so that a reader which stops at
+  // the end of the stream cannot take a cut stream for a complete one), status() becomes
+  // INVALID_ARGUMENT naming it, and every later Read returns false: the caller must check status()
+  // and refuse the stream.
   bool Read(Request* message) {
     if (!status_.ok()) return false;
     grpc::ByteBuffer bytes;
     if (!raw_->Read(&bytes)) return false;
     const int64_t index = next_index_++;
-    if (ParseMessage(&bytes, message)) return true;
+    if (!ParseMessage(&bytes, message)) {
+      status_ = UnparsableRequest(Request::descriptor(), index);
+    } else if (grpc::Status limits = CheckFieldLimits(*message); !limits.ok()) {
+      status_ = grpc::Status(limits.error_code(), "message " + std::to_string(index) +
+                                                      " of the stream: " + limits.error_message());
+    } else {
+      return true;
+    }
     message->Clear();
-    status_ = UnparsableRequest(Request::descriptor(), index);
     return true;
   }
-  // OK, or INVALID_ARGUMENT once a message did not parse.
+  // OK, or INVALID_ARGUMENT once a message did not parse or broke a field limit.
   const grpc::Status& status() const { return status_; }
 
  private:
@@ -145,7 +156,13 @@ class CheckedService final : public grpc::Service {
              grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*, Response*)) {
     Add(method, grpc::internal::RpcMethod::NORMAL_RPC, Request::descriptor(),
         new checked_internal::ParseStatusHandler(
-            new grpc::internal::RpcMethodHandler<Impl, Request, Response>(std::mem_fn(fn), impl),
+            new grpc::internal::RpcMethodHandler<Impl, Request, Response>(
+                [fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
+                     Response* response) {
+                  grpc::Status limits = CheckFieldLimits(*request);
+                  return limits.ok() ? (impl->*fn)(ctx, request, response) : limits;
+                },
+                impl),
             Request::descriptor()));
   }
 
@@ -155,8 +172,13 @@ class CheckedService final : public grpc::Service {
                                                 grpc::ServerWriter<Response>*)) {
     Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(),
         new checked_internal::ParseStatusHandler(
-            new grpc::internal::ServerStreamingHandler<Impl, Request, Response>(std::mem_fn(fn),
-                                                                                impl),
+            new grpc::internal::ServerStreamingHandler<Impl, Request, Response>(
+                [fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
+                     grpc::ServerWriter<Response>* writer) {
+                  grpc::Status limits = CheckFieldLimits(*request);
+                  return limits.ok() ? (impl->*fn)(ctx, request, writer) : limits;
+                },
+                impl),
             Request::descriptor()));
   }
 
@@ -176,10 +198,16 @@ class CheckedService final : public grpc::Service {
                                    grpc::CallbackServerContext*, const Request*)) {
     const int index =
         Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(), nullptr);
-    MarkMethodCallback(index, new checked_internal::CallbackWriterHandler<Request, Response>(
-                                  [impl, fn](grpc::CallbackServerContext* ctx, const Request* r) {
-                                    return (impl->*fn)(ctx, r);
-                                  }));
+    MarkMethodCallback(
+        index, new checked_internal::CallbackWriterHandler<Request, Response>(
+                   [impl, fn](grpc::CallbackServerContext* ctx,
+                              const Request* request) -> grpc::ServerWriteReactor<Response>* {
+                     grpc::Status limits = CheckFieldLimits(*request);
+                     if (!limits.ok()) {
+                       return new checked_internal::FinishedWriter<Response>(limits);
+                     }
+                     return (impl->*fn)(ctx, request);
+                   }));
   }
 
   // Methods of the service that have not been added (empty when the service is complete).

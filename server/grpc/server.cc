@@ -13,6 +13,7 @@
 #include "logp/v1/dataset_service.grpc.pb.h"
 #include "logp/v1/job_service.grpc.pb.h"
 #include "logp/v1/model_service.grpc.pb.h"
+#include "proto/cc/field_limits.h"
 #include "server/grpc/checked_service.h"
 #include "server/grpc/protobuf_log.h"
 
@@ -71,7 +72,9 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
   if (code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::DATA_LOSS) {
     LOG(ERROR) << "internal error returned to a client: " << s;
   }
-  return grpc::Status(code, std::string(s.message()));
+  // Bounded: a message may quote client input, and the whole status must fit a client's
+  // metadata limit (8 KiB by default).
+  return grpc::Status(code, Truncated(s.message(), kMaxStatusMessageBytes));
 }
 
 namespace {

@@ -30,6 +30,7 @@
 #include "client/client.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
+#include "proto/cc/field_limits.h"
 #include "server/core/core.h"
 #include "server/core/files.h"
 #include "server/grpc/protobuf_log.h"
@@ -681,6 +682,82 @@ TEST_F(ServerTest, InvalidUtf8IsInvalidArgumentAndItsLogLinesAreBounded) {
   EXPECT_LE(after.written - before.written, kProtobufLogLinesPerMinute);
   EXPECT_GE(after.suppressed - before.suppressed, kRequests - kProtobufLogLinesPerMinute);
   EXPECT_TRUE(client_->ListDatasets().ok());
+}
+
+// Ids (and tokens) over 128 bytes and other strings over 1 KiB are refused at the boundary with a
+// short message: an echoed 9 KB id would exceed a default client's 8 KB metadata limit
+// (RESOURCE_EXHAUSTED, then "Transport closed" on the next call of the channel).
+TEST_F(ServerTest, LongIdsAndNamesAreInvalidArgumentWithAShortMessage) {
+  const RecordMatrix data = Structured(20, 16, 4);
+  const v1::Dataset ds = Upload(data);
+  const v1::Job job = Train(BernoulliSpec(ds.id()));
+  ASSERT_FALSE(job.model_id().empty());
+  auto channel = Channel();
+  auto short_and_says = [](const absl::Status& st,
+                           const std::string& needle) -> ::testing::AssertionResult {
+    if (st.code() == StatusCode::kInvalidArgument && absl::StrContains(st.message(), needle) &&
+        st.message().size() < 200) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << "expected INVALID_ARGUMENT with a short message containing \"" << needle << "\", got "
+           << absl::StatusCodeToString(st.code()) << " with a message of " << st.message().size()
+           << " bytes: " << st.message().substr(0, 200);
+  };
+  for (size_t length : {size_t{129}, size_t{9 << 10}, size_t{100 << 10}}) {
+    SCOPED_TRACE(length);
+    const std::string id(length, 'x');
+    const std::string longer = "is longer than 128 bytes";
+    EXPECT_TRUE(short_and_says(client_->GetDataset(id).status(), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->DeleteDataset(id), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->GetJob(id).status(), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->CancelJob(id).status(), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->WatchJob(id, 0, nullptr), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->GetModel(id).status(), "id " + longer));
+    v1::ScoreRequest score;
+    score.set_model_id(id);
+    EXPECT_TRUE(short_and_says(client_->ScoreRaw(score).status(), "model_id " + longer));
+    score.set_job_id(id);
+    EXPECT_TRUE(short_and_says(client_->ScoreRaw(score).status(), "job_id " + longer));
+    EXPECT_TRUE(
+        short_and_says(client_->Evaluate(job.model_id(), id).status(), "dataset_id " + longer));
+    v1::JobSpec spec = BernoulliSpec(id);
+    EXPECT_TRUE(short_and_says(client_->CreateJob(spec).status(), "spec.dataset_id " + longer));
+    spec = BernoulliSpec(ds.id());
+    spec.set_validation_dataset_id(id);
+    EXPECT_TRUE(
+        short_and_says(client_->CreateJob(spec).status(), "spec.validation_dataset_id " + longer));
+    EXPECT_TRUE(short_and_says(client_->ListDatasets(0, id).status(), "page_token " + longer));
+    EXPECT_TRUE(short_and_says(client_->ListJobs(0, id).status(), "page_token " + longer));
+    EXPECT_TRUE(short_and_says(client_->ListModels(0, id).status(), "page_token " + longer));
+    // The raw Sample stream too (Client::Sample asks GetModel first).
+    v1::SampleRequest sample;
+    sample.set_model_id(id);
+    sample.set_num_samples(1);
+    RawReply r = RawCall(channel, "/logp.v1.ModelService/Sample", {sample.SerializeAsString()});
+    EXPECT_TRUE(short_and_says(FromGrpcStatus(r.status), "model_id " + longer));
+    // The next call on the same channels works.
+    EXPECT_TRUE(client_->GetDataset(ds.id()).ok());
+    EXPECT_TRUE(RawCall(channel, "/logp.v1.DatasetService/ListDatasets", {""}).status.ok());
+  }
+  // Names: the header's (at most 256 bytes), and any string over 1 KiB.
+  for (size_t length : {size_t{257}, size_t{9 << 10}, size_t{100 << 10}}) {
+    SCOPED_TRACE(length);
+    auto header = Header(v1::DATA_KIND_BINARY, 16, 1);
+    header.mutable_header()->set_name(std::string(length, 'n'));
+    const absl::Status st =
+        client_->UploadRaw({header, Chunk(v1::ENCODING_UINT8, 1, 16, std::string(16, '\1'))})
+            .status();
+    EXPECT_TRUE(short_and_says(st, "name")) << st;
+  }
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 1);
+  // Whatever the core says, what goes on the wire is bounded, cut at a UTF-8 boundary.
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError(std::string(100 << 10, 'x'))).error_message().size(),
+            kMaxStatusMessageBytes + 3);
+  EXPECT_EQ(Truncated("\xc3\xa9\xc3\xa9\xc3\xa9", 3), "\xc3\xa9...");
+  // A 128-byte id is merely unknown.
+  EXPECT_TRUE(Is(client_->GetDataset(std::string(128, 'x')).status(), StatusCode::kNotFound));
+  EXPECT_TRUE(client_->Score(job.model_id(), data).ok());
 }
 
 // ---------------------------------------------------------------------------- 3. bad jobs
