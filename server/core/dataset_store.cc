@@ -44,7 +44,10 @@ absl::Status CheckHeader(const v1::DatasetHeader& h) {
   }
   if (h.has_image_shape()) {
     const auto& s = h.image_shape();
-    if (uint64_t{s.height()} * s.width() * s.channels() != h.dim()) {
+    // Each factor is at most 2^32 - 1, so height * width fits 64 bits; the second product is
+    // checked (it wrapped to dim for some shapes).
+    uint64_t product = uint64_t{s.height()} * s.width();
+    if (__builtin_mul_overflow(product, uint64_t{s.channels()}, &product) || product != h.dim()) {
       return absl::InvalidArgumentError(
           absl::StrFormat("header.image_shape %dx%dx%d does not multiply to dim %d", s.height(),
                           s.width(), s.channels(), h.dim()));

@@ -549,6 +549,12 @@ TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
     h.mutable_header()->mutable_image_shape()->set_width(5);
     h.mutable_header()->mutable_image_shape()->set_channels(1);
     EXPECT_TRUE(bad({h, Chunk(kU8, 1, 16, std::string(16, '\0'))}, "image_shape"));
+    // A shape whose product overflows 64 bits to exactly D = 19456.
+    auto wraps = Header(kBinary, 19456, 1);
+    wraps.mutable_header()->mutable_image_shape()->set_height(3286804876u);
+    wraps.mutable_header()->mutable_image_shape()->set_width(838136995u);
+    wraps.mutable_header()->mutable_image_shape()->set_channels(1415789312u);
+    EXPECT_TRUE(bad({wraps, Chunk(kU8, 1, 19456, std::string(19456, '\0'))}, "image_shape"));
   }
 
   // Exactly the good datasets are stored, unchanged, and no temporary file is left.
