@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -200,15 +201,49 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
   ds.set_content_hash(absl::StrFormat("fnv1a64:%016x", hash));
   ds.set_stored_bytes(sizeof(FileHeader) + static_cast<uint64_t>(declared * row_bytes));
   *ds.mutable_create_time() = ToProto(absl::Now());
+
+  // An upload named with a request_id: a retry of one already stored returns that dataset.
+  std::optional<CreateRequest> request;
+  if (!header.request_id().empty()) {
+    // What was asked for: the dataset as stored, without what differs between uploads (the
+    // same records in any encoding and chunking, K ignored for binary data, are the same).
+    v1::Dataset asked = ds;
+    asked.clear_id();
+    asked.clear_create_time();
+    request = CreateRequest{"dataset", header.request_id(), RequestFingerprint(asked), ds.id()};
+    ASSIGN_OR_RETURN(std::optional<v1::Dataset> earlier, EarlierUpload(*request));
+    if (earlier) return *std::move(earlier);  // the temporary file is removed
+  }
+
   const std::string path = PathOf(ds.id());
   RETURN_IF_ERROR(SyncAndRename(tmp.path(), path));
   tmp.Release();
-  absl::Status st = catalog_->InsertDataset(ds);
+  absl::Status st =
+      request ? catalog_->InsertDatasetForRequest(ds, *request) : catalog_->InsertDataset(ds);
   if (!st.ok()) {
     RemoveFile(path).IgnoreError();
+    if (request && absl::IsAlreadyExists(st)) {
+      // A concurrent retry of the same upload committed first.
+      ASSIGN_OR_RETURN(std::optional<v1::Dataset> earlier, EarlierUpload(*request));
+      if (earlier) return *std::move(earlier);
+    }
     return st;
   }
   return ds;
+}
+
+absl::StatusOr<std::optional<v1::Dataset>> DatasetStore::EarlierUpload(
+    const CreateRequest& request) {
+  absl::StatusOr<CreateRequest> earlier =
+      catalog_->GetCreateRequest(request.kind, request.request_id);
+  if (absl::IsNotFound(earlier.status())) return std::nullopt;
+  if (!earlier.ok()) return earlier.status();
+  if (earlier->fingerprint != request.fingerprint) {
+    return absl::AlreadyExistsError(absl::StrCat("header.request_id '", request.request_id,
+                                                 "' was used for dataset ", earlier->resource_id,
+                                                 ", an upload with a different header or content"));
+  }
+  return catalog_->GetDataset(earlier->resource_id);
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& id) {

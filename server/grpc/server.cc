@@ -254,7 +254,7 @@ class JobServiceImpl final
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* req,
                          v1::Job* response) override {
-    return Reply(core_->jobs().CreateJob(req->spec()), response);
+    return Reply(core_->jobs().CreateJob(req->spec(), req->request_id()), response);
   }
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
                       v1::Job* response) override {

@@ -229,12 +229,13 @@ class ServerTest : public ::testing::Test {
     o.jobs.checkpoint_interval_steps = checkpoint_interval_steps_;
     return o;
   }
-  void StartServer() {
+  // On `port`, or a free one if 0.
+  void StartServer(int port = 0) {
     auto core = Core::Open(Options());
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = std::move(*core);
     ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
+    so.listen_address = "127.0.0.1:" + std::to_string(port);
     auto server = LogpServer::Start(core_.get(), so);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -1148,6 +1149,156 @@ TEST_F(ServerTest, EverythingSurvivesARestart) {
   // And it can still be trained on.
   const v1::Job again = Train(BernoulliSpec(ds.id()));
   EXPECT_FALSE(again.model_id().empty());
+}
+
+// A create carrying a request_id returns what the first call with that id made, also after a
+// restart; the same id for a different request is ALREADY_EXISTS.
+TEST_F(ServerTest, CreatesWithARequestIdAreIdempotentAcrossRestarts) {
+  const RecordMatrix data = Structured(40, 16, 21);
+  auto ds = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  auto ds_again = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds_again.ok()) << ds_again.status();
+  EXPECT_EQ(ds_again->SerializeAsString(), ds->SerializeAsString());
+  // The same records in another encoding and chunking are the same upload.
+  auto header = Header(v1::DATA_KIND_BINARY, 16, 40);
+  header.mutable_header()->set_name("d");
+  header.mutable_header()->set_request_id("upload-1");
+  std::vector<v1::CreateDatasetRequest> raw = {header};
+  for (int64_t r = 0; r < 40; r += 16) {
+    const int64_t n = std::min<int64_t>(16, 40 - r);
+    raw.push_back(Chunk(v1::ENCODING_UINT8, n, 16,
+                        std::string(data.u8.begin() + r * 16, data.u8.begin() + (r + n) * 16)));
+  }
+  auto ds_raw = client_->UploadRaw(raw);
+  ASSERT_TRUE(ds_raw.ok()) << ds_raw.status();
+  EXPECT_EQ(ds_raw->id(), ds->id());
+  // Other content, or another name, under the same request_id.
+  EXPECT_TRUE(
+      Is(client_->UploadDataset("d", Structured(40, 16, 22), nullptr, nullptr, "upload-1").status(),
+         StatusCode::kAlreadyExists, ds->id()));
+  EXPECT_TRUE(Is(client_->UploadDataset("e", data, nullptr, nullptr, "upload-1").status(),
+                 StatusCode::kAlreadyExists, "request_id"));
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 1);
+  EXPECT_EQ(ListDir(dir_ + "/datasets").size(), 1u);
+  EXPECT_TRUE(ListDir(dir_ + "/tmp").empty());
+
+  const v1::JobSpec spec = BernoulliSpec(ds->id());
+  auto job = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto job_again = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job_again.ok()) << job_again.status();
+  EXPECT_EQ(job_again->id(), job->id());
+  v1::JobSpec other = spec;
+  other.set_seed(12);
+  EXPECT_TRUE(
+      Is(client_->CreateJob(other, "job-1").status(), StatusCode::kAlreadyExists, job->id()));
+  // Job and dataset request ids are separate namespaces; no request_id, no deduplication.
+  auto job2 = client_->CreateJob(spec, "upload-1");
+  ASSERT_TRUE(job2.ok()) << job2.status();
+  EXPECT_NE(job2->id(), job->id());
+  auto job3 = client_->CreateJob(spec);
+  ASSERT_TRUE(job3.ok()) << job3.status();
+  EXPECT_NE(job3->id(), job->id());
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), 3);
+
+  StopServer();
+  StartServer();
+  ASSERT_NE(client_, nullptr);
+  auto ds_after = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds_after.ok()) << ds_after.status();
+  EXPECT_EQ(ds_after->SerializeAsString(), ds->SerializeAsString());
+  auto job_after = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job_after.ok()) << job_after.status();
+  EXPECT_EQ(job_after->id(), job->id());
+  EXPECT_TRUE(Is(client_->CreateJob(other, "job-1").status(), StatusCode::kAlreadyExists));
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 1);
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), 3);
+  // A retry of a finished job returns it as it is now.
+  for (const std::string& id : {job->id(), job2->id(), job3->id()}) {
+    auto done = client_->WaitForJob(id);
+    ASSERT_TRUE(done.ok()) << done.status();
+    EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+  }
+  auto job_done = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job_done.ok()) << job_done.status();
+  EXPECT_EQ(job_done->id(), job->id());
+  EXPECT_EQ(job_done->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), 3);
+  // Deleting the dataset frees its request_id.
+  ASSERT_TRUE(client_->DeleteDataset(ds->id()).ok());
+  auto ds_new = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds_new.ok()) << ds_new.status();
+  EXPECT_NE(ds_new->id(), ds->id());
+}
+
+// Retries racing with the first call (a client that timed out and tried again) make one job.
+TEST_F(ServerTest, ConcurrentCreatesWithOneRequestIdMakeOneJob) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 24));
+  const v1::JobSpec spec = BernoulliSpec(ds.id());
+  constexpr int kCalls = 8;
+  std::vector<absl::StatusOr<v1::Job>> results(kCalls, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] { results[i] = client_->CreateJob(spec, "raced"); });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> ids;
+  for (const auto& r : results) {
+    // A call that found the queue's places taken by the others may be refused.
+    if (!r.ok()) {
+      EXPECT_TRUE(Is(r.status(), StatusCode::kResourceExhausted));
+      continue;
+    }
+    ids.insert(r->id());
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  auto jobs = client_->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->jobs_size(), 1);
+  EXPECT_EQ(*ids.begin(), jobs->jobs(0).id());
+}
+
+// The client retries UNAVAILABLE with backoff for creates that carry a request_id (and for
+// reads), so a create retried across a server restart yields one job; a create without one is
+// tried once.
+TEST_F(ServerTest, ClientRetriesCreatesWithARequestIdAcrossARestart) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 23));
+  const v1::JobSpec spec = BernoulliSpec(ds.id());
+  auto job = client_->CreateJob(spec, "retried");
+  ASSERT_TRUE(job.ok()) << job.status();
+  const int port = server_->port();
+  StopServer();
+
+  ClientOptions options;
+  options.max_attempts = 40;
+  options.initial_backoff = absl::Milliseconds(50);
+  options.max_backoff = absl::Milliseconds(250);
+  auto client = Client::Connect("127.0.0.1:" + std::to_string(port), options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  // The server comes back on the same port while the calls below are being made.
+  std::thread restart([&] {
+    absl::SleepFor(absl::Milliseconds(500));
+    StartServer(port);
+  });
+  // Tried once: it fails long before the server is back (if it were retried, it would succeed
+  // and create a second job).
+  EXPECT_TRUE(Is((*client)->CreateJob(spec).status(), StatusCode::kUnavailable));
+  auto again = (*client)->CreateJob(spec, "retried");
+  auto got = (*client)->GetJob(job->id());
+  restart.join();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id(), job->id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  auto jobs = (*client)->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_EQ(jobs->jobs_size(), 1);
+  // With retries off, a down server is UNAVAILABLE at once even for a request_id.
+  ClientOptions once;
+  once.max_attempts = 1;
+  auto dead = Client::Connect("127.0.0.1:1", once);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(Is((*dead)->CreateJob(spec, "retried").status(), StatusCode::kUnavailable));
 }
 
 TEST_F(ServerTest, RunningJobIsRequeuedAfterRestart) {
