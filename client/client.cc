@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 
 namespace logp {
@@ -22,6 +24,11 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(options.max_message_bytes);
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // Reconnect about as often as calls are retried (gRPC's own first reconnect waits 1 s).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options.initial_backoff)));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options.max_backoff)));
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   if (channel == nullptr) {
@@ -43,12 +50,27 @@ void Client::SetDeadline(grpc::ClientContext* context) const {
                         absl::ToChronoMilliseconds(options_.rpc_timeout));
 }
 
+absl::Status Client::Call(const std::function<grpc::Status(grpc::ClientContext*)>& attempt,
+                          bool retry, bool deadline) const {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = options_.initial_backoff;
+  for (int n = 1;; ++n) {
+    grpc::ClientContext context;
+    if (deadline) SetDeadline(&context);
+    absl::Status status = FromGrpcStatus(attempt(&context));
+    if (!retry || !absl::IsUnavailable(status) || n >= options_.max_attempts) return status;
+    absl::SleepFor(backoff * std::uniform_real_distribution<double>(0.8, 1.2)(rng));
+    backoff = std::min(options_.max_backoff, backoff * 2);
+  }
+}
+
 // --- datasets ---
 
 absl::StatusOr<v1::Dataset> Client::UploadDataset(const std::string& name,
                                                   const RecordMatrix& records,
                                                   const v1::ImageShape* image_shape,
-                                                  const UploadProgressFn& progress) {
+                                                  const UploadProgressFn& progress,
+                                                  const std::string& request_id) {
   v1::CreateDatasetRequest header_request;
   v1::DatasetHeader* header = header_request.mutable_header();
   header->set_name(name);
@@ -57,26 +79,30 @@ absl::StatusOr<v1::Dataset> Client::UploadDataset(const std::string& name,
   header->set_num_categories(static_cast<uint32_t>(records.num_categories));
   header->set_num_records(static_cast<uint64_t>(records.rows));
   if (image_shape != nullptr) *header->mutable_image_shape() = *image_shape;
+  header->set_request_id(request_id);
 
   const int64_t row_bytes = std::max<int64_t>(
       1, RowBytes(CanonicalEncoding(records.kind, records.num_categories), records.cols));
   const int64_t rows_per_chunk = std::max<int64_t>(1, options_.upload_chunk_bytes / row_bytes);
 
-  grpc::ClientContext context;
   v1::Dataset dataset;
-  std::unique_ptr<grpc::ClientWriter<v1::CreateDatasetRequest>> writer =
-      datasets_->CreateDataset(&context, &dataset);
-  // A failed Write means the stream is broken; Finish then reports why.
-  bool writing = writer->Write(header_request);
-  v1::CreateDatasetRequest chunk_request;
-  for (int64_t begin = 0; writing && begin < records.rows; begin += rows_per_chunk) {
-    const int64_t end = std::min(records.rows, begin + rows_per_chunk);
-    *chunk_request.mutable_chunk() = Encode(records, begin, end);
-    writing = writer->Write(chunk_request);
-    if (writing && progress) progress(end, records.rows);
-  }
-  if (writing) writer->WritesDone();
-  absl::Status status = FromGrpcStatus(writer->Finish());
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        std::unique_ptr<grpc::ClientWriter<v1::CreateDatasetRequest>> writer =
+            datasets_->CreateDataset(context, &dataset);
+        // A failed Write means the stream is broken; Finish then reports why.
+        bool writing = writer->Write(header_request);
+        v1::CreateDatasetRequest chunk_request;
+        for (int64_t begin = 0; writing && begin < records.rows; begin += rows_per_chunk) {
+          const int64_t end = std::min(records.rows, begin + rows_per_chunk);
+          *chunk_request.mutable_chunk() = Encode(records, begin, end);
+          writing = writer->Write(chunk_request);
+          if (writing && progress) progress(end, records.rows);
+        }
+        if (writing) writer->WritesDone();
+        return writer->Finish();
+      },
+      /*retry=*/!request_id.empty(), /*deadline=*/false);
   if (!status.ok()) return status;
   return dataset;
 }
@@ -98,25 +124,29 @@ absl::StatusOr<v1::Dataset> Client::UploadRaw(
 }
 
 absl::StatusOr<v1::Dataset> Client::GetDataset(const std::string& id) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::GetDatasetRequest request;
   request.set_id(id);
   v1::Dataset response;
-  absl::Status status = FromGrpcStatus(datasets_->GetDataset(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        return datasets_->GetDataset(context, request, &response);
+      },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
 
 absl::StatusOr<v1::ListDatasetsResponse> Client::ListDatasets(int32_t page_size,
                                                               const std::string& page_token) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::ListDatasetsRequest request;
   request.set_page_size(page_size);
   request.set_page_token(page_token);
   v1::ListDatasetsResponse response;
-  absl::Status status = FromGrpcStatus(datasets_->ListDatasets(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        return datasets_->ListDatasets(context, request, &response);
+      },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
@@ -132,37 +162,38 @@ absl::Status Client::DeleteDataset(const std::string& id) {
 
 // --- jobs ---
 
-absl::StatusOr<v1::Job> Client::CreateJob(const v1::JobSpec& spec) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
+absl::StatusOr<v1::Job> Client::CreateJob(const v1::JobSpec& spec, const std::string& request_id) {
   v1::CreateJobRequest request;
   *request.mutable_spec() = spec;
+  request.set_request_id(request_id);
   v1::Job response;
-  absl::Status status = FromGrpcStatus(jobs_->CreateJob(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) { return jobs_->CreateJob(context, request, &response); },
+      /*retry=*/!request_id.empty());
   if (!status.ok()) return status;
   return response;
 }
 
 absl::StatusOr<v1::Job> Client::GetJob(const std::string& id) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::GetJobRequest request;
   request.set_id(id);
   v1::Job response;
-  absl::Status status = FromGrpcStatus(jobs_->GetJob(&context, request, &response));
+  absl::Status status =
+      Call([&](grpc::ClientContext* context) { return jobs_->GetJob(context, request, &response); },
+           /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
 
 absl::StatusOr<v1::ListJobsResponse> Client::ListJobs(int32_t page_size,
                                                       const std::string& page_token) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::ListJobsRequest request;
   request.set_page_size(page_size);
   request.set_page_token(page_token);
   v1::ListJobsResponse response;
-  absl::Status status = FromGrpcStatus(jobs_->ListJobs(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) { return jobs_->ListJobs(context, request, &response); },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
@@ -205,25 +236,27 @@ absl::StatusOr<v1::Job> Client::WaitForJob(const std::string& id, const JobEvent
 // --- models ---
 
 absl::StatusOr<v1::Model> Client::GetModel(const std::string& id) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::GetModelRequest request;
   request.set_id(id);
   v1::Model response;
-  absl::Status status = FromGrpcStatus(models_->GetModel(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) { return models_->GetModel(context, request, &response); },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
 
 absl::StatusOr<v1::ListModelsResponse> Client::ListModels(int32_t page_size,
                                                           const std::string& page_token) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::ListModelsRequest request;
   request.set_page_size(page_size);
   request.set_page_token(page_token);
   v1::ListModelsResponse response;
-  absl::Status status = FromGrpcStatus(models_->ListModels(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        return models_->ListModels(context, request, &response);
+      },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
@@ -280,10 +313,10 @@ absl::StatusOr<v1::ScoreResponse> Client::ScoreAll(const std::string& model_id,
 }
 
 absl::StatusOr<v1::ScoreResponse> Client::ScoreRaw(const v1::ScoreRequest& request) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::ScoreResponse response;
-  absl::Status status = FromGrpcStatus(models_->Score(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) { return models_->Score(context, request, &response); },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }
@@ -291,15 +324,15 @@ absl::StatusOr<v1::ScoreResponse> Client::ScoreRaw(const v1::ScoreRequest& reque
 absl::StatusOr<v1::EvaluateResponse> Client::Evaluate(const std::string& model_id,
                                                       const std::string& dataset_id,
                                                       const ScoringOptions& options) {
-  grpc::ClientContext context;
-  SetDeadline(&context);
   v1::EvaluateRequest request;
   SetTarget(model_id, &request);
   request.set_dataset_id(dataset_id);
   if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
   request.set_seed(options.seed);
   v1::EvaluateResponse response;
-  absl::Status status = FromGrpcStatus(models_->Evaluate(&context, request, &response));
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) { return models_->Evaluate(context, request, &response); },
+      /*retry=*/true);
   if (!status.ok()) return status;
   return response;
 }

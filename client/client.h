@@ -36,6 +36,14 @@ struct ClientOptions {
   int max_message_bytes = 64 << 20;
   // Bytes of records per upload chunk (default 1 MiB).
   int64_t upload_chunk_bytes = 1 << 20;
+  // Calls that are safe to repeat (Get*, List*, Score, Evaluate, and CreateJob / UploadDataset
+  // with a request_id) are tried up to `max_attempts` times while the server answers UNAVAILABLE
+  // (restarting, shutting down, not yet listening), waiting `initial_backoff` before the second
+  // attempt and twice as long before each further one (at most `max_backoff`, +-20% jitter).
+  // 1 turns retries off. Each attempt has its own rpc_timeout.
+  int max_attempts = 5;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(2);
 };
 
 // How to score families without an exact likelihood (the VAE); exact families ignore it.
@@ -60,10 +68,13 @@ class Client {
   explicit Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options = {});
 
   // --- datasets ---
-  // Uploads `records` (kind, cols and num_categories taken from it) in chunks.
+  // Uploads `records` (kind, cols and num_categories taken from it) in chunks. With a
+  // `request_id` (see DatasetHeader.request_id) the upload is idempotent and is retried whole
+  // while the server is UNAVAILABLE.
   absl::StatusOr<v1::Dataset> UploadDataset(const std::string& name, const RecordMatrix& records,
                                             const v1::ImageShape* image_shape = nullptr,
-                                            const UploadProgressFn& progress = nullptr);
+                                            const UploadProgressFn& progress = nullptr,
+                                            const std::string& request_id = "");
   // Sends exactly the given requests as one CreateDataset stream (for tests of malformed input).
   absl::StatusOr<v1::Dataset> UploadRaw(const std::vector<v1::CreateDatasetRequest>& requests);
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id);
@@ -72,7 +83,9 @@ class Client {
   absl::Status DeleteDataset(const std::string& id);
 
   // --- jobs ---
-  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
+  // With a `request_id` (see CreateJobRequest.request_id) the call is idempotent and is retried
+  // while the server is UNAVAILABLE; without one it is tried once.
+  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec, const std::string& request_id = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(int32_t page_size = 0,
                                                 const std::string& page_token = "");
@@ -107,6 +120,10 @@ class Client {
 
  private:
   void SetDeadline(grpc::ClientContext* context) const;
+  // Runs `attempt` (with a fresh context, carrying rpc_timeout if `deadline`) once, or, if `retry`,
+  // again with backoff while it returns UNAVAILABLE (see ClientOptions::max_attempts).
+  absl::Status Call(const std::function<grpc::Status(grpc::ClientContext*)>& attempt, bool retry,
+                    bool deadline = true) const;
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -12,6 +12,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "logp/v1/dataset_service.pb.h"
 #include "logp/v1/job_service.pb.h"
 #include "logp/v1/model_service.pb.h"
@@ -25,6 +28,27 @@ struct Page {
   std::string next_page_token;  // empty on the last page
 };
 
+// What a create call named with a client-chosen request_id made (idempotent creates).
+struct CreateRequest {
+  std::string kind;         // "dataset" or "job": separate namespaces of request ids
+  std::string request_id;   // the client's id
+  std::string fingerprint;  // what was asked for; a retry must carry the same
+  std::string resource_id;  // what the first call created
+};
+
+// What a create request asked for, to compare a retry with the first call: the hex of the
+// message's deterministic serialization (equal messages, equal fingerprints).
+inline std::string RequestFingerprint(const google::protobuf::MessageLite& asked) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    asked.SerializeToCodedStream(&coded);
+  }
+  return absl::BytesToHexString(bytes);
+}
+
 class Catalog {
  public:
   virtual ~Catalog() = default;
@@ -34,6 +58,7 @@ class Catalog {
   virtual absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) = 0;
   virtual absl::StatusOr<Page<v1::Dataset>> ListDatasets(int page_size,
                                                          const std::string& page_token) = 0;
+  // Also forgets the create request that made the dataset, if any.
   virtual absl::Status DeleteDataset(const std::string& id) = 0;
 
   virtual absl::Status InsertJob(const v1::Job& job) = 0;
@@ -51,6 +76,16 @@ class Catalog {
                                     const std::vector<v1::JobEvent>& events) = 0;
   virtual absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                                int64_t from_seq) = 0;
+
+  // Idempotent creates. The request (kind, request_id) recorded, NOT_FOUND if none.
+  virtual absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+                                                         const std::string& request_id) = 0;
+  // Insert the dataset or job together with the request that made it (request.resource_id is
+  // its id), in one transaction: ALREADY_EXISTS, with nothing inserted, if the request (or the
+  // id) is already there.
+  virtual absl::Status InsertDatasetForRequest(const v1::Dataset& dataset,
+                                               const CreateRequest& request) = 0;
+  virtual absl::Status InsertJobForRequest(const v1::Job& job, const CreateRequest& request) = 0;
 
   virtual absl::Status InsertModel(const v1::Model& model) = 0;
   virtual absl::StatusOr<v1::Model> GetModel(const std::string& id) = 0;

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -43,7 +44,10 @@ absl::Status CheckHeader(const v1::DatasetHeader& h) {
   }
   if (h.has_image_shape()) {
     const auto& s = h.image_shape();
-    if (uint64_t{s.height()} * s.width() * s.channels() != h.dim()) {
+    // Each factor is at most 2^32 - 1, so height * width fits 64 bits; the second product is
+    // checked (it wrapped to dim for some shapes).
+    uint64_t product = uint64_t{s.height()} * s.width();
+    if (__builtin_mul_overflow(product, uint64_t{s.channels()}, &product) || product != h.dim()) {
       return absl::InvalidArgumentError(
           absl::StrFormat("header.image_shape %dx%dx%d does not multiply to dim %d", s.height(),
                           s.width(), s.channels(), h.dim()));
@@ -206,18 +210,53 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
   ds.set_content_hash(absl::StrFormat("fnv1a64:%016x", hash));
   ds.set_stored_bytes(sizeof(FileHeader) + static_cast<uint64_t>(declared * row_bytes));
   *ds.mutable_create_time() = ToProto(absl::Now());
+
+  // An upload named with a request_id: a retry of one already stored returns that dataset.
+  std::optional<CreateRequest> request;
+  if (!header.request_id().empty()) {
+    // What was asked for: the dataset as stored, without what differs between uploads (the
+    // same records in any encoding and chunking, K ignored for binary data, are the same).
+    v1::Dataset asked = ds;
+    asked.clear_id();
+    asked.clear_create_time();
+    request = CreateRequest{"dataset", header.request_id(), RequestFingerprint(asked), ds.id()};
+    ASSIGN_OR_RETURN(std::optional<v1::Dataset> earlier, EarlierUpload(*request));
+    if (earlier) return *std::move(earlier);  // the temporary file is removed
+  }
+
   const std::string path = PathOf(ds.id());
   if (absl::Status st = options_.fs->Rename(tmp.path(), path); !st.ok()) {
     return UploadStorageError(st);
   }
   tmp.Release();
   absl::Status st = options_.fs->SyncDir(data_dir_);
-  if (st.ok()) st = catalog_->InsertDataset(ds);
+  if (st.ok()) {
+    st = request ? catalog_->InsertDatasetForRequest(ds, *request) : catalog_->InsertDataset(ds);
+  }
   if (!st.ok()) {
     options_.fs->RemoveFile(path).IgnoreError();
+    if (request && absl::IsAlreadyExists(st)) {
+      // A concurrent retry of the same upload committed first.
+      ASSIGN_OR_RETURN(std::optional<v1::Dataset> earlier, EarlierUpload(*request));
+      if (earlier) return *std::move(earlier);
+    }
     return absl::IsResourceExhausted(st) || absl::IsInternal(st) ? UploadStorageError(st) : st;
   }
   return ds;
+}
+
+absl::StatusOr<std::optional<v1::Dataset>> DatasetStore::EarlierUpload(
+    const CreateRequest& request) {
+  absl::StatusOr<CreateRequest> earlier =
+      catalog_->GetCreateRequest(request.kind, request.request_id);
+  if (absl::IsNotFound(earlier.status())) return std::nullopt;
+  if (!earlier.ok()) return earlier.status();
+  if (earlier->fingerprint != request.fingerprint) {
+    return absl::AlreadyExistsError(absl::StrCat("header.request_id '", request.request_id,
+                                                 "' was used for dataset ", earlier->resource_id,
+                                                 ", an upload with a different header or content"));
+  }
+  return catalog_->GetDataset(earlier->resource_id);
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& id) {

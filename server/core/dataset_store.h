@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,8 @@ class DatasetStore {
   // INVALID_ARGUMENT names the record and column at fault; RESOURCE_EXHAUSTED over the size limit
   // or when the disk is full ("no space left on device"; the temporary file is removed).
   // `cancelled`, if given, is polled between chunks (CANCELLED when it returns true).
+  // A header with a request_id already used for the same header and content returns the dataset
+  // that upload stored (nothing new is stored); for another header or content ALREADY_EXISTS.
   absl::StatusOr<v1::Dataset> CreateFromStream(
       const std::function<bool(v1::CreateDatasetRequest*)>& next,
       const std::function<bool()>& cancelled = nullptr);
@@ -63,6 +66,9 @@ class DatasetStore {
   DatasetStore(const DatasetStoreOptions& options, Catalog* catalog);
   absl::Status RemoveOrphans();
   std::string PathOf(const std::string& id) const;
+  // The dataset an earlier upload under request.request_id stored; nullopt if none;
+  // ALREADY_EXISTS if that upload had a different fingerprint.
+  absl::StatusOr<std::optional<v1::Dataset>> EarlierUpload(const CreateRequest& request);
 
   const DatasetStoreOptions options_;
   Catalog* const catalog_;

@@ -339,7 +339,30 @@ absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw) {
+// The job an earlier CreateJob under request.request_id created; nullopt if none;
+// ALREADY_EXISTS if that call had another spec.
+absl::StatusOr<std::optional<v1::Job>> JobManager::EarlierJob(const CreateRequest& request) {
+  absl::StatusOr<CreateRequest> earlier =
+      catalog_->GetCreateRequest(request.kind, request.request_id);
+  if (absl::IsNotFound(earlier.status())) return std::nullopt;
+  if (!earlier.ok()) return earlier.status();
+  if (earlier->fingerprint != request.fingerprint) {
+    return absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id,
+                                                 "' was used for job ", earlier->resource_id,
+                                                 ", whose spec is different"));
+  }
+  return GetJob(earlier->resource_id);
+}
+
+absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
+                                              const std::string& request_id) {
+  // A retry is answered before validation: the queue may be full or the dataset deleted since.
+  std::optional<CreateRequest> request;
+  if (!request_id.empty()) {
+    request = CreateRequest{"job", request_id, RequestFingerprint(raw), ""};
+    ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, EarlierJob(*request));
+    if (earlier) return *std::move(earlier);
+  }
   v1::JobSpec spec = raw;
   RETURN_IF_ERROR(ValidateSpec(&spec));
   auto active = std::make_shared<ActiveJob>();
@@ -361,11 +384,20 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw) {
     ++reserved_places_;
     active_[initial.id()] = active;
   }
-  absl::Status inserted = catalog_->InsertJob(initial);
+  if (request) request->resource_id = initial.id();
+  absl::Status inserted =
+      request ? catalog_->InsertJobForRequest(initial, *request) : catalog_->InsertJob(initial);
   if (!inserted.ok()) {
-    absl::MutexLock lock(&mu_);
-    --reserved_places_;
-    active_.erase(initial.id());
+    {
+      absl::MutexLock lock(&mu_);
+      --reserved_places_;
+      active_.erase(initial.id());
+    }
+    if (request && absl::IsAlreadyExists(inserted)) {
+      // A concurrent retry of the same call committed first.
+      ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, EarlierJob(*request));
+      if (earlier) return *std::move(earlier);
+    }
     return inserted;
   }
   // A CancelJob that came in meanwhile set cancel_requested: the slot cancels it before it runs.

@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -100,8 +101,10 @@ class JobManager {
   ~JobManager();
 
   // Validates `spec` (INVALID_ARGUMENT naming the field, NOT_FOUND for unknown datasets,
-  // FAILED_PRECONDITION when the family cannot model the data) and queues it.
-  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
+  // FAILED_PRECONDITION when the family cannot model the data) and queues it. With a
+  // `request_id` already used for the same spec, returns the job that call created (nothing is
+  // queued; also after a restart); for another spec ALREADY_EXISTS.
+  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec, const std::string& request_id = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
   absl::StatusOr<Page<v1::Job>> ListJobs(int page_size, const std::string& page_token);
   // Cancels a QUEUED job at once, a RUNNING one at its next step boundary (the returned job may
@@ -133,6 +136,7 @@ class JobManager {
   int TEST_ListenerCount(const std::string& job_id);
 
  private:
+  absl::StatusOr<std::optional<v1::Job>> EarlierJob(const CreateRequest& request);
   struct ActiveJob;
   class Observer;
 

@@ -2,6 +2,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,19 @@ CREATE TABLE IF NOT EXISTS job_events (
 CREATE TABLE IF NOT EXISTS models (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
 )sql";
+
+// Schema upgrades: kMigrations[v] takes a catalogue from version v (PRAGMA user_version; 0 is
+// kSchema alone, as every catalogue before idempotent creates) to v + 1, in one transaction.
+const char* const kMigrations[] = {
+    // 1: the create requests named with a client-chosen request_id.
+    R"sql(
+CREATE TABLE create_requests (
+  kind TEXT NOT NULL, request_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  resource_id TEXT NOT NULL, PRIMARY KEY (kind, request_id));
+CREATE INDEX create_requests_by_resource ON create_requests (resource_id);
+)sql",
+};
+constexpr int64_t kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 // A prepared statement, finalised on scope exit.
 class Stmt {
@@ -63,7 +77,24 @@ class SqliteCatalog : public Catalog {
     RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL;"));
     RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL;"));
     RETURN_IF_ERROR(Exec("PRAGMA busy_timeout=5000;"));
-    return Exec(kSchema);
+    RETURN_IF_ERROR(Exec(kSchema));
+    int64_t from = 0;
+    {
+      Stmt version(db_, "PRAGMA user_version;");
+      if (!version.ok() || version.Step() != SQLITE_ROW) return Err("read the schema version");
+      from = version.Int(0);
+    }
+    if (from > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the catalogue has schema version ", from, ", newer than this logpd's ", kSchemaVersion));
+    }
+    for (int64_t v = from; v < kSchemaVersion; ++v) {
+      RETURN_IF_ERROR(TransactionLocked([&] {
+        RETURN_IF_ERROR(Exec(kMigrations[v]));
+        return Exec(absl::StrCat("PRAGMA user_version = ", v + 1, ";").c_str());
+      }));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status InsertDataset(const v1::Dataset& d) override {
@@ -77,25 +108,23 @@ class SqliteCatalog : public Catalog {
   }
   absl::Status DeleteDataset(const std::string& id) override {
     absl::MutexLock lock(&mu_);
-    Stmt s(db_, "DELETE FROM datasets WHERE id = ?");
-    if (!s.ok()) return Err("prepare delete");
-    s.Bind(1, id);
-    if (s.Step() != SQLITE_DONE) return Err("delete dataset");
-    if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("dataset ", id));
-    return absl::OkStatus();
+    return TransactionLocked([&]() -> absl::Status {
+      Stmt s(db_, "DELETE FROM datasets WHERE id = ?");
+      if (!s.ok()) return Err("prepare delete");
+      s.Bind(1, id);
+      if (s.Step() != SQLITE_DONE) return Err("delete dataset");
+      if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("dataset ", id));
+      Stmt r(db_, "DELETE FROM create_requests WHERE kind = 'dataset' AND resource_id = ?");
+      if (!r.ok()) return Err("prepare delete request");
+      r.Bind(1, id);
+      if (r.Step() != SQLITE_DONE) return Err("delete request");
+      return absl::OkStatus();
+    });
   }
 
   absl::Status InsertJob(const v1::Job& j) override {
     absl::MutexLock lock(&mu_);
-    Stmt s(db_, "INSERT INTO jobs (id, state, proto) VALUES (?, ?, ?)");
-    if (!s.ok()) return Err("prepare insert job");
-    s.Bind(1, j.id());
-    s.Bind(2, static_cast<int64_t>(j.state()));
-    s.BindBlob(3, j.SerializeAsString());
-    const int rc = s.Step();
-    if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
-    if (rc != SQLITE_DONE) return Err("insert job");
-    return absl::OkStatus();
+    return InsertJobLocked(j);
   }
   absl::Status UpdateJob(const v1::Job& j) override {
     absl::MutexLock lock(&mu_);
@@ -164,6 +193,36 @@ class SqliteCatalog : public Catalog {
     return out;
   }
 
+  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+                                                 const std::string& request_id) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "SELECT fingerprint, resource_id FROM create_requests WHERE kind = ? AND "
+           "request_id = ?");
+    if (!s.ok()) return Err("prepare get request");
+    s.Bind(1, kind);
+    s.Bind(2, request_id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("no ", kind, " request"));
+    if (rc != SQLITE_ROW) return Err("get request");
+    return CreateRequest{kind, request_id, s.Blob(0), s.Blob(1)};
+  }
+  absl::Status InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) override {
+    absl::MutexLock lock(&mu_);
+    return TransactionLocked([&] {
+      RETURN_IF_ERROR(InsertLocked("INSERT INTO datasets (id, proto) VALUES (?, ?)", d.id(),
+                                   d.SerializeAsString()));
+      return InsertRequestLocked(r);
+    });
+  }
+  absl::Status InsertJobForRequest(const v1::Job& j, const CreateRequest& r) override {
+    absl::MutexLock lock(&mu_);
+    return TransactionLocked([&] {
+      RETURN_IF_ERROR(InsertJobLocked(j));
+      return InsertRequestLocked(r);
+    });
+  }
+
   absl::Status InsertModel(const v1::Model& m) override {
     return Insert("INSERT INTO models (id, proto) VALUES (?, ?)", m.id(), m.SerializeAsString());
   }
@@ -213,8 +272,48 @@ class SqliteCatalog : public Catalog {
     if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("job ", j.id()));
     return absl::OkStatus();
   }
+  // Runs `body` in a transaction: committed if it returns OK, rolled back otherwise.
+  absl::Status TransactionLocked(const std::function<absl::Status()>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE;"));
+    absl::Status st = body();
+    if (!st.ok()) {
+      Exec("ROLLBACK;").IgnoreError();
+      return st;
+    }
+    return Exec("COMMIT;");
+  }
+  absl::Status InsertJobLocked(const v1::Job& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt s(db_, "INSERT INTO jobs (id, state, proto) VALUES (?, ?, ?)");
+    if (!s.ok()) return Err("prepare insert job");
+    s.Bind(1, j.id());
+    s.Bind(2, static_cast<int64_t>(j.state()));
+    s.BindBlob(3, j.SerializeAsString());
+    const int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
+    if (rc != SQLITE_DONE) return Err("insert job");
+    return absl::OkStatus();
+  }
+  absl::Status InsertRequestLocked(const CreateRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt s(db_,
+           "INSERT INTO create_requests (kind, request_id, fingerprint, resource_id) "
+           "VALUES (?, ?, ?, ?)");
+    if (!s.ok()) return Err("prepare insert request");
+    s.Bind(1, r.kind);
+    s.Bind(2, r.request_id);
+    s.Bind(3, r.fingerprint);
+    s.Bind(4, r.resource_id);
+    const int rc = s.Step();
+    if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError("request_id already used");
+    if (rc != SQLITE_DONE) return Err("insert request");
+    return absl::OkStatus();
+  }
   absl::Status Insert(const char* sql, const std::string& id, const std::string& blob) {
     absl::MutexLock lock(&mu_);
+    return InsertLocked(sql, id, blob);
+  }
+  absl::Status InsertLocked(const char* sql, const std::string& id, const std::string& blob)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt s(db_, sql);
     if (!s.ok()) return Err("prepare insert");
     s.Bind(1, id);

@@ -13,6 +13,9 @@
 #include "logp/v1/dataset_service.grpc.pb.h"
 #include "logp/v1/job_service.grpc.pb.h"
 #include "logp/v1/model_service.grpc.pb.h"
+#include "proto/cc/field_limits.h"
+#include "server/grpc/checked_service.h"
+#include "server/grpc/protobuf_log.h"
 
 namespace logp {
 
@@ -69,7 +72,9 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
   if (code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::DATA_LOSS) {
     LOG(ERROR) << "internal error returned to a client: " << s;
   }
-  return grpc::Status(code, std::string(s.message()));
+  // Bounded: a message may quote client input, and the whole status must fit a client's
+  // metadata limit (8 KiB by default).
+  return grpc::Status(code, Truncated(s.message(), kMaxStatusMessageBytes));
 }
 
 namespace {
@@ -91,16 +96,22 @@ void CopyPage(const Page<T>& page, google::protobuf::RepeatedPtrField<T>* items,
   *token = page.next_page_token;
 }
 
+// The services' typed methods. They are served through CheckedServices (see Services below), so
+// a request that does not parse never reaches them.
 class DatasetServiceImpl final : public v1::DatasetService::Service {
  public:
   explicit DatasetServiceImpl(Core* core) : core_(core) {}
 
-  grpc::Status CreateDataset(grpc::ServerContext* ctx,
-                             grpc::ServerReader<v1::CreateDatasetRequest>* reader,
-                             v1::Dataset* response) override {
+  // Reads raw messages, so that one that does not parse is refused, not taken for the end of the
+  // upload. A message that does not parse reaches the core cleared, which it refuses (the first
+  // must be a header, every later one a chunk): nothing is stored.
+  grpc::Status CreateDataset(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* raw,
+                             v1::Dataset* response) {
+    ParsingReader<v1::CreateDatasetRequest> reader(raw);
     auto ds = core_->datasets().CreateFromStream(
-        [reader](v1::CreateDatasetRequest* r) { return reader->Read(r); },
+        [&reader](v1::CreateDatasetRequest* r) { return reader.Read(r); },
         [ctx] { return ctx->IsCancelled(); });
+    if (!reader.status().ok()) return reader.status();
     if (!ds.ok()) return ToGrpcStatus(ds.status());
     *response = *ds;
     LOG(INFO) << "dataset " << ds->id() << " stored: " << ds->num_records() << " x " << ds->dim();
@@ -253,7 +264,7 @@ class JobServiceImpl final
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* req,
                          v1::Job* response) override {
-    return Reply(core_->jobs().CreateJob(req->spec()), response);
+    return Reply(core_->jobs().CreateJob(req->spec(), req->request_id()), response);
   }
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
                       v1::Job* response) override {
@@ -348,27 +359,74 @@ class ModelServiceImpl final : public v1::ModelService::Service {
 
 }  // namespace
 
+// The typed implementations and the CheckedServices gRPC serves them through.
 struct LogpServer::Services {
-  explicit Services(Core* core) : datasets(core), jobs(core), models(core) {}
+  explicit Services(Core* core)
+      : datasets(core),
+        jobs(core),
+        models(core),
+        checked_datasets(Descriptor(v1::DatasetService::service_full_name())),
+        checked_jobs(Descriptor(v1::JobService::service_full_name())),
+        checked_models(Descriptor(v1::ModelService::service_full_name())) {
+    using D = DatasetServiceImpl;
+    checked_datasets.ClientStreaming<v1::CreateDatasetRequest>("CreateDataset", &datasets,
+                                                               &D::CreateDataset);
+    checked_datasets.Unary("GetDataset", &datasets, &D::GetDataset);
+    checked_datasets.Unary("ListDatasets", &datasets, &D::ListDatasets);
+    checked_datasets.Unary("DeleteDataset", &datasets, &D::DeleteDataset);
+    using J = JobServiceImpl;
+    checked_jobs.Unary("CreateJob", &jobs, &J::CreateJob);
+    checked_jobs.Unary("GetJob", &jobs, &J::GetJob);
+    checked_jobs.Unary("ListJobs", &jobs, &J::ListJobs);
+    checked_jobs.Unary("CancelJob", &jobs, &J::CancelJob);
+    checked_jobs.CallbackServerStreaming("WatchJob", &jobs, &J::WatchJob);
+    using M = ModelServiceImpl;
+    checked_models.Unary("GetModel", &models, &M::GetModel);
+    checked_models.Unary("ListModels", &models, &M::ListModels);
+    checked_models.Unary("Score", &models, &M::Score);
+    checked_models.Unary("Evaluate", &models, &M::Evaluate);
+    checked_models.ServerStreaming("Sample", &models, &M::Sample);
+  }
+  static const google::protobuf::ServiceDescriptor* Descriptor(const char* name) {
+    const auto* service =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
+    CHECK(service != nullptr) << name;
+    return service;
+  }
+  // Every method of every service is served.
+  absl::Status CheckComplete() const {
+    for (const CheckedService* s : {&checked_datasets, &checked_jobs, &checked_models}) {
+      for (const std::string& m : s->Missing()) {
+        return absl::InternalError("method " + m + " is not served");
+      }
+    }
+    return absl::OkStatus();
+  }
+
   DatasetServiceImpl datasets;
   JobServiceImpl jobs;
   ModelServiceImpl models;
+  CheckedService checked_datasets;
+  CheckedService checked_jobs;
+  CheckedService checked_models;
 };
 
 absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
                                                               const ServerOptions& options) {
+  RouteProtobufLogToGlog();
   std::unique_ptr<LogpServer> s(new LogpServer());
   s->core_ = core;
   s->services_ = std::make_unique<Services>(core);
+  if (absl::Status complete = s->services_->CheckComplete(); !complete.ok()) return complete;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  builder.RegisterService(&s->services_->datasets);
-  builder.RegisterService(&s->services_->jobs);
-  builder.RegisterService(&s->services_->models);
+  builder.RegisterService(&s->services_->checked_datasets);
+  builder.RegisterService(&s->services_->checked_jobs);
+  builder.RegisterService(&s->services_->checked_models);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     return absl::UnavailableError("cannot listen on " + options.listen_address);

@@ -14,7 +14,11 @@
 
 namespace logp {
 
-// The one conversion from the core's statuses to gRPC's.
+// Longest status message sent to a client; longer ones are cut.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
+// The one conversion from the core's statuses to gRPC's (messages cut to
+// kMaxStatusMessageBytes).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 struct ServerOptions {

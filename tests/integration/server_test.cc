@@ -3,6 +3,7 @@
 // field its message must name. Torch-free on purpose: it only talks to the server.
 #include "server/grpc/server.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -27,9 +28,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
+#include "proto/cc/field_limits.h"
 #include "server/core/core.h"
 #include "server/core/file_system.h"
+#include "server/grpc/protobuf_log.h"
 
 namespace logp {
 namespace {
@@ -144,6 +148,62 @@ void ExpectContiguous(const std::vector<v1::JobEvent>& events, int64_t first = 1
   }
 }
 
+// What a call with raw request bytes got back.
+struct RawReply {
+  grpc::Status status;
+  std::vector<std::string> responses;
+};
+
+// One call of `method` ("/package.Service/Method") that sends exactly `messages` as they are
+// (whatever the method's kind: on the wire every call is a stream), half-closes and reads every
+// response. For requests no typed stub can send: bytes that are not a valid message.
+RawReply RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                 const std::vector<std::string>& messages) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::CompletionQueue cq;
+  void* const kTag = reinterpret_cast<void*>(1);
+  auto done = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call = stub.PrepareCall(&ctx, method, &cq);
+  call->StartCall(kTag);
+  bool ok = done();
+  for (const std::string& m : messages) {
+    if (!ok) break;
+    grpc::Slice slice(m);
+    grpc::ByteBuffer bytes(&slice, 1);
+    call->Write(bytes, kTag);
+    ok = done();
+  }
+  if (ok) {
+    call->WritesDone(kTag);
+    done();
+  }
+  RawReply reply;
+  while (true) {
+    grpc::ByteBuffer bytes;
+    call->Read(&bytes, kTag);
+    if (!done()) break;
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(bytes.Dump(&slices).ok());
+    std::string s;
+    for (const auto& sl : slices) s.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    reply.responses.push_back(std::move(s));
+  }
+  call->Finish(&reply.status, kTag);
+  done();
+  cq.Shutdown();
+  void* tag;
+  bool ignored;
+  while (cq.Next(&tag, &ignored)) {
+  }
+  return reply;
+}
+
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -169,12 +229,13 @@ class ServerTest : public ::testing::Test {
     o.jobs.checkpoint_interval_steps = checkpoint_interval_steps_;
     return o;
   }
-  void StartServer() {
+  // On `port`, or a free one if 0.
+  void StartServer(int port = 0) {
     auto core = Core::Open(Options());
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = std::move(*core);
     ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
+    so.listen_address = "127.0.0.1:" + std::to_string(port);
     auto server = LogpServer::Start(core_.get(), so);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -230,6 +291,11 @@ class ServerTest : public ::testing::Test {
     if (!done.ok()) return v1::Job();
     EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
     return *done;
+  }
+
+  std::shared_ptr<grpc::Channel> Channel() const {
+    return grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                               grpc::InsecureChannelCredentials());
   }
 
   int64_t checkpoint_interval_steps_ = 0;  // by time only (60 s) unless a test says
@@ -484,6 +550,12 @@ TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
     h.mutable_header()->mutable_image_shape()->set_width(5);
     h.mutable_header()->mutable_image_shape()->set_channels(1);
     EXPECT_TRUE(bad({h, Chunk(kU8, 1, 16, std::string(16, '\0'))}, "image_shape"));
+    // A shape whose product overflows 64 bits to exactly D = 19456.
+    auto wraps = Header(kBinary, 19456, 1);
+    wraps.mutable_header()->mutable_image_shape()->set_height(3286804876u);
+    wraps.mutable_header()->mutable_image_shape()->set_width(838136995u);
+    wraps.mutable_header()->mutable_image_shape()->set_channels(1415789312u);
+    EXPECT_TRUE(bad({wraps, Chunk(kU8, 1, 19456, std::string(19456, '\0'))}, "image_shape"));
   }
 
   // Exactly the good datasets are stored, unchanged, and no temporary file is left.
@@ -506,6 +578,193 @@ TEST_F(ServerTest, BadUploadsAreRefusedAndLeaveNothingBehind) {
   EXPECT_NE(good3.id(), good1.id());
   EXPECT_EQ(good3.content_hash(), good1.content_hash());
   EXPECT_EQ(client_->ListDatasets()->datasets_size(), 3);
+}
+
+// ------------------------------------------------------------------ 2b. bytes that do not parse
+
+// Every method of the three services answers a request that is not a valid message with
+// INVALID_ARGUMENT naming the message type (gRPC 1.51 alone says INTERNAL, or UNIMPLEMENTED on
+// the callback API), and the server keeps serving.
+TEST_F(ServerTest, BytesThatDoNotParseAreInvalidArgument) {
+  const v1::Dataset ds = Upload(Structured(20, 16, 3));
+  auto channel = Channel();
+  const std::string garbage(16, '\xff');  // field 0 with wire type 7: never valid protobuf
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  int methods = 0;
+  for (const char* name :
+       {"logp.v1.DatasetService", "logp.v1.JobService", "logp.v1.ModelService"}) {
+    const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(name);
+    ASSERT_NE(service, nullptr) << name;
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* m = service->method(i);
+      const std::string path = "/" + service->full_name() + "/" + m->name();
+      RawReply r = RawCall(channel, path, {garbage});
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << path << ": " << r.status.error_message();
+      EXPECT_TRUE(absl::StrContains(r.status.error_message(), m->input_type()->full_name()))
+          << path << ": " << r.status.error_message();
+      EXPECT_TRUE(r.responses.empty()) << path;
+      ++methods;
+    }
+  }
+  EXPECT_EQ(methods, 14);
+
+  // Upload streams: garbage as the first message, after the header, and after the last chunk
+  // (the declared records all arrived: without the check the upload would be stored).
+  const std::string header = Header(v1::DATA_KIND_BINARY, 16, 2).SerializeAsString();
+  const std::string chunk =
+      Chunk(v1::ENCODING_UINT8, 2, 16, std::string(32, '\1')).SerializeAsString();
+  for (const auto& stream : std::vector<std::vector<std::string>>{
+           {garbage, header, chunk}, {header, garbage, chunk}, {header, chunk, garbage}}) {
+    RawReply r = RawCall(channel, "/logp.v1.DatasetService/CreateDataset", stream);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << r.status.error_message();
+    EXPECT_TRUE(absl::StrContains(r.status.error_message(), "logp.v1.CreateDatasetRequest"))
+        << r.status.error_message();
+  }
+  auto list = client_->ListDatasets();
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->datasets_size(), 1);
+  EXPECT_TRUE(FileSystem::Default()->ListDir(dir_ + "/tmp").empty());
+
+  // The same bytes sent correctly still work, on the same channel, typed and raw.
+  RawReply good = RawCall(channel, "/logp.v1.DatasetService/CreateDataset", {header, chunk});
+  EXPECT_TRUE(good.status.ok()) << good.status.error_message();
+  v1::GetDatasetRequest get;
+  get.set_id(ds.id());
+  RawReply got = RawCall(channel, "/logp.v1.DatasetService/GetDataset", {get.SerializeAsString()});
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  ASSERT_EQ(got.responses.size(), 1u);
+  v1::Dataset parsed;
+  ASSERT_TRUE(parsed.ParseFromString(got.responses[0]));
+  EXPECT_EQ(parsed.id(), ds.id());
+  v1::WatchJobRequest watch;
+  watch.set_id("job-ffffffffffffffff");
+  EXPECT_EQ(RawCall(channel, "/logp.v1.JobService/WatchJob", {watch.SerializeAsString()})
+                .status.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(client_->ListJobs().ok());
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 2);
+
+  // The health service and server reflection still answer.
+  RawReply health = RawCall(channel, "/grpc.health.v1.Health/Check", {""});
+  ASSERT_TRUE(health.status.ok()) << health.status.error_message();
+  EXPECT_EQ(health.responses, std::vector<std::string>{std::string("\x08\x01")});  // SERVING
+  // ServerReflectionRequest{list_services: ""}.
+  RawReply reflection = RawCall(
+      channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {{"\x3a\x00", 2}});
+  ASSERT_TRUE(reflection.status.ok()) << reflection.status.error_message();
+  ASSERT_EQ(reflection.responses.size(), 1u);
+  for (const char* name :
+       {"logp.v1.DatasetService", "logp.v1.JobService", "logp.v1.ModelService"}) {
+    EXPECT_TRUE(absl::StrContains(reflection.responses[0], name)) << name;
+  }
+}
+
+// A string field that is not UTF-8 makes the request unparsable (INVALID_ARGUMENT), and
+// libprotobuf logs a line for each: a client must not be able to fill the log at will.
+TEST_F(ServerTest, InvalidUtf8IsInvalidArgumentAndItsLogLinesAreBounded) {
+  auto channel = Channel();
+  const std::string bad_id = "\x0a\x02\xff\xfe";  // field 1 (id), 2 bytes that are not UTF-8
+  ASSERT_FALSE(v1::GetDatasetRequest().ParseFromString(bad_id));  // the client-side check logs
+  const ProtobufLogCounts before = TEST_ProtobufLogCounts();
+  constexpr int kRequests = 200;
+  ::testing::internal::CaptureStderr();
+  int invalid = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    const char* method =
+        i % 2 ? "/logp.v1.DatasetService/GetDataset" : "/logp.v1.JobService/WatchJob";
+    invalid += RawCall(channel, method, {bad_id}).status.error_code() ==
+               grpc::StatusCode::INVALID_ARGUMENT;
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(invalid, kRequests);
+  int lines = 0;
+  for (size_t at = err.find("invalid UTF-8"); at != std::string::npos;
+       at = err.find("invalid UTF-8", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, kProtobufLogLinesPerMinute) << err.substr(0, 2000);
+  const ProtobufLogCounts after = TEST_ProtobufLogCounts();
+  EXPECT_LE(after.written - before.written, kProtobufLogLinesPerMinute);
+  EXPECT_GE(after.suppressed - before.suppressed, kRequests - kProtobufLogLinesPerMinute);
+  EXPECT_TRUE(client_->ListDatasets().ok());
+}
+
+// Ids (and tokens) over 128 bytes and other strings over 1 KiB are refused at the boundary with a
+// short message: an echoed 9 KB id would exceed a default client's 8 KB metadata limit
+// (RESOURCE_EXHAUSTED, then "Transport closed" on the next call of the channel).
+TEST_F(ServerTest, LongIdsAndNamesAreInvalidArgumentWithAShortMessage) {
+  const RecordMatrix data = Structured(20, 16, 4);
+  const v1::Dataset ds = Upload(data);
+  const v1::Job job = Train(BernoulliSpec(ds.id()));
+  ASSERT_FALSE(job.model_id().empty());
+  auto channel = Channel();
+  auto short_and_says = [](const absl::Status& st,
+                           const std::string& needle) -> ::testing::AssertionResult {
+    if (st.code() == StatusCode::kInvalidArgument && absl::StrContains(st.message(), needle) &&
+        st.message().size() < 200) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << "expected INVALID_ARGUMENT with a short message containing \"" << needle << "\", got "
+           << absl::StatusCodeToString(st.code()) << " with a message of " << st.message().size()
+           << " bytes: " << st.message().substr(0, 200);
+  };
+  for (size_t length : {size_t{129}, size_t{9 << 10}, size_t{100 << 10}}) {
+    SCOPED_TRACE(length);
+    const std::string id(length, 'x');
+    const std::string longer = "is longer than 128 bytes";
+    EXPECT_TRUE(short_and_says(client_->GetDataset(id).status(), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->DeleteDataset(id), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->GetJob(id).status(), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->CancelJob(id).status(), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->WatchJob(id, 0, nullptr), "id " + longer));
+    EXPECT_TRUE(short_and_says(client_->GetModel(id).status(), "id " + longer));
+    v1::ScoreRequest score;
+    score.set_model_id(id);
+    EXPECT_TRUE(short_and_says(client_->ScoreRaw(score).status(), "model_id " + longer));
+    score.set_job_id(id);
+    EXPECT_TRUE(short_and_says(client_->ScoreRaw(score).status(), "job_id " + longer));
+    EXPECT_TRUE(
+        short_and_says(client_->Evaluate(job.model_id(), id).status(), "dataset_id " + longer));
+    v1::JobSpec spec = BernoulliSpec(id);
+    EXPECT_TRUE(short_and_says(client_->CreateJob(spec).status(), "spec.dataset_id " + longer));
+    spec = BernoulliSpec(ds.id());
+    spec.set_validation_dataset_id(id);
+    EXPECT_TRUE(
+        short_and_says(client_->CreateJob(spec).status(), "spec.validation_dataset_id " + longer));
+    EXPECT_TRUE(short_and_says(client_->ListDatasets(0, id).status(), "page_token " + longer));
+    EXPECT_TRUE(short_and_says(client_->ListJobs(0, id).status(), "page_token " + longer));
+    EXPECT_TRUE(short_and_says(client_->ListModels(0, id).status(), "page_token " + longer));
+    // The raw Sample stream too (Client::Sample asks GetModel first).
+    v1::SampleRequest sample;
+    sample.set_model_id(id);
+    sample.set_num_samples(1);
+    RawReply r = RawCall(channel, "/logp.v1.ModelService/Sample", {sample.SerializeAsString()});
+    EXPECT_TRUE(short_and_says(FromGrpcStatus(r.status), "model_id " + longer));
+    // The next call on the same channels works.
+    EXPECT_TRUE(client_->GetDataset(ds.id()).ok());
+    EXPECT_TRUE(RawCall(channel, "/logp.v1.DatasetService/ListDatasets", {""}).status.ok());
+  }
+  // Names: the header's (at most 256 bytes), and any string over 1 KiB.
+  for (size_t length : {size_t{257}, size_t{9 << 10}, size_t{100 << 10}}) {
+    SCOPED_TRACE(length);
+    auto header = Header(v1::DATA_KIND_BINARY, 16, 1);
+    header.mutable_header()->set_name(std::string(length, 'n'));
+    const absl::Status st =
+        client_->UploadRaw({header, Chunk(v1::ENCODING_UINT8, 1, 16, std::string(16, '\1'))})
+            .status();
+    EXPECT_TRUE(short_and_says(st, "name")) << st;
+  }
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 1);
+  // Whatever the core says, what goes on the wire is bounded, cut at a UTF-8 boundary.
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError(std::string(100 << 10, 'x'))).error_message().size(),
+            kMaxStatusMessageBytes + 3);
+  EXPECT_EQ(Truncated("\xc3\xa9\xc3\xa9\xc3\xa9", 3), "\xc3\xa9...");
+  // A 128-byte id is merely unknown.
+  EXPECT_TRUE(Is(client_->GetDataset(std::string(128, 'x')).status(), StatusCode::kNotFound));
+  EXPECT_TRUE(client_->Score(job.model_id(), data).ok());
 }
 
 // ---------------------------------------------------------------------------- 3. bad jobs
@@ -890,6 +1149,156 @@ TEST_F(ServerTest, EverythingSurvivesARestart) {
   // And it can still be trained on.
   const v1::Job again = Train(BernoulliSpec(ds.id()));
   EXPECT_FALSE(again.model_id().empty());
+}
+
+// A create carrying a request_id returns what the first call with that id made, also after a
+// restart; the same id for a different request is ALREADY_EXISTS.
+TEST_F(ServerTest, CreatesWithARequestIdAreIdempotentAcrossRestarts) {
+  const RecordMatrix data = Structured(40, 16, 21);
+  auto ds = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  auto ds_again = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds_again.ok()) << ds_again.status();
+  EXPECT_EQ(ds_again->SerializeAsString(), ds->SerializeAsString());
+  // The same records in another encoding and chunking are the same upload.
+  auto header = Header(v1::DATA_KIND_BINARY, 16, 40);
+  header.mutable_header()->set_name("d");
+  header.mutable_header()->set_request_id("upload-1");
+  std::vector<v1::CreateDatasetRequest> raw = {header};
+  for (int64_t r = 0; r < 40; r += 16) {
+    const int64_t n = std::min<int64_t>(16, 40 - r);
+    raw.push_back(Chunk(v1::ENCODING_UINT8, n, 16,
+                        std::string(data.u8.begin() + r * 16, data.u8.begin() + (r + n) * 16)));
+  }
+  auto ds_raw = client_->UploadRaw(raw);
+  ASSERT_TRUE(ds_raw.ok()) << ds_raw.status();
+  EXPECT_EQ(ds_raw->id(), ds->id());
+  // Other content, or another name, under the same request_id.
+  EXPECT_TRUE(
+      Is(client_->UploadDataset("d", Structured(40, 16, 22), nullptr, nullptr, "upload-1").status(),
+         StatusCode::kAlreadyExists, ds->id()));
+  EXPECT_TRUE(Is(client_->UploadDataset("e", data, nullptr, nullptr, "upload-1").status(),
+                 StatusCode::kAlreadyExists, "request_id"));
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 1);
+  EXPECT_EQ(FileSystem::Default()->ListDir(dir_ + "/datasets").size(), 1u);
+  EXPECT_TRUE(FileSystem::Default()->ListDir(dir_ + "/tmp").empty());
+
+  const v1::JobSpec spec = BernoulliSpec(ds->id());
+  auto job = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto job_again = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job_again.ok()) << job_again.status();
+  EXPECT_EQ(job_again->id(), job->id());
+  v1::JobSpec other = spec;
+  other.set_seed(12);
+  EXPECT_TRUE(
+      Is(client_->CreateJob(other, "job-1").status(), StatusCode::kAlreadyExists, job->id()));
+  // Job and dataset request ids are separate namespaces; no request_id, no deduplication.
+  auto job2 = client_->CreateJob(spec, "upload-1");
+  ASSERT_TRUE(job2.ok()) << job2.status();
+  EXPECT_NE(job2->id(), job->id());
+  auto job3 = client_->CreateJob(spec);
+  ASSERT_TRUE(job3.ok()) << job3.status();
+  EXPECT_NE(job3->id(), job->id());
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), 3);
+
+  StopServer();
+  StartServer();
+  ASSERT_NE(client_, nullptr);
+  auto ds_after = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds_after.ok()) << ds_after.status();
+  EXPECT_EQ(ds_after->SerializeAsString(), ds->SerializeAsString());
+  auto job_after = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job_after.ok()) << job_after.status();
+  EXPECT_EQ(job_after->id(), job->id());
+  EXPECT_TRUE(Is(client_->CreateJob(other, "job-1").status(), StatusCode::kAlreadyExists));
+  EXPECT_EQ(client_->ListDatasets()->datasets_size(), 1);
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), 3);
+  // A retry of a finished job returns it as it is now.
+  for (const std::string& id : {job->id(), job2->id(), job3->id()}) {
+    auto done = client_->WaitForJob(id);
+    ASSERT_TRUE(done.ok()) << done.status();
+    EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+  }
+  auto job_done = client_->CreateJob(spec, "job-1");
+  ASSERT_TRUE(job_done.ok()) << job_done.status();
+  EXPECT_EQ(job_done->id(), job->id());
+  EXPECT_EQ(job_done->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), 3);
+  // Deleting the dataset frees its request_id.
+  ASSERT_TRUE(client_->DeleteDataset(ds->id()).ok());
+  auto ds_new = client_->UploadDataset("d", data, nullptr, nullptr, "upload-1");
+  ASSERT_TRUE(ds_new.ok()) << ds_new.status();
+  EXPECT_NE(ds_new->id(), ds->id());
+}
+
+// Retries racing with the first call (a client that timed out and tried again) make one job.
+TEST_F(ServerTest, ConcurrentCreatesWithOneRequestIdMakeOneJob) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 24));
+  const v1::JobSpec spec = BernoulliSpec(ds.id());
+  constexpr int kCalls = 8;
+  std::vector<absl::StatusOr<v1::Job>> results(kCalls, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] { results[i] = client_->CreateJob(spec, "raced"); });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> ids;
+  for (const auto& r : results) {
+    // A call that found the queue's places taken by the others may be refused.
+    if (!r.ok()) {
+      EXPECT_TRUE(Is(r.status(), StatusCode::kResourceExhausted));
+      continue;
+    }
+    ids.insert(r->id());
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  auto jobs = client_->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->jobs_size(), 1);
+  EXPECT_EQ(*ids.begin(), jobs->jobs(0).id());
+}
+
+// The client retries UNAVAILABLE with backoff for creates that carry a request_id (and for
+// reads), so a create retried across a server restart yields one job; a create without one is
+// tried once.
+TEST_F(ServerTest, ClientRetriesCreatesWithARequestIdAcrossARestart) {
+  const v1::Dataset ds = Upload(Structured(40, 16, 23));
+  const v1::JobSpec spec = BernoulliSpec(ds.id());
+  auto job = client_->CreateJob(spec, "retried");
+  ASSERT_TRUE(job.ok()) << job.status();
+  const int port = server_->port();
+  StopServer();
+
+  ClientOptions options;
+  options.max_attempts = 40;
+  options.initial_backoff = absl::Milliseconds(50);
+  options.max_backoff = absl::Milliseconds(250);
+  auto client = Client::Connect("127.0.0.1:" + std::to_string(port), options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  // The server comes back on the same port while the calls below are being made.
+  std::thread restart([&] {
+    absl::SleepFor(absl::Milliseconds(500));
+    StartServer(port);
+  });
+  // Tried once: it fails long before the server is back (if it were retried, it would succeed
+  // and create a second job).
+  EXPECT_TRUE(Is((*client)->CreateJob(spec).status(), StatusCode::kUnavailable));
+  auto again = (*client)->CreateJob(spec, "retried");
+  auto got = (*client)->GetJob(job->id());
+  restart.join();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id(), job->id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  auto jobs = (*client)->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_EQ(jobs->jobs_size(), 1);
+  // With retries off, a down server is UNAVAILABLE at once even for a request_id.
+  ClientOptions once;
+  once.max_attempts = 1;
+  auto dead = Client::Connect("127.0.0.1:1", once);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(Is((*dead)->CreateJob(spec, "retried").status(), StatusCode::kUnavailable));
 }
 
 TEST_F(ServerTest, RunningJobIsRequeuedAfterRestart) {

@@ -128,6 +128,27 @@ class CrossLanguageTest(unittest.TestCase):
         self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("record 2, column 3", err.exception.details())
 
+    def test_bytes_that_do_not_parse_are_invalid_argument(self):
+        garbage = b"\xff" * 16  # field 0 with wire type 7: never valid protobuf
+        raw = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        calls = [
+            (self.channel.unary_unary("/logp.v1.DatasetService/GetDataset", **raw),
+             lambda call: call(garbage, timeout=10)),
+            (self.channel.stream_unary("/logp.v1.DatasetService/CreateDataset", **raw),
+             lambda call: call(iter([garbage]), timeout=10)),
+            (self.channel.unary_stream("/logp.v1.JobService/WatchJob", **raw),
+             lambda call: list(call(garbage, timeout=10))),
+            (self.channel.unary_stream("/logp.v1.ModelService/Sample", **raw),
+             lambda call: list(call(garbage, timeout=10))),
+        ]
+        for call, invoke in calls:
+            with self.assertRaises(grpc.RpcError) as err:
+                invoke(call)
+            self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("does not parse", err.exception.details())
+        # The server still serves the same channel.
+        self.datasets.ListDatasets(ds_pb.ListDatasetsRequest(), timeout=10)
+
 
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)

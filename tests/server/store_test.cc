@@ -1,10 +1,13 @@
 // DatasetStore and Catalog without a network: durable commit, nothing visible from a failed or
 // interrupted upload, orphans removed at startup.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/core/catalog.h"
 #include "server/core/dataset_store.h"
 #include "server/core/file_system.h"
@@ -160,6 +163,81 @@ TEST_F(StoreTest, ListPaginatesNewestFirst) {
   EXPECT_EQ(seen, std::vector<std::string>(ids.rbegin(), ids.rend()));
   EXPECT_EQ(store_->List(-1, "").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->List(2, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Runs `sql` on the SQLite file at `path` (outside the catalogue).
+void RawSql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+// A catalogue written before idempotent creates (schema version 0) is upgraded in place: its
+// rows stay, and create requests work.
+TEST(CatalogTest, OldCatalogueIsUpgradedAndKeepsItsRows) {
+  char tmpl[] = "/tmp/logp-catalog-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/catalog.db";
+  v1::Dataset old_ds;
+  old_ds.set_id("ds-0000000000000001");
+  old_ds.set_name("old");
+  std::string hex;
+  for (unsigned char c : old_ds.SerializeAsString()) hex += absl::StrFormat("%02x", c);
+  RawSql(path, R"sql(
+CREATE TABLE datasets (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
+CREATE TABLE jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, state INTEGER NOT NULL,
+  proto BLOB NOT NULL);
+CREATE TABLE job_events (
+  job_id TEXT NOT NULL, seq INTEGER NOT NULL, proto BLOB NOT NULL, PRIMARY KEY (job_id, seq));
+CREATE TABLE models (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
+)sql" + absl::StrCat("INSERT INTO datasets (id, proto) VALUES ('", old_ds.id(), "', x'", hex,
+                     "');"));
+  {
+    auto catalog = OpenSqliteCatalog(path);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    auto ds = (*catalog)->GetDataset(old_ds.id());
+    ASSERT_TRUE(ds.ok()) << ds.status();
+    EXPECT_EQ(ds->name(), "old");
+    EXPECT_EQ((*catalog)->GetCreateRequest("job", "r1").status().code(),
+              absl::StatusCode::kNotFound);
+    v1::Job job;
+    job.set_id("job-1");
+    const CreateRequest request{"job", "r1", "fingerprint", job.id()};
+    ASSERT_TRUE((*catalog)->InsertJobForRequest(job, request).ok());
+    // The same request again inserts nothing, not even the job.
+    v1::Job second;
+    second.set_id("job-2");
+    EXPECT_EQ((*catalog)->InsertJobForRequest(second, {"job", "r1", "other", second.id()}).code(),
+              absl::StatusCode::kAlreadyExists);
+    EXPECT_EQ((*catalog)->GetJob(second.id()).status().code(), absl::StatusCode::kNotFound);
+    // Request ids of datasets are another namespace; deleting the dataset forgets its request.
+    v1::Dataset ds2;
+    ds2.set_id("ds-2");
+    ASSERT_TRUE((*catalog)->InsertDatasetForRequest(ds2, {"dataset", "r1", "f", ds2.id()}).ok());
+    ASSERT_TRUE((*catalog)->DeleteDataset(ds2.id()).ok());
+    EXPECT_EQ((*catalog)->GetCreateRequest("dataset", "r1").status().code(),
+              absl::StatusCode::kNotFound);
+  }
+  // Reopened (no second upgrade), the request is still there.
+  {
+    auto catalog = OpenSqliteCatalog(path);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    auto request = (*catalog)->GetCreateRequest("job", "r1");
+    ASSERT_TRUE(request.ok()) << request.status();
+    EXPECT_EQ(request->fingerprint, "fingerprint");
+    EXPECT_EQ(request->resource_id, "job-1");
+    EXPECT_TRUE((*catalog)->GetDataset(old_ds.id()).ok());
+  }
+  // A catalogue from a newer logpd is refused rather than misread.
+  RawSql(path, "PRAGMA user_version = 99;");
+  EXPECT_EQ(OpenSqliteCatalog(path).status().code(), absl::StatusCode::kFailedPrecondition);
+  system(("rm -rf " + dir).c_str());
 }
 
 TEST(FilesTest, WriteFileDurablyReplacesWholeFiles) {

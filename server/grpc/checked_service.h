@@ -1,0 +1,229 @@
+// CheckedService: serves the typed methods of a service implementation so that a request whose
+// bytes do not parse as its message gets INVALID_ARGUMENT, on every kind of method.
+//
+// On its own, gRPC 1.51 answers such a request with INTERNAL on the sync API (the status of its
+// GenericDeserialize), with UNIMPLEMENTED on the callback API, and a sync client-streaming
+// ServerReader takes such a message for the end of the stream (an upload cut by a bad message
+// looks complete). A CheckedService registers the method names of the generated service (clients
+// and server reflection see no difference) with gRPC's own handlers around the implementation's
+// typed methods, and changes only what happens to bytes that do not parse:
+// - sync unary and server-streaming: the status of the failed parse becomes INVALID_ARGUMENT;
+// - callback server-streaming: the call is finished with INVALID_ARGUMENT before the method runs;
+// - sync client-streaming: the method reads raw messages through a ParsingReader.
+// The typed methods keep their generated signatures (apart from client streaming) and never see
+// a request that did not parse, nor one with a string field over its length limit
+// (proto/cc/field_limits.h: ids 128 bytes, other strings 1 KiB), which is INVALID_ARGUMENT too.
+//
+// Not thread-safe while methods are added; immutable (and shareable by gRPC's threads) after.
+#ifndef LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
+#define LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/server_callback_handlers.h>
+#include <grpcpp/support/method_handler.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace logp {
+
+// INVALID_ARGUMENT "the request does not parse as <type> ..."; `index` >= 0 names the message of
+// a stream (0 = first).
+grpc::Status UnparsableRequest(const google::protobuf::Descriptor* type, int64_t index = -1);
+
+// Parses `bytes` (consumed) into `message`; false unless they are a valid serialization of it.
+// A proto3 string field that is not UTF-8 does not parse.
+bool ParseMessage(grpc::ByteBuffer* bytes, google::protobuf::Message* message);
+
+// OK, or INVALID_ARGUMENT for a string field over its length limit (proto/cc/field_limits.h).
+grpc::Status CheckFieldLimits(const google::protobuf::Message& request);
+
+// Typed reading of a client stream served with raw messages.
+template <class Request>
+class ParsingReader {
+ public:
+  explicit ParsingReader(grpc::ServerReader<grpc::ByteBuffer>* raw) : raw_(raw) {}
+
+  // Reads the next message into `message`; false at the end of the stream. A message that does
+  // not parse (or breaks a field limit) is returned cleared (true, so that a reader which stops at
+  // the end of the stream cannot take a cut stream for a complete one), status() becomes
+  // INVALID_ARGUMENT naming it, and every later Read returns false: the caller must check status()
+  // and refuse the stream.
+  bool Read(Request* message) {
+    if (!status_.ok()) return false;
+    grpc::ByteBuffer bytes;
+    if (!raw_->Read(&bytes)) return false;
+    const int64_t index = next_index_++;
+    if (!ParseMessage(&bytes, message)) {
+      status_ = UnparsableRequest(Request::descriptor(), index);
+    } else if (grpc::Status limits = CheckFieldLimits(*message); !limits.ok()) {
+      status_ = grpc::Status(limits.error_code(), "message " + std::to_string(index) +
+                                                      " of the stream: " + limits.error_message());
+    } else {
+      return true;
+    }
+    message->Clear();
+    return true;
+  }
+  // OK, or INVALID_ARGUMENT once a message did not parse or broke a field limit.
+  const grpc::Status& status() const { return status_; }
+
+ private:
+  grpc::ServerReader<grpc::ByteBuffer>* const raw_;
+  int64_t next_index_ = 0;
+  grpc::Status status_;
+};
+
+namespace checked_internal {
+
+// A sync unary or server-streaming handler (`typed`, owned) whose failed parses are
+// INVALID_ARGUMENT instead of INTERNAL.
+class ParseStatusHandler final : public grpc::internal::MethodHandler {
+ public:
+  ParseStatusHandler(grpc::internal::MethodHandler* typed,
+                     const google::protobuf::Descriptor* request_type)
+      : typed_(typed), request_type_(request_type) {}
+  void RunHandler(const HandlerParameter& param) override { typed_->RunHandler(param); }
+  void* Deserialize(grpc_call* call, grpc_byte_buffer* req, grpc::Status* status,
+                    void** handler_data) override {
+    void* request = typed_->Deserialize(call, req, status, handler_data);
+    if (!status->ok()) *status = UnparsableRequest(request_type_);
+    return request;
+  }
+
+ private:
+  const std::unique_ptr<grpc::internal::MethodHandler> typed_;
+  const google::protobuf::Descriptor* const request_type_;
+};
+
+// A write reactor that only finishes with a status; deletes itself.
+template <class Response>
+class FinishedWriter final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit FinishedWriter(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// A callback server-streaming handler: a request that parses goes to `get_reactor`; one that
+// does not is finished with INVALID_ARGUMENT (gRPC's own handler would say UNIMPLEMENTED).
+template <class Request, class Response>
+class CallbackWriterHandler final : public grpc::internal::MethodHandler {
+ public:
+  using GetReactor = std::function<grpc::ServerWriteReactor<Response>*(grpc::CallbackServerContext*,
+                                                                       const Request*)>;
+  explicit CallbackWriterHandler(GetReactor get_reactor)
+      : typed_(std::move(get_reactor)), rejected_([](grpc::CallbackServerContext*, const Request*) {
+          return new FinishedWriter<Response>(UnparsableRequest(Request::descriptor()));
+        }) {}
+
+  void RunHandler(const HandlerParameter& param) override {
+    if (param.status.ok()) {
+      typed_.RunHandler(param);
+      return;
+    }
+    // The parse failed (the request is already gone): run the call with no request through a
+    // handler that only finishes it.
+    rejected_.RunHandler(HandlerParameter(param.call, param.server_context, /*req=*/nullptr,
+                                          grpc::Status::OK, param.internal_data,
+                                          param.call_requester));
+  }
+  void* Deserialize(grpc_call* call, grpc_byte_buffer* req, grpc::Status* status,
+                    void** handler_data) override {
+    return typed_.Deserialize(call, req, status, handler_data);
+  }
+
+ private:
+  grpc::internal::CallbackServerStreamingHandler<Request, Response> typed_;
+  grpc::internal::CallbackServerStreamingHandler<Request, Response> rejected_;
+};
+
+}  // namespace checked_internal
+
+class CheckedService final : public grpc::Service {
+ public:
+  // Serves methods of `service` (e.g. v1::DatasetService's descriptor); add each with the call
+  // that fits its kind.
+  explicit CheckedService(const google::protobuf::ServiceDescriptor* service) : service_(service) {}
+
+  template <class Impl, class Request, class Response>
+  void Unary(const std::string& method, Impl* impl,
+             grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*, Response*)) {
+    Add(method, grpc::internal::RpcMethod::NORMAL_RPC, Request::descriptor(),
+        new checked_internal::ParseStatusHandler(
+            new grpc::internal::RpcMethodHandler<Impl, Request, Response>(
+                [fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
+                     Response* response) {
+                  grpc::Status limits = CheckFieldLimits(*request);
+                  return limits.ok() ? (impl->*fn)(ctx, request, response) : limits;
+                },
+                impl),
+            Request::descriptor()));
+  }
+
+  template <class Impl, class Request, class Response>
+  void ServerStreaming(const std::string& method, Impl* impl,
+                       grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*,
+                                                grpc::ServerWriter<Response>*)) {
+    Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(),
+        new checked_internal::ParseStatusHandler(
+            new grpc::internal::ServerStreamingHandler<Impl, Request, Response>(
+                [fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
+                     grpc::ServerWriter<Response>* writer) {
+                  grpc::Status limits = CheckFieldLimits(*request);
+                  return limits.ok() ? (impl->*fn)(ctx, request, writer) : limits;
+                },
+                impl),
+            Request::descriptor()));
+  }
+
+  // `fn` reads the stream's raw messages, typically through a ParsingReader<Request>.
+  template <class Request, class Impl, class Response>
+  void ClientStreaming(const std::string& method, Impl* impl,
+                       grpc::Status (Impl::*fn)(grpc::ServerContext*,
+                                                grpc::ServerReader<grpc::ByteBuffer>*, Response*)) {
+    Add(method, grpc::internal::RpcMethod::CLIENT_STREAMING, Request::descriptor(),
+        new grpc::internal::ClientStreamingHandler<Impl, grpc::ByteBuffer, Response>(
+            std::mem_fn(fn), impl));
+  }
+
+  template <class Impl, class Request, class Response>
+  void CallbackServerStreaming(const std::string& method, Impl* impl,
+                               grpc::ServerWriteReactor<Response>* (Impl::*fn)(
+                                   grpc::CallbackServerContext*, const Request*)) {
+    const int index =
+        Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(), nullptr);
+    MarkMethodCallback(
+        index, new checked_internal::CallbackWriterHandler<Request, Response>(
+                   [impl, fn](grpc::CallbackServerContext* ctx,
+                              const Request* request) -> grpc::ServerWriteReactor<Response>* {
+                     grpc::Status limits = CheckFieldLimits(*request);
+                     if (!limits.ok()) {
+                       return new checked_internal::FinishedWriter<Response>(limits);
+                     }
+                     return (impl->*fn)(ctx, request);
+                   }));
+  }
+
+  // Methods of the service that have not been added (empty when the service is complete).
+  std::vector<std::string> Missing() const;
+
+ private:
+  // Adds the method (CHECK-fails unless `method` is one of the service's, of this kind and
+  // request type, added once); returns its index.
+  int Add(const std::string& method, grpc::internal::RpcMethod::RpcType type,
+          const google::protobuf::Descriptor* request_type, grpc::internal::MethodHandler* handler);
+
+  const google::protobuf::ServiceDescriptor* const service_;
+  std::deque<std::string> paths_;  // "/package.Service/Method"; gRPC keeps pointers to them
+  std::vector<std::string> added_;
+};
+
+}  // namespace logp
+
+#endif  // LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
