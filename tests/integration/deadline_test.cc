@@ -107,11 +107,11 @@ class DeadlineTest : public ::testing::Test {
     if (!dir_.empty()) system(("rm -rf " + dir_).c_str());
   }
 
-  // The server is idle (less than 10% of one core over half a second, 0.3 s after the call
+  // The server is idle (less than 20% of one core over half a second, 0.3 s after the call
   // ended) and answers single-record Scores at once (median of five under 100 ms).
   void ExpectIdleAndResponsive() {
     const double cpu = CpuDuring(absl::Milliseconds(300), absl::Milliseconds(500));
-    EXPECT_LT(cpu, 0.05) << "CPU seconds used 0.3-0.8 s after the call ended";
+    EXPECT_LT(cpu, 0.1) << "CPU seconds used 0.3-0.8 s after the call ended";
     std::vector<double> ms;
     const RecordMatrix one = RandomBinary(1, 9);
     for (int i = 0; i < 5; ++i) {
