@@ -10,19 +10,23 @@ absl::StatusOr<std::unique_ptr<Core>> Core::Open(const CoreOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is required");
   std::unique_ptr<Core> core(new Core(options));
   RETURN_IF_ERROR(options.fs->MakeDirs(options.data_dir));
-  ASSIGN_OR_RETURN(core->catalog_, OpenSqliteCatalog(options.data_dir + "/catalog.db"));
+  if (options.catalog != nullptr) {
+    core->catalog_ = options.catalog;
+  } else {
+    ASSIGN_OR_RETURN(core->owned_catalog_, OpenSqliteCatalog(options.data_dir + "/catalog.db"));
+    core->catalog_ = core->owned_catalog_.get();
+  }
   DatasetStoreOptions ds;
   ds.dir = options.data_dir;
   ds.max_dataset_bytes = options.max_dataset_bytes;
   ds.fs = options.fs;
-  ASSIGN_OR_RETURN(core->datasets_, DatasetStore::Open(ds, core->catalog_.get()));
-  ASSIGN_OR_RETURN(core->models_,
-                   ModelStore::Open(options.data_dir, core->catalog_.get(), options.fs));
+  ASSIGN_OR_RETURN(core->datasets_, DatasetStore::Open(ds, core->catalog_));
+  ASSIGN_OR_RETURN(core->models_, ModelStore::Open(options.data_dir, core->catalog_, options.fs));
   ASSIGN_OR_RETURN(
       core->checkpoints_,
       CheckpointStore::Open(options.data_dir, options.jobs.checkpoints_kept, options.fs));
   ASSIGN_OR_RETURN(core->jobs_,
-                   JobManager::Start(options.jobs, core->catalog_.get(), core->datasets_.get(),
+                   JobManager::Start(options.jobs, core->catalog_, core->datasets_.get(),
                                      core->models_.get(), core->checkpoints_.get()));
   return core;
 }

@@ -25,6 +25,9 @@ struct CoreOptions {
   // The file system every store uses; must outlive the Core. Default: the real one. Tests pass
   // a FaultyFileSystem.
   FileSystem* fs = FileSystem::Default();
+  // The catalogue to use instead of the SQLite one in data_dir (must outlive the Core); for
+  // tests (a FaultyCatalog). Default: null, SQLite.
+  Catalog* catalog = nullptr;
 };
 
 class Core {
@@ -48,7 +51,8 @@ class Core {
  private:
   explicit Core(const CoreOptions& options) : options_(options) {}
   const CoreOptions options_;
-  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<Catalog> owned_catalog_;
+  Catalog* catalog_ = nullptr;
   std::unique_ptr<DatasetStore> datasets_;
   std::unique_ptr<ModelStore> models_;
   std::unique_ptr<CheckpointStore> checkpoints_;

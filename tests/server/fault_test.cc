@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/core/core.h"
+#include "server/core/faulty_catalog.h"
 #include "server/core/faulty_file_system.h"
 
 namespace logp {
@@ -66,6 +67,10 @@ class FaultTest : public ::testing::Test {
     char tmpl[] = "/tmp/logp-fault-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    auto sqlite = OpenSqliteCatalog(dir_ + "/catalog.db");
+    ASSERT_TRUE(sqlite.ok()) << sqlite.status();
+    sqlite_ = std::move(*sqlite);
+    catalog_ = std::make_unique<FaultyCatalog>(sqlite_.get());
     Open();
   }
   void TearDown() override {
@@ -77,6 +82,7 @@ class FaultTest : public ::testing::Test {
     CoreOptions o;
     o.data_dir = dir_;
     o.fs = &fs_;
+    o.catalog = catalog_.get();
     o.jobs.checkpoint_interval_steps = checkpoint_interval_steps_;
     o.jobs.checkpoint_interval_seconds = 0;
     o.jobs.progress_interval_seconds = 0.05;
@@ -135,6 +141,8 @@ class FaultTest : public ::testing::Test {
   int64_t checkpoint_interval_steps_ = 0;
   std::string dir_;
   FaultyFileSystem fs_;
+  std::unique_ptr<Catalog> sqlite_;
+  std::unique_ptr<FaultyCatalog> catalog_;
   std::unique_ptr<Core> core_;
 };
 
@@ -328,6 +336,55 @@ TEST_F(FaultTest, DamagedFilesOnDiskAreDetectedNotTrusted) {
   EXPECT_TRUE(core_->models().Get(model).ok());  // the rows stay: nothing is deleted silently
   auto b = Store(400, 2);
   EXPECT_TRUE(b.ok()) << b.status();
+}
+
+// The catalogue failing (SQLite full: RESOURCE_EXHAUSTED; an I/O error: UNAVAILABLE) leaves
+// nothing half-committed: no dataset file without its row, no job that runs without its row, no
+// model file without its row; events it refused are written later, with no gap.
+TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
+  const absl::Status full =
+      absl::ResourceExhaustedError("catalogue: database or disk is full (no space left on device)");
+  const absl::Status io = absl::UnavailableError("catalogue: disk I/O error");
+  // Uploads: the file is written, the row is refused, the file goes.
+  catalog_->Fail("InsertDataset", full, 1);
+  EXPECT_TRUE(
+      Is(Store(400).status(), absl::StatusCode::kResourceExhausted, "no space left on device"));
+  catalog_->Fail("InsertDataset", io, 1);
+  EXPECT_TRUE(Is(Store(400).status(), absl::StatusCode::kUnavailable, "I/O error"));
+  EXPECT_EQ(Datasets(), 0);
+  EXPECT_TRUE(Files("datasets").empty());
+  EXPECT_TRUE(Files("tmp").empty());
+  auto ds = Store(400);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  // A job whose row cannot be written does not exist and never runs.
+  catalog_->Fail("InsertJob", full, 1);
+  EXPECT_TRUE(Is(core_->jobs().CreateJob(Spec(ds->id(), 20)).status(),
+                 absl::StatusCode::kResourceExhausted, "no space left on device"));
+  EXPECT_TRUE(core_->jobs().ListJobs(100, "")->items.empty());
+  // A model whose row cannot be written: the job fails, the file goes.
+  catalog_->Fail("InsertModel", io, 1);
+  auto failing = core_->jobs().CreateJob(Spec(ds->id(), 20));
+  ASSERT_TRUE(failing.ok()) << failing.status();
+  const v1::Job failed = WaitForEnd(failing->id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_TRUE(absl::StrContains(failed.error(), "I/O error")) << failed.error();
+  EXPECT_EQ(Models(), 0);
+  EXPECT_TRUE(Files("models").empty());
+  // Events refused five times in a row are written with later ones: the stored history of the
+  // finished job, read back after a restart, runs 1..N with nothing missing.
+  catalog_->Fail("AppendEvents", full, 5);
+  auto job = core_->jobs().CreateJob(Spec(ds->id(), 300));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const v1::Job done = WaitForEnd(job->id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  catalog_->Clear();
+  Open();
+  const std::vector<v1::JobEvent> stored = sqlite_->ListEvents(job->id(), 1).value();
+  ASSERT_EQ(static_cast<int64_t>(stored.size()), done.last_seq());
+  for (size_t i = 0; i < stored.size(); ++i)
+    EXPECT_EQ(stored[i].seq(), static_cast<int64_t>(i + 1));
+  EXPECT_EQ(sqlite_->GetJob(job->id())->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(core_->jobs().GetJob(failed.id())->state(), v1::JOB_STATE_FAILED);
 }
 
 }  // namespace

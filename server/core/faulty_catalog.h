@@ -1,0 +1,64 @@
+// FaultyCatalog: a Catalog for tests that passes every call to a real one except those it was
+// told to fail (a full disk, an I/O error), so that every caller's handling of a failing
+// catalogue can be run.
+//
+// Thread-safety: all methods may be called concurrently.
+#ifndef LOGP_SERVER_CORE_FAULTY_CATALOG_H_
+#define LOGP_SERVER_CORE_FAULTY_CATALOG_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "server/core/catalog.h"
+
+namespace logp {
+
+class FaultyCatalog final : public Catalog {
+ public:
+  // `base` must outlive this catalogue.
+  explicit FaultyCatalog(Catalog* base) : base_(base) {}
+
+  // Calls of `method` ("InsertDataset", "AppendEvents", ...) fail with `status`, `times` times
+  // (-1: until Clear).
+  void Fail(const std::string& method, absl::Status status, int times = -1);
+  void Clear();
+
+  absl::Status InsertDataset(const v1::Dataset& d) override;
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) override;
+  absl::StatusOr<Page<v1::Dataset>> ListDatasets(int n, const std::string& token) override;
+  absl::Status DeleteDataset(const std::string& id) override;
+  absl::Status InsertJob(const v1::Job& job) override;
+  absl::Status UpdateJob(const v1::Job& job) override;
+  absl::StatusOr<v1::Job> GetJob(const std::string& id) override;
+  absl::StatusOr<Page<v1::Job>> ListJobs(int n, const std::string& token) override;
+  absl::StatusOr<std::vector<v1::Job>> JobsInStates(
+      const std::vector<v1::JobState>& states) override;
+  absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override;
+  absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
+                                                       int64_t from_seq) override;
+  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+                                                 const std::string& request_id) override;
+  absl::Status InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) override;
+  absl::Status InsertJobForRequest(const v1::Job& job, const CreateRequest& r) override;
+  absl::Status InsertModel(const v1::Model& model) override;
+  absl::StatusOr<v1::Model> GetModel(const std::string& id) override;
+  absl::StatusOr<Page<v1::Model>> ListModels(int n, const std::string& token) override;
+
+ private:
+  struct Failure {
+    absl::Status status;
+    int times;
+  };
+  // The injected failure of `method` now (consuming one), or OK.
+  absl::Status Check(const char* method);
+
+  Catalog* const base_;
+  absl::Mutex mu_;
+  std::map<std::string, Failure> failures_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace logp
+
+#endif  // LOGP_SERVER_CORE_FAULTY_CATALOG_H_
