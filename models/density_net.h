@@ -118,6 +118,9 @@ class StopScope {
   const StopPoll* previous_;
 };
 
+// The net inside a model: for the trainer and the checkpoint codec in models/, and its tests.
+DensityNet& NetOf(const Model& model);
+
 // Calls f on `root` and on every module below it that is a DensityNet (decorators, sub-nets).
 void ForEachDensityNet(torch::nn::Module& root, const std::function<void(DensityNet&)>& f);
 
@@ -133,6 +136,8 @@ struct FamilyInfo {
   std::function<absl::Status(const v1::ModelSpec&, const DataShape&)> validate;
   // Builds an initialised net for a validated spec.
   std::function<std::shared_ptr<DensityNet>(const v1::ModelSpec&, const DataShape&)> make;
+  // The kind of the family's default scores for a spec (defaults applied): EXACT unless set.
+  std::function<v1::ScoreKind(const v1::ModelSpec&)> score_kind;
 };
 
 // The registered family, or nullptr.

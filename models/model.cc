@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/density_net.h"
@@ -358,16 +359,8 @@ int64_t Model::NumParameters() const {
   for (const auto& p : impl_->net->parameters()) n += p.numel();
   return n;
 }
-v1::ScoreKind Model::score_kind() const {
-  // The kind of a default score, read off a one-record score (cheap for every family).
-  try {
-    c10::InferenceMode guard;
-    return impl_->net->Score(torch::zeros({1, impl_->shape.dim}), ScoreOptions{}).kind;
-  } catch (const std::exception&) {
-    return v1::SCORE_KIND_UNSPECIFIED;
-  }
-}
-void* Model::TEST_net() const { return impl_->net.get(); }
+v1::ScoreKind Model::score_kind() const { return DefaultScoreKind(impl_->spec); }
+DensityNet& NetOf(const Model& model) { return *model.impl_->net; }
 
 double Model::TrainingFlopsPerRecord(bool block_products) const {
   return impl_->net->TrainingFlopsPerRecord(block_products);
@@ -474,7 +467,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Model& model, const TrainStat
   // make (which showed as a 45 MB spike in logpd's RSS per checkpoint of this 13 MB size).
   int64_t tensor_bytes = st.perm.defined() ? st.perm.nbytes() : 0;
   // Weights twice (the model, the best weights so far) and Adam's two moments.
-  for (const auto& p : static_cast<DensityNet*>(model.TEST_net())->parameters()) {
+  for (const auto& p : NetOf(model).parameters()) {
     tensor_bytes += 4 * p.nbytes();
   }
   std::string out;
@@ -594,6 +587,20 @@ bool IsOutOfMemory(const std::exception& e) {
 
 }  // namespace
 
+namespace {
+constexpr char kUnusableCheckpointPayload[] = "type.logp.dev/unusable-checkpoint";
+
+absl::Status UnusableCheckpoint(absl::string_view message) {
+  absl::Status st = absl::InvalidArgumentError(message);
+  st.SetPayload(kUnusableCheckpointPayload, absl::Cord("1"));
+  return st;
+}
+}  // namespace
+
+bool IsUnusableCheckpoint(const absl::Status& status) {
+  return status.GetPayload(kUnusableCheckpointPayload).has_value();
+}
+
 absl::StatusOr<std::unique_ptr<Model>> ModelFromCheckpoint(const std::string& bytes) {
   ASSIGN_OR_RETURN(auto parts, SplitCheckpoint(bytes));
   return Model::Deserialize(parts.first);
@@ -615,20 +622,19 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
   std::string resume_state;
   if (options.resume_from != nullptr) {
     auto parts = SplitCheckpoint(*options.resume_from);
-    if (!parts.ok()) return absl::InvalidArgumentError(parts.status().message());
+    if (!parts.ok()) return UnusableCheckpoint(parts.status().message());
     auto m = Model::Deserialize(parts->first);
-    if (!m.ok())
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", m.status().message()));
+    if (!m.ok()) return UnusableCheckpoint(absl::StrCat("checkpoint: ", m.status().message()));
     if ((*m)->spec().SerializeAsString() != ModelSpecWithDefaults(raw_spec).SerializeAsString() ||
         (*m)->shape().dim != shape.dim || (*m)->shape().kind != shape.kind) {
-      return absl::InvalidArgumentError("checkpoint: written for a different model or data");
+      return UnusableCheckpoint("checkpoint: written for a different model or data");
     }
     model = std::move(*m);
     resume_state = std::move(parts->second);
   } else {
     ASSIGN_OR_RETURN(model, Model::Create(raw_spec, shape, options.seed));
   }
-  DensityNet& net = *static_cast<DensityNet*>(model->TEST_net());
+  DensityNet& net = NetOf(*model);
   const double nats_to_bpd = 1.0 / (static_cast<double>(shape.dim) * std::log(2.0));
   TrainState st;
   try {
@@ -668,7 +674,7 @@ absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMat
       try {
         DecodeTrainState(resume_state, n, &st, optimizer.get(), gen, noise);
       } catch (const std::exception& e) {
-        return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", e.what()));
+        return UnusableCheckpoint(absl::StrCat("checkpoint: ", e.what()));
       }
     } else {
       st.best_state = CopyState(net);

@@ -20,6 +20,8 @@
 
 namespace logp {
 
+class DensityNet;  // models/density_net.h
+
 // What a model is trained on and scores.
 struct DataShape {
   v1::DataKind kind = v1::DATA_KIND_UNSPECIFIED;
@@ -29,6 +31,11 @@ struct DataShape {
 
 // Fills in defaults for unset fields (e.g. MADE: 1 hidden layer of 500 units, natural order).
 v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec);
+
+// The kind of the default scores of a model of `spec` (a property of the family and its
+// hyper-parameters: EXACT, or for the VAE LOWER_BOUND / ESTIMATE); UNSPECIFIED for an unknown
+// family.
+v1::ScoreKind DefaultScoreKind(const v1::ModelSpec& spec);
 
 // INVALID_ARGUMENT naming the field for an unknown family or a bad hyper-parameter;
 // FAILED_PRECONDITION naming family and kind when the family cannot model `shape.kind`.
@@ -95,14 +102,13 @@ class Model {
   // The kind of the model's default scores.
   v1::ScoreKind score_kind() const;
 
-  // For tests in models/: the underlying torch module (a logp::DensityNet*), as void*.
   // Matrix-product FLOPs per record of one training step of this model's architecture on its
   // family's hand-written path (TrainOptions::block_products as given); 0 if it has none.
   // For benchmarks.
   double TrainingFlopsPerRecord(bool block_products) const;
-  void* TEST_net() const;
 
  private:
+  friend DensityNet& NetOf(const Model& model);
   std::unique_ptr<Impl> impl_;
 };
 
@@ -176,10 +182,15 @@ struct TrainResult {
 // form / EM where the family has one), evaluating `validation` after each epoch. CANCELLED if the
 // observer asked to stop; ABORTED after a checkpoint if it asked to suspend; FAILED_PRECONDITION
 // if the loss became NaN or infinite (names step, epoch and value); RESOURCE_EXHAUSTED when out
-// of memory; INVALID_ARGUMENT for a checkpoint that does not fit.
+// of memory; INVALID_ARGUMENT for a checkpoint that does not fit (IsUnusableCheckpoint).
 absl::StatusOr<TrainResult> Train(const v1::ModelSpec& spec, const RecordMatrix& train,
                                   const RecordMatrix& validation, const TrainOptions& options,
                                   TrainObserver* observer);
+
+// True for Train's status when options.resume_from cannot be used (corrupt, truncated, or
+// written for another spec, data or format): the caller may try an older checkpoint or start
+// over. Typed (a status payload), not read off the message.
+bool IsUnusableCheckpoint(const absl::Status& status);
 
 // Splits `data` into (train, validation) with `fraction` of the rows, chosen by `seed`, held out.
 // Both parts keep at least one row; INVALID_ARGUMENT if that is impossible.

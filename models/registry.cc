@@ -40,6 +40,12 @@ v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec) {
   return s;
 }
 
+v1::ScoreKind DefaultScoreKind(const v1::ModelSpec& spec) {
+  const FamilyInfo* f = FindFamily(spec.family());
+  if (f == nullptr) return v1::SCORE_KIND_UNSPECIFIED;
+  return f->score_kind ? f->score_kind(ModelSpecWithDefaults(spec)) : v1::SCORE_KIND_EXACT;
+}
+
 absl::Status CheckRange(const std::string& field, double value, double lo, double hi) {
   if (!(value >= lo && value <= hi)) {
     return absl::InvalidArgumentError(

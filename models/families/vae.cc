@@ -184,6 +184,11 @@ FamilyInfo VaeFamily() {
     if (st.ok()) st = CheckRange("model.vae.importance_samples", m.importance_samples(), 0, 10000);
     return st;
   };
+  // As VaeImpl::Score with importance_samples unset: the spec's default k.
+  f.score_kind = [](const v1::ModelSpec& spec) {
+    return spec.vae().importance_samples() > 0 ? v1::SCORE_KIND_ESTIMATE
+                                               : v1::SCORE_KIND_LOWER_BOUND;
+  };
   f.make = [](const v1::ModelSpec& spec, const DataShape& shape) {
     const auto& m = spec.vae();
     return std::make_shared<VaeImpl>(shape.dim, shape.kind == v1::DATA_KIND_BINARY, m.latent_dim(),

@@ -723,8 +723,7 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
                   });
       Observer observer(this, job);
       result = Train(spec.model(), *train, *valid, opts, &observer);
-      if (from > 0 && absl::IsInvalidArgument(result.status()) &&
-          absl::StartsWith(result.status().message(), "checkpoint")) {
+      if (from > 0 && IsUnusableCheckpoint(result.status())) {
         LOG(WARNING) << "job " << id << ": checkpoint at step " << from
                      << " cannot be resumed: " << result.status();
         checkpoints_->Remove(id, from);

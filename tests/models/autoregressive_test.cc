@@ -122,8 +122,8 @@ TrainResult MustTrain(const v1::ModelSpec& spec, const RecordMatrix& data, int e
 }
 
 template <typename Net>
-Net* NetOf(const Model& model) {
-  auto* net = dynamic_cast<Net*>(static_cast<DensityNet*>(model.TEST_net()));
+Net* NetAs(const Model& model) {
+  auto* net = dynamic_cast<Net*>(&NetOf(model));
   EXPECT_NE(net, nullptr);
   return net;
 }
@@ -257,11 +257,11 @@ TEST(AutoregressiveTest, FvsbnAndNadeLogitsDependOnlyOnEarlierInputs) {
   torch::manual_seed(0);
   auto x = torch::rand({4, d}).requires_grad_(true);
   auto fvsbn_model = Model::Create(Fvsbn(true, 3), {v1::DATA_KIND_BINARY, d, 2}, 3).value();
-  auto* fvsbn = NetOf<FvsbnImpl>(*fvsbn_model);
+  auto* fvsbn = NetAs<FvsbnImpl>(*fvsbn_model);
   ASSERT_NE(fvsbn->order(), VariableOrder(v1::VARIABLE_ORDER_NATURAL, 0, d));
   ExpectAutoregressive(fvsbn->Logits(x).unsqueeze(2), x, 1, Positions(fvsbn->order()));
   auto nade_model = Model::Create(Nade(16, true, 4), {v1::DATA_KIND_BINARY, d, 2}, 3).value();
-  auto* nade = NetOf<NadeImpl>(*nade_model);
+  auto* nade = NetAs<NadeImpl>(*nade_model);
   ASSERT_NE(nade->order(), VariableOrder(v1::VARIABLE_ORDER_NATURAL, 0, d));
   ExpectAutoregressive(nade->Logits(x).unsqueeze(2), x, 1, Positions(nade->order()));
 }
@@ -269,7 +269,7 @@ TEST(AutoregressiveTest, FvsbnAndNadeLogitsDependOnlyOnEarlierInputs) {
 TEST(AutoregressiveTest, MadeWithDirectConnectionsEveryMask) {
   const int64_t d = 9;
   auto model = Model::Create(Made(2, 32, 3, true), {v1::DATA_KIND_BINARY, d, 2}, 3).value();
-  auto* made = NetOf<MadeImpl>(*model);
+  auto* made = NetAs<MadeImpl>(*model);
   torch::manual_seed(1);
   auto x = torch::rand({4, d}).requires_grad_(true);
   for (int64_t m = 0; m < 3; ++m) {
@@ -284,7 +284,7 @@ TEST(AutoregressiveTest, MadeCategoricalLogitsWrtOneHotInputs) {
   auto model =
       Model::Create(Made(2, 32, 1, true), {v1::DATA_KIND_CATEGORICAL, d, static_cast<int>(k)}, 3)
           .value();
-  auto* made = NetOf<MadeImpl>(*model);
+  auto* made = NetAs<MadeImpl>(*model);
   ASSERT_EQ(made->params_per_var(), k);
   auto x = torch::tensor({0, 1, 2, 3, 1, 0, 3, 3, 2, 1, 0, 2}, torch::kFloat).reshape({2, d});
   auto onehot = made->Encode(x).detach().requires_grad_(true);
@@ -298,7 +298,7 @@ TEST(AutoregressiveTest, MadeContinuousMeansAndLogStds) {
     v1::ModelSpec spec = MadeContinuous(conditional);
     spec.mutable_made()->set_order(v1::VARIABLE_ORDER_RANDOM);
     auto model = Model::Create(spec, {v1::DATA_KIND_CONTINUOUS, d, 0}, 3).value();
-    auto* made = NetOf<MadeImpl>(*model);
+    auto* made = NetAs<MadeImpl>(*model);
     ASSERT_EQ(made->params_per_var(), conditional == v1::CONDITIONAL_TYPE_MIXTURE ? 9 : 2);
     torch::manual_seed(2);
     auto x = torch::randn({4, d}).requires_grad_(true);
@@ -312,7 +312,7 @@ TEST(AutoregressiveTest, MadeContinuousMeansAndLogStds) {
 TEST(EnsembleTest, LogProbIsLogMeanExpOverMasks) {
   const int64_t d = 8;
   auto trained = MustTrain(Made(1, 16, 3), RandomBinary(400, d, 17, 0.7), 3);
-  auto* made = NetOf<MadeImpl>(*trained.model);
+  auto* made = NetAs<MadeImpl>(*trained.model);
   ASSERT_EQ(made->num_masks(), 3);
   const RecordMatrix all = AllInputs(v1::DATA_KIND_BINARY, d, 2);
   auto ensemble = trained.model->LogProb(all).value();
@@ -337,7 +337,7 @@ TEST(EnsembleTest, LogProbIsLogMeanExpOverMasks) {
 
 TEST(EnsembleTest, BeforeStepTrainsMaskStepModuloM) {
   auto model = Model::Create(Made(1, 16, 3), {v1::DATA_KIND_BINARY, 8, 2}, 2).value();
-  auto* made = NetOf<MadeImpl>(*model);
+  auto* made = NetAs<MadeImpl>(*model);
   auto x = RecordsToTensor(RandomBinary(50, 8, 3, 0.5));
   torch::NoGradGuard no_grad;
   made->eval();
@@ -551,7 +551,7 @@ TEST(NadeTest, ChunkedBatchEqualsSmallBatches) {
   const int64_t d = 16, h = 1024, n = 2100;
   ASSERT_GT(n * d * h, 2 * NadeImpl::kMaxChunkElements);
   auto model = Model::Create(Nade(h, true), {v1::DATA_KIND_BINARY, d, 2}, 4).value();
-  auto* nade = NetOf<NadeImpl>(*model);
+  auto* nade = NetAs<NadeImpl>(*model);
   auto x = RecordsToTensor(RandomBinary(n, d, 5, 0.5));
   torch::NoGradGuard no_grad;
   auto whole = nade->LogProb(x);
@@ -565,7 +565,7 @@ TEST(NadeTest, ChunkedBatchEqualsSmallBatches) {
 TEST(NadeTest, RecurrenceMatchesCumsumValuesAndGradients) {
   const int64_t d = 12, h = 16;
   auto model = Model::Create(Nade(h, true, 9), {v1::DATA_KIND_BINARY, d, 2}, 6).value();
-  auto* nade = NetOf<NadeImpl>(*model);
+  auto* nade = NetAs<NadeImpl>(*model);
   nade->train();
   auto x = RecordsToTensor(RandomBinary(64, d, 7, 0.5));
   auto run = [&](bool recurrence) {
@@ -596,7 +596,7 @@ TEST(DropoutTest, AppliesInTrainModeOnly) {
   for (const auto& spec : {made, nade}) {
     SCOPED_TRACE(spec.ShortDebugString());
     auto model = Model::Create(spec, {v1::DATA_KIND_BINARY, 8, 2}, 1).value();
-    auto* net = static_cast<DensityNet*>(model->TEST_net());
+    auto* net = &NetOf(*model);
     torch::NoGradGuard no_grad;
     net->train();
     EXPECT_FALSE(torch::equal(net->LogProb(x), net->LogProb(x)));

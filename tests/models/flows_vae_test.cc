@@ -594,6 +594,25 @@ TEST(ContinuousOutlierTest, FarOutliersScoreFiniteOrMinusInfinity) {
   }
 }
 
+// The score kind a model reports (a static property of family and spec) is the kind its default
+// scores carry.
+TEST(VaeTest, ReportedScoreKindIsTheKindOfItsDefaultScores) {
+  const DataShape shape{v1::DATA_KIND_BINARY, 6, 2};
+  const RecordMatrix records = AllBinaryInputs(6);
+  for (int k : {0, 5}) {
+    v1::ModelSpec spec = Vae(2, 8);
+    spec.mutable_vae()->set_importance_samples(k);
+    auto model = Model::Create(spec, shape, 1);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const Scores s = MustScore(**model, records, -1, 2);
+    EXPECT_EQ((*model)->score_kind(), s.kind) << "k = " << k;
+    EXPECT_EQ(s.kind, k == 0 ? v1::SCORE_KIND_LOWER_BOUND : v1::SCORE_KIND_ESTIMATE);
+  }
+  auto maf = Model::Create(Maf(2, 1, 8, false), Continuous(3), 1);
+  ASSERT_TRUE(maf.ok());
+  EXPECT_EQ((*maf)->score_kind(), v1::SCORE_KIND_EXACT);
+}
+
 TEST(VaeTest, EvalLogProbIsReproducibleAndSamplesAreDeterministic) {
   for (auto kind : {v1::DATA_KIND_BINARY, v1::DATA_KIND_CONTINUOUS}) {
     const DataShape shape{kind, 5, kind == v1::DATA_KIND_BINARY ? 2 : 0};

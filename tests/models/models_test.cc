@@ -63,7 +63,7 @@ TEST(BernoulliTest, ClosedFormFitEqualsEmpiricalMean) {
   RecordMatrix empty_valid = RandomBinary(1, 12, 2);
   auto r = Train(Bernoulli(0), data, empty_valid, TrainOptions{}, nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
-  auto* net = static_cast<BernoulliNetImpl*>(static_cast<DensityNet*>(r->model->TEST_net()));
+  auto* net = static_cast<BernoulliNetImpl*>(&NetOf(*r->model));
   auto p = net->Probabilities();
   for (int64_t c = 0; c < 12; ++c) {
     double ones = 0;
@@ -80,7 +80,7 @@ TEST(BernoulliTest, PseudoCountSmoothsTowardsOneHalf) {
   data.rows = 3;
   auto r = Train(Bernoulli(1.0), data, data, TrainOptions{}, nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
-  auto* net = static_cast<BernoulliNetImpl*>(static_cast<DensityNet*>(r->model->TEST_net()));
+  auto* net = static_cast<BernoulliNetImpl*>(&NetOf(*r->model));
   EXPECT_NEAR(net->Probabilities()[0].item<double>(), 4.0 / 5.0, 1e-6);
   EXPECT_NEAR(net->Probabilities()[1].item<double>(), 1.0 / 5.0, 1e-6);
 }
@@ -108,7 +108,7 @@ TEST(NormalisationTest, MadeSumsToOneBeforeAndAfterTraining) {
 TEST(MadeTest, OutputDependsOnlyOnEarlierInputs) {
   const int64_t d = 9;
   auto model = Model::Create(Made(2, 32, true, 99), {v1::DATA_KIND_BINARY, d, 2}, 3).value();
-  auto* made = static_cast<MadeImpl*>(static_cast<DensityNet*>(model->TEST_net()));
+  auto* made = static_cast<MadeImpl*>(&NetOf(*model));
   std::vector<int64_t> position(d);
   for (int64_t i = 0; i < d; ++i) position[made->order()[i]] = i;
   ASSERT_NE(made->order(), std::vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7, 8}));
@@ -359,7 +359,7 @@ TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
     spec.mutable_regularization()->set_dropout(c.dropout);
     auto model = Model::Create(spec, shape, /*seed=*/4);
     ASSERT_TRUE(model.ok()) << model.status();
-    auto& net = *static_cast<DensityNet*>((*model)->TEST_net());
+    auto& net = *&NetOf(**model);
     net.train();
     net.BeforeStep(1);  // mask 1 of several
     torch::manual_seed(21);
@@ -416,7 +416,7 @@ TEST(MadeTest, HandWrittenGradientsMatchAutograd) {
   }
   auto categorical = Model::Create(Made(1, 8, false), {v1::DATA_KIND_CATEGORICAL, 4, 3}, 1);
   ASSERT_TRUE(categorical.ok());
-  auto& cat_net = *static_cast<DensityNet*>((*categorical)->TEST_net());
+  auto& cat_net = *&NetOf(**categorical);
   cat_net.train();
   EXPECT_FALSE(cat_net.LossAndGradients(torch::zeros({5, 4})).defined());
   for (const auto& p : cat_net.parameters()) EXPECT_FALSE(p.grad().defined());
@@ -453,7 +453,7 @@ TEST(MadeTest, FoldedMaskStaysInTheWeights) {
   auto data = RandomBinary(300, 10, 4, 0.5);
   auto weights_of = [](const Model& m) {
     std::vector<torch::Tensor> w;
-    for (const auto& p : static_cast<DensityNet*>(m.TEST_net())->named_parameters()) {
+    for (const auto& p : NetOf(m).named_parameters()) {
       if (p.key().find("weight") != std::string::npos) w.push_back(p.value().detach().clone());
     }
     return w;
@@ -479,7 +479,7 @@ TEST(MadeTest, FoldedMaskStaysInTheWeights) {
   const std::vector<double> before = r->model->LogProb(data).value();
   {
     torch::NoGradGuard no_grad;
-    for (const auto& p : static_cast<DensityNet*>(r->model->TEST_net())->named_parameters()) {
+    for (const auto& p : NetOf(*r->model).named_parameters()) {
       if (p.key().find("weight") != std::string::npos) {
         p.value().add_((p.value() == 0).to(torch::kFloat) * 5.0);  // "unfolded" garbage
       }

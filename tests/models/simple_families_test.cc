@@ -75,7 +75,7 @@ std::unique_ptr<Model> MustCreate(const v1::ModelSpec& spec, const DataShape& sh
   return std::move(m).value();
 }
 
-DensityNet& Net(const Model& m) { return *static_cast<DensityNet*>(m.TEST_net()); }
+DensityNet& Net(const Model& m) { return *&NetOf(m); }
 
 template <typename T>
 T& NetAs(const Model& m) {

@@ -323,6 +323,18 @@ TEST(CheckpointTest, RejectsCorruptOrForeignCheckpoints) {
   EXPECT_EQ(foreign.status().code(), absl::StatusCode::kInvalidArgument) << foreign.status();
   auto fewer_rows = Train(MadeWithDropout(), RandomBinary(100, 8, 1), valid, o, nullptr);
   EXPECT_EQ(fewer_rows.status().code(), absl::StatusCode::kInvalidArgument);
+  // Each is typed as an unusable checkpoint; a bad option is not.
+  for (const std::string* bytes : {&garbage, &truncated}) {
+    o.resume_from = bytes;
+    EXPECT_TRUE(IsUnusableCheckpoint(Train(MadeWithDropout(), train, valid, o, nullptr).status()));
+  }
+  EXPECT_TRUE(IsUnusableCheckpoint(foreign.status()));
+  EXPECT_TRUE(IsUnusableCheckpoint(fewer_rows.status()));
+  TrainOptions bad = Options(2);
+  bad.batch_size = 0;
+  const absl::Status bad_status = Train(MadeWithDropout(), train, valid, bad, nullptr).status();
+  EXPECT_EQ(bad_status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(IsUnusableCheckpoint(bad_status));
 }
 
 // A model that can memorise 20 records overfits: early stopping ends `patience` epochs after the
