@@ -45,6 +45,15 @@ absl::StatusOr<ResolvedModel> Core::ResolveModel(const std::string& model_id,
   return ResolvedModel{std::move(*m), 0};
 }
 
+absl::Status Core::DeleteDataset(const std::string& id) {
+  RETURN_IF_ERROR(datasets_->Get(id).status());
+  const std::string reason = jobs_->DatasetInUse(id);
+  if (!reason.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("dataset ", id, " is in use: ", reason));
+  }
+  return datasets_->Delete(id);
+}
+
 void Core::Shutdown() {
   if (jobs_) jobs_->Shutdown();
 }

@@ -45,6 +45,10 @@ class Core {
   absl::StatusOr<ResolvedModel> ResolveModel(const std::string& model_id,
                                              const std::string& job_id);
 
+  // Deletes a dataset: FAILED_PRECONDITION naming the job while a queued or running job uses
+  // it, NOT_FOUND for an unknown id.
+  absl::Status DeleteDataset(const std::string& id);
+
   // Stops training (running jobs stay queued for the next start). Idempotent.
   void Shutdown();
 

@@ -267,24 +267,8 @@ absl::StatusOr<Page<v1::Dataset>> DatasetStore::List(int page_size, const std::s
   return catalog_->ListDatasets(page_size, page_token);
 }
 
-void DatasetStore::SetInUseCheck(std::function<std::string(const std::string&)> in_use) {
-  absl::MutexLock lock(&mu_);
-  in_use_ = std::move(in_use);
-}
-
 absl::Status DatasetStore::Delete(const std::string& id) {
   RETURN_IF_ERROR(catalog_->GetDataset(id).status());
-  std::function<std::string(const std::string&)> in_use;
-  {
-    absl::MutexLock lock(&mu_);
-    in_use = in_use_;
-  }
-  if (in_use) {
-    const std::string reason = in_use(id);
-    if (!reason.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat("dataset ", id, " is in use: ", reason));
-    }
-  }
   // Row first: a crash after it leaves an orphan file that the next start removes.
   RETURN_IF_ERROR(catalog_->DeleteDataset(id));
   {

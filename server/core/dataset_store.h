@@ -50,14 +50,12 @@ class DatasetStore {
 
   absl::StatusOr<v1::Dataset> Get(const std::string& id);
   absl::StatusOr<Page<v1::Dataset>> List(int page_size, const std::string& page_token);
-  // FAILED_PRECONDITION if the in-use check (see SetInUseCheck) says a job needs it.
+  // Removes the row, then the file. Whether a job still needs the dataset is the caller's check
+  // (Core::DeleteDataset).
   absl::Status Delete(const std::string& id);
   // The records of a dataset (shared and cached while anyone holds them). DATA_LOSS naming the
   // dataset when its file cannot be read or does not match its content hash.
   absl::StatusOr<std::shared_ptr<const RecordMatrix>> Load(const std::string& id);
-
-  // `in_use(id)` returns a non-empty reason when the dataset must not be deleted.
-  void SetInUseCheck(std::function<std::string(const std::string&)> in_use);
 
   std::string TEST_tmp_dir() const { return tmp_dir_; }
   std::string TEST_data_dir() const { return data_dir_; }
@@ -75,7 +73,6 @@ class DatasetStore {
   const std::string data_dir_, tmp_dir_;
   absl::Mutex mu_;
   std::map<std::string, std::weak_ptr<const RecordMatrix>> cache_ ABSL_GUARDED_BY(mu_);
-  std::function<std::string(const std::string&)> in_use_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace logp

@@ -227,7 +227,6 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOp
     }
     LOG(INFO) << "recovered job " << active->job.id() << " into the queue";
   }
-  datasets->SetInUseCheck([mgr = m.get()](const std::string& id) { return mgr->DatasetInUse(id); });
   for (int i = 0; i < options.training_slots; ++i) {
     m->slots_.emplace_back([mgr = m.get()] { mgr->SlotLoop(); });
   }

@@ -133,7 +133,7 @@ class DatasetServiceImpl final : public v1::DatasetService::Service {
   }
   grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest* req,
                              v1::DeleteDatasetResponse*) override {
-    return ToGrpcStatus(core_->datasets().Delete(req->id()));
+    return ToGrpcStatus(core_->DeleteDataset(req->id()));
   }
 
  private:

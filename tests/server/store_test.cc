@@ -138,11 +138,8 @@ TEST_F(StoreTest, StartupRemovesOrphans) {
   EXPECT_TRUE(store_->Load(ds->id()).ok());
 }
 
-TEST_F(StoreTest, DeleteAndInUse) {
+TEST_F(StoreTest, Delete) {
   auto ds = Send(Upload(2, 2)).value();
-  store_->SetInUseCheck([&](const std::string& id) { return id == ds.id() ? "job x" : ""; });
-  EXPECT_EQ(store_->Delete(ds.id()).code(), absl::StatusCode::kFailedPrecondition);
-  store_->SetInUseCheck(nullptr);
   EXPECT_TRUE(store_->Delete(ds.id()).ok());
   EXPECT_EQ(store_->Get(ds.id()).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->Delete(ds.id()).code(), absl::StatusCode::kNotFound);
