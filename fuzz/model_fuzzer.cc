@@ -7,11 +7,15 @@
 // before decoding: allocating a big net is a resource question the stores answer with
 // checksums and limits, not a decoding one, and it would only slow the fuzzer down.
 //
-// So are files whose archive holds TorchScript source (code/ records, constants.pkl, version)
-// other than what LibTorch writes for the declared model: LibTorch compiles that source while
-// loading, and its compiler crashes on malformed source (SEGV in
-// torch::jit::ScriptTypeParser::parseClassConstant; reproducer in fuzz/findings/). That is a
-// LibTorch defect logp cannot fix from outside; skipping it lets the fuzzer reach the rest.
+// So are files whose archive records other than the tensors' bytes (data.pkl, code/,
+// constants.pkl, version) differ from what LibTorch writes for the declared model. LibTorch
+// compiles the TorchScript source and runs the unpickler over those records, and both fail
+// badly on malformed input: a SEGV in torch::jit::ScriptTypeParser::parseClassConstant, and
+// Unpickler::readBytes zero-filling a string of the length a pickle declares (4 GB touched for
+// a 4 KB file). Reproducers in fuzz/findings/; LOGP_FUZZ_MODEL_ALL=1 lets such inputs through.
+// logp cannot fix those from outside, and skipping them lets the fuzzer reach the rest: the zip
+// container, the tensor records (any size: a record shorter than its storage is refused by
+// Deserialize), logp's header and spec, and everything after loading.
 #include <caffe2/serialize/inline_container.h>
 
 #include <cmath>
@@ -82,17 +86,15 @@ bool SmallModelFile(absl::string_view bytes) {
   return dim <= kMaxSize && SmallSpec(spec);
 }
 
-// The records of a LibTorch archive other than its tensors and their pickle, by name; nullopt if
-// the zip does not parse.
+// The records of a LibTorch archive other than its tensors' bytes, by name; nullopt if the zip
+// does not parse.
 std::optional<std::map<std::string, std::string>> SourceRecords(absl::string_view archive) {
   try {
     std::istringstream in{std::string(archive)};
     caffe2::serialize::PyTorchStreamReader reader(&in);
     std::map<std::string, std::string> out;
     for (const std::string& name : reader.getAllRecords()) {
-      if (name.find("data.pkl") != std::string::npos || name.find("data/") != std::string::npos) {
-        continue;
-      }
+      if (name.find("data/") != std::string::npos) continue;
       auto [data, size] = reader.getRecord(name);
       out[name] = std::string(static_cast<const char*>(data.get()), size);
     }
@@ -102,8 +104,8 @@ std::optional<std::map<std::string, std::string>> SourceRecords(absl::string_vie
   }
 }
 
-// False for a model file whose archive's source records differ from those of a fresh model of
-// the spec and shape it declares (see the top of the file).
+// False for a model file whose archive's records other than tensor bytes differ from those of a
+// fresh model of the spec and shape it declares (see the top of the file).
 bool CanonicalSource(absl::string_view bytes) {
   if (bytes.size() < 12 || bytes.substr(0, 8) != "LOGPMDL1") return true;
   uint32_t spec_len;
@@ -198,7 +200,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = in.Take<uint8_t>();
   const std::string bytes(in.rest());
   const absl::string_view model_file = mode & 1 ? fuzz::ModelPart(bytes) : bytes;
-  // LOGP_FUZZ_MODEL_ALL=1 lets non-canonical source through (to reproduce fuzz/findings/).
+  // LOGP_FUZZ_MODEL_ALL=1 lets non-canonical records through (to reproduce fuzz/findings/).
   static const bool all_source = std::getenv("LOGP_FUZZ_MODEL_ALL") != nullptr;
   if (!fuzz::SmallModelFile(model_file)) return 0;
   if (!all_source && !fuzz::CanonicalSource(model_file)) return 0;
