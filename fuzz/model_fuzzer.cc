@@ -168,6 +168,7 @@ void CheckUsable(const Model& model) {
              s.kind == v1::DATA_KIND_CONTINUOUS);
   const RecordMatrix probe = Probe(s);
   absl::StatusOr<std::vector<double>> lp = model.LogProb(probe);
+  if (!lp.ok()) std::fprintf(stderr, "LogProb: %s\n", lp.status().ToString().c_str());
   FUZZ_CHECK(lp.ok() && lp->size() == 2);
   absl::StatusOr<RecordMatrix> sample = model.Sample(2, 7);
   FUZZ_CHECK(sample.ok());

@@ -349,6 +349,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& byt
   std::memcpy(&k, bytes.data() + pos + 12, 4);
   pos += 16;
   impl->shape = DataShape{static_cast<v1::DataKind>(kind), dim, k};
+  // A shape a dataset can have (K = 2 for binary, 0 for continuous): a model of any other could
+  // be loaded but never score (the model fuzzer found continuous with K = 65536).
+  absl::StatusOr<RecordMatrix> empty = RecordMatrix::Empty(impl->shape.kind, dim, k);
+  if (!empty.ok() || empty->num_categories != k) {
+    return absl::DataLossError(absl::StrCat("model file: impossible data shape (kind ", kind,
+                                            ", dim ", dim, ", K = ", k, ")"));
+  }
   try {
     {
       // Initialisation draws from the process-wide generator: keep it out of another job's

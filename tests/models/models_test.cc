@@ -186,6 +186,14 @@ TEST(ModelTest, DeserializeRefusesWeightsTheArchitectureCannotUse) {
   EXPECT_EQ(bad_shape.status().code(), absl::StatusCode::kDataLoss) << bad_shape.status();
   EXPECT_NE(bad_shape.status().message().find("has shape [6], expected [7]"), std::string::npos)
       << bad_shape.status();
+
+  // The D = 6 file declaring K = 65536 for its binary data: loaded, it could never score.
+  const int64_t six = 6;
+  bytes.replace(12 + spec_len + 4, 8, reinterpret_cast<const char*>(&six), 8);
+  ASSERT_TRUE(Model::Deserialize(bytes).ok());
+  const int32_t k = 65536;
+  bytes.replace(12 + spec_len + 12, 4, reinterpret_cast<const char*>(&k), 4);
+  EXPECT_EQ(Model::Deserialize(bytes).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(ModelTest, SamplesAreReproducibleBySeed) {
