@@ -5,7 +5,8 @@
 # target crashed (the reproducer is kept under the scratch directory and named in the output).
 # Usage: scripts/fuzz.sh [SECONDS]   (0: build only)
 # Environment: LOGP_FUZZ_TARGETS="records model" runs a subset; LOGP_FUZZ_NO_BUILD=1 skips the
-# build; LOGP_FUZZ_WORK=dir keeps corpora, logs and crashes there (default: a new temporary dir);
+# build; LOGP_FUZZ_REPLAY="model" only replays those targets' corpora; LOGP_FUZZ_WORK=dir keeps
+# corpora, logs and crashes there (default: a new temporary dir);
 # LOGP_FUZZ_RSS_MB (default 2560) is each run's memory limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,8 @@ for t in "${TARGETS[@]}"; do
   # entry) and touches only what it extracts: for the model target, only the RSS limit counts.
   extra=()
   [[ $t == model ]] && extra=(-malloc_limit_mb=65536)
+  # Targets in LOGP_FUZZ_REPLAY only run their corpus once, unmutated (no new inputs).
+  [[ " ${LOGP_FUZZ_REPLAY:-} " == *" $t "* ]] && extra+=(-runs=0)
   echo "fuzz: $t for ${SECONDS_PER_TARGET} s (log $log)"
   rc=0
   t0=$(date +%s)
