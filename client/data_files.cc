@@ -70,16 +70,6 @@ class GzFile {
     return done;
   }
 
-  // Reads exactly `n` bytes; INVALID_ARGUMENT naming `what` if the file ends first.
-  absl::Status ReadExactly(void* buffer, int64_t n, absl::string_view what) {
-    ASSIGN_OR_RETURN(const int64_t got, Read(buffer, n));
-    if (got != n) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": file ends inside the ", what, " (", got, " of ", n, " bytes)"));
-    }
-    return absl::OkStatus();
-  }
-
   // The rest of the file.
   absl::StatusOr<std::string> ReadAll() {
     std::string text;
@@ -97,6 +87,33 @@ class GzFile {
 
   std::string path_;
   gzFile file_;
+};
+
+// Reads a file's bytes in order, with the same "file ends inside" messages for every format.
+class ByteReader {
+ public:
+  ByteReader(absl::string_view bytes, const std::string& source) : rest_(bytes), source_(source) {}
+
+  // The next `n` bytes (a view into the input); INVALID_ARGUMENT naming `what` if the input ends
+  // first. Checked against the input's size before anything is allocated for them.
+  absl::StatusOr<absl::string_view> Take(int64_t n, absl::string_view what) {
+    if (n < 0 || static_cast<uint64_t>(n) > rest_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(source_, ": file ends inside the ", what, " (",
+                                                     rest_.size(), " of ", n, " bytes)"));
+    }
+    absl::string_view out = rest_.substr(0, n);
+    rest_.remove_prefix(n);
+    return out;
+  }
+  absl::Status ReadExactly(void* buffer, int64_t n, absl::string_view what) {
+    ASSIGN_OR_RETURN(absl::string_view got, Take(n, what));
+    std::memcpy(buffer, got.data(), got.size());
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::string_view rest_;
+  const std::string& source_;
 };
 
 // Converts rows x cols raw values, read with value(i) for flat index i, to records of the kind
@@ -321,10 +338,10 @@ bool WriteGreyPng(std::FILE* file, const uint8_t* pixels, uint32_t width, uint32
 
 }  // namespace
 
-absl::StatusOr<RecordMatrix> ReadIdx(const std::string& path, const ReadOptions& options,
-                                     FileInfo* info) {
+absl::StatusOr<RecordMatrix> ParseIdx(absl::string_view bytes, const std::string& path,
+                                      const ReadOptions& options, FileInfo* info) {
   if (info != nullptr) *info = FileInfo();
-  ASSIGN_OR_RETURN(GzFile file, GzFile::Open(path));
+  ByteReader file(bytes, path);
   uint8_t magic[4];
   RETURN_IF_ERROR(file.ReadExactly(magic, 4, "IDX magic number"));
   if (magic[0] != 0 || magic[1] != 0) {
@@ -345,27 +362,28 @@ absl::StatusOr<RecordMatrix> ReadIdx(const std::string& path, const ReadOptions&
     RETURN_IF_ERROR(file.ReadExactly(b, 4, "IDX dimensions"));
     dims[d] = (int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | b[3];
   }
-  const int64_t cols = dims[1] * dims[2];
-  if (dims[0] == 0 || cols == 0) {
+  if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": IDX file holds no values"));
   }
-  if (dims[0] > kMaxValues / cols) {
+  // Each dimension is below 2^32, so the product of two can overflow int64_t: divide instead.
+  if (dims[1] > kMaxValues / dims[2] || dims[0] > kMaxValues / (dims[1] * dims[2])) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": IDX file is too large"));
   }
+  const int64_t cols = dims[1] * dims[2];
   const int64_t rows = KeptRows(dims[0], options);
-  std::vector<uint8_t> data(rows * cols);
-  RETURN_IF_ERROR(file.ReadExactly(data.data(), rows * cols, "IDX data"));
+  ASSIGN_OR_RETURN(const absl::string_view data, file.Take(rows * cols, "IDX data"));
   if (ndims == 3) {
     SetImageShape(info, static_cast<uint32_t>(dims[1]), static_cast<uint32_t>(dims[2]), 1);
   }
   return ToRecords(
-      rows, cols, [&data](int64_t i) { return static_cast<double>(data[i]); }, options, path);
+      rows, cols, [data](int64_t i) { return static_cast<double>(static_cast<uint8_t>(data[i])); },
+      options, path);
 }
 
-absl::StatusOr<RecordMatrix> ReadNpy(const std::string& path, const ReadOptions& options,
-                                     FileInfo* info) {
+absl::StatusOr<RecordMatrix> ParseNpy(absl::string_view bytes, const std::string& path,
+                                      const ReadOptions& options, FileInfo* info) {
   if (info != nullptr) *info = FileInfo();
-  ASSIGN_OR_RETURN(GzFile file, GzFile::Open(path));
+  ByteReader file(bytes, path);
   char preamble[8];
   RETURN_IF_ERROR(file.ReadExactly(preamble, 8, "NPY preamble"));
   if (std::memcmp(preamble, "\x93NUMPY", 6) != 0) {
@@ -389,8 +407,7 @@ absl::StatusOr<RecordMatrix> ReadNpy(const std::string& path, const ReadOptions&
   if (header_len > (1 << 20)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": NPY header is too long"));
   }
-  std::string header(header_len, '\0');
-  RETURN_IF_ERROR(file.ReadExactly(header.data(), header_len, "NPY header"));
+  ASSIGN_OR_RETURN(const absl::string_view header, file.Take(header_len, "NPY header"));
   ASSIGN_OR_RETURN(NpyHeader parsed, ParseNpyHeader(header, path));
 
   std::string dtype = parsed.descr;
@@ -433,20 +450,18 @@ absl::StatusOr<RecordMatrix> ReadNpy(const std::string& path, const ReadOptions&
     return absl::InvalidArgumentError(absl::StrCat(path, ": NPY array is too large"));
   }
   const int64_t rows = KeptRows(shape[0], options);
-  std::string data(rows * cols * item_bytes, '\0');
-  RETURN_IF_ERROR(file.ReadExactly(data.data(), data.size(), "NPY data"));
+  ASSIGN_OR_RETURN(const absl::string_view data, file.Take(rows * cols * item_bytes, "NPY data"));
   if (shape.size() >= 3) {
     SetImageShape(info, static_cast<uint32_t>(shape[1]), static_cast<uint32_t>(shape[2]),
                   shape.size() == 4 ? static_cast<uint32_t>(shape[3]) : 1);
   }
-  const char* bytes = data.data();
+  const char* values = data.data();
   return ToRecords(
-      rows, cols, [bytes, load](int64_t i) { return load(bytes, i); }, options, path);
+      rows, cols, [values, load](int64_t i) { return load(values, i); }, options, path);
 }
 
-absl::StatusOr<RecordMatrix> ReadCsv(const std::string& path, const ReadOptions& options) {
-  ASSIGN_OR_RETURN(GzFile file, GzFile::Open(path));
-  ASSIGN_OR_RETURN(const std::string text, file.ReadAll());
+absl::StatusOr<RecordMatrix> ParseCsv(absl::string_view text, const std::string& path,
+                                      const ReadOptions& options) {
   std::vector<double> values;
   std::vector<double> row;
   int64_t cols = -1;
@@ -478,6 +493,28 @@ absl::StatusOr<RecordMatrix> ReadCsv(const std::string& path, const ReadOptions&
   }
   return ToRecords(
       rows, std::max<int64_t>(cols, 0), [&values](int64_t i) { return values[i]; }, options, path);
+}
+
+absl::StatusOr<RecordMatrix> ReadIdx(const std::string& path, const ReadOptions& options,
+                                     FileInfo* info) {
+  if (info != nullptr) *info = FileInfo();
+  ASSIGN_OR_RETURN(GzFile file, GzFile::Open(path));
+  ASSIGN_OR_RETURN(const std::string bytes, file.ReadAll());
+  return ParseIdx(bytes, path, options, info);
+}
+
+absl::StatusOr<RecordMatrix> ReadNpy(const std::string& path, const ReadOptions& options,
+                                     FileInfo* info) {
+  if (info != nullptr) *info = FileInfo();
+  ASSIGN_OR_RETURN(GzFile file, GzFile::Open(path));
+  ASSIGN_OR_RETURN(const std::string bytes, file.ReadAll());
+  return ParseNpy(bytes, path, options, info);
+}
+
+absl::StatusOr<RecordMatrix> ReadCsv(const std::string& path, const ReadOptions& options) {
+  ASSIGN_OR_RETURN(GzFile file, GzFile::Open(path));
+  ASSIGN_OR_RETURN(const std::string text, file.ReadAll());
+  return ParseCsv(text, path, options);
 }
 
 absl::StatusOr<RecordMatrix> ReadRecordsFile(const std::string& path, const ReadOptions& options,

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "logp/v1/records.pb.h"
 #include "proto/cc/records.h"
 
@@ -28,7 +29,8 @@ struct FileInfo {
   v1::ImageShape image_shape;  // all zero if the file has no image shape
 };
 
-// IDX (the MNIST format; gzip-compressed files are read transparently). Unsigned-byte data only.
+// IDX (the MNIST format; gzip-compressed files are read transparently, as by every Read*
+// below). Unsigned-byte data only.
 absl::StatusOr<RecordMatrix> ReadIdx(const std::string& path, const ReadOptions& options,
                                      FileInfo* info = nullptr);
 // NPY version 1/2, C order, 2-D (or 3-D images, flattened), dtype u1, i4, i8, f4 or f8.
@@ -36,6 +38,14 @@ absl::StatusOr<RecordMatrix> ReadNpy(const std::string& path, const ReadOptions&
                                      FileInfo* info = nullptr);
 // CSV of numbers, one record per line; a first line that is not numeric is skipped as a header.
 absl::StatusOr<RecordMatrix> ReadCsv(const std::string& path, const ReadOptions& options);
+// The same readers over a file's (uncompressed) bytes in memory; `source` names it in messages.
+// Every size a header declares is checked against the bytes before anything is allocated.
+absl::StatusOr<RecordMatrix> ParseIdx(absl::string_view bytes, const std::string& source,
+                                      const ReadOptions& options, FileInfo* info = nullptr);
+absl::StatusOr<RecordMatrix> ParseNpy(absl::string_view bytes, const std::string& source,
+                                      const ReadOptions& options, FileInfo* info = nullptr);
+absl::StatusOr<RecordMatrix> ParseCsv(absl::string_view text, const std::string& source,
+                                      const ReadOptions& options);
 // Chooses the reader by extension (.idx, .idx3-ubyte, -ubyte, .gz -> IDX; .npy; .csv).
 absl::StatusOr<RecordMatrix> ReadRecordsFile(const std::string& path, const ReadOptions& options,
                                              FileInfo* info = nullptr);

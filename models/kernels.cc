@@ -54,7 +54,9 @@ inline float ExpNonPositive(float t) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float er = p * z + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  // Shifted unsigned: for a NaN t, k converts to INT_MIN (x86) and a signed shift of the
+  // negative sum is undefined; the unsigned one gives the same bits (scale 1, the result NaN).
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return er * scale;

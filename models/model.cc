@@ -3,7 +3,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 #include <dlfcn.h>
+#include <malloc.h>
 
 #include <chrono>
 #include <cmath>
@@ -18,6 +20,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "models/density_net.h"
 #include "models/fused_adam.h"
 #include "models/kernels.h"
@@ -269,6 +272,77 @@ absl::Status Model::SerializeTo(std::string* out) const {
   }
 }
 
+namespace {
+
+// What the architecture needs of one weight or buffer.
+struct TensorLayout {
+  std::string name;
+  std::vector<int64_t> sizes;
+  c10::ScalarType dtype;
+};
+
+std::vector<TensorLayout> Layouts(const torch::nn::Module& net) {
+  std::vector<TensorLayout> out;
+  for (const auto& t : net.named_parameters()) {
+    out.push_back({t.key(), t.value().sizes().vec(), t.value().scalar_type()});
+  }
+  for (const auto& t : net.named_buffers()) {
+    out.push_back({t.key(), t.value().sizes().vec(), t.value().scalar_type()});
+  }
+  return out;
+}
+
+// LibTorch 1.13's unpickler gives a storage the byte size that the pickle declares (elements x
+// element size), not the size of the zip record it read, and never compares the two: a corrupt
+// file yields a storage that claims more bytes than were allocated for it (the fuzzer found a
+// 24-byte record under a 60-byte weight). Such records are allocated by the default CPU
+// allocator (posix_memalign), whose blocks malloc_usable_size measures; storages from any other
+// allocator cannot be measured and pass.
+bool AllocationHolds(const c10::Storage& storage, uint64_t needed) {
+  static const c10::DeleterFnPtr default_deleter =
+      c10::GetCPUAllocator()->allocate(1).get_deleter();
+  const c10::DataPtr& data = storage.data_ptr();
+  if (data.get() == nullptr || data.get() != data.get_context() ||
+      data.get_deleter() != default_deleter) {
+    return true;
+  }
+  return malloc_usable_size(data.get()) >= needed;
+}
+
+// Module::load replaces every tensor with the file's, whatever its shape, type or storage size.
+// Anything but the architecture's own layout over enough storage would make scoring, sampling
+// and training read or write out of bounds.
+absl::Status CheckLoadedTensors(const torch::nn::Module& net,
+                                const std::vector<TensorLayout>& expected) {
+  const std::vector<TensorLayout> got = Layouts(net);
+  if (got.size() != expected.size()) {
+    return absl::DataLossError("model file: the weights do not match the architecture");
+  }
+  std::vector<torch::Tensor> tensors;
+  for (const auto& t : net.named_parameters()) tensors.push_back(t.value());
+  for (const auto& t : net.named_buffers()) tensors.push_back(t.value());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const torch::Tensor& t = tensors[i];
+    const TensorLayout& e = expected[i];
+    if (got[i].name != e.name || got[i].sizes != e.sizes || got[i].dtype != e.dtype ||
+        !t.device().is_cpu() || !t.is_contiguous() || t.storage_offset() < 0) {
+      return absl::DataLossError(absl::StrCat("model file: weight ", e.name, " has shape [",
+                                              absl::StrJoin(got[i].sizes, ", "), "], expected [",
+                                              absl::StrJoin(e.sizes, ", "), "]"));
+    }
+    const uint64_t needed = (static_cast<uint64_t>(t.storage_offset()) + t.numel()) *
+                            static_cast<uint64_t>(t.element_size());
+    if (t.numel() > 0 && (!t.has_storage() || t.storage().nbytes() < needed ||
+                          !AllocationHolds(t.storage(), t.storage().nbytes()))) {
+      return absl::DataLossError(absl::StrCat("model file: the data of weight ", e.name,
+                                              " is shorter than its ", needed, " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& bytes) {
   constexpr size_t kFixed = sizeof(kMagic) + sizeof(uint32_t);
   if (bytes.size() < kFixed || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
@@ -290,6 +364,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& byt
   std::memcpy(&k, bytes.data() + pos + 12, 4);
   pos += 16;
   impl->shape = DataShape{static_cast<v1::DataKind>(kind), dim, k};
+  // A shape a dataset can have (K = 2 for binary, 0 for continuous): a model of any other could
+  // be loaded but never score (the model fuzzer found continuous with K = 65536).
+  absl::StatusOr<RecordMatrix> empty = RecordMatrix::Empty(impl->shape.kind, dim, k);
+  if (!empty.ok() || empty->num_categories != k) {
+    return absl::DataLossError(absl::StrCat("model file: impossible data shape (kind ", kind,
+                                            ", dim ", dim, ", K = ", k, ")"));
+  }
   try {
     {
       // Initialisation draws from the process-wide generator: keep it out of another job's
@@ -297,10 +378,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& byt
       std::lock_guard<std::mutex> lock(InitMutex());
       ASSIGN_OR_RETURN(impl->net, MakeDensityNet(impl->spec, impl->shape));
     }
+    const std::vector<TensorLayout> layouts = Layouts(*impl->net);
     torch::serialize::InputArchive archive;
     std::istringstream in(bytes.substr(pos));
     archive.load_from(in);
     impl->net->load(archive);
+    RETURN_IF_ERROR(CheckLoadedTensors(*impl->net, layouts));
     // Files written before masks were folded into the weights hold non-zero masked weights.
     ForEachDensityNet(*impl->net, [](DensityNet& n) { n.FoldMasks(); });
   } catch (const std::exception& e) {

@@ -10,6 +10,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: clang 14 with libFuzzer, ASan and UBSan runtimes
   libsqlite3-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test

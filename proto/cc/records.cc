@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -159,12 +160,17 @@ absl::StatusOr<int64_t> CheckBlock(v1::Encoding encoding, int64_t num_records, i
                                                    " data with K = ", out->num_categories));
   }
   if (num_records < 0) return absl::InvalidArgumentError("negative num_records");
-  const int64_t row_bytes = RowBytes(encoding, dim);
-  if (static_cast<int64_t>(data.size()) != num_records * row_bytes) {
+  const int64_t row_bytes = RowBytes(encoding, dim);  // > 0: the encoding and dim are valid
+  // By division: num_records * row_bytes overflows for a num_records near 2^63 / row_bytes, and
+  // the wrapped product can equal the byte count.
+  const int64_t size = static_cast<int64_t>(data.size());
+  if (size % row_bytes != 0 || size / row_bytes != num_records) {
+    const std::string expected = num_records <= std::numeric_limits<int64_t>::max() / row_bytes
+                                     ? absl::StrCat(num_records * row_bytes)
+                                     : "over 2^63";
     return absl::InvalidArgumentError(absl::StrFormat(
-        "records starting at record %d: %d bytes for %d records of dim %d in %s, expected %d",
-        first_index, data.size(), num_records, dim, v1::Encoding_Name(encoding),
-        num_records * row_bytes));
+        "records starting at record %d: %d bytes for %d records of dim %d in %s, expected %s",
+        first_index, data.size(), num_records, dim, v1::Encoding_Name(encoding), expected));
   }
   return row_bytes;
 }
@@ -240,7 +246,7 @@ absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t di
     case v1::ENCODING_FLOAT32_LE: {
       out->f32.resize(old + n);
       float* dst = out->f32.data() + old;
-      std::memcpy(dst, bytes, n * sizeof(float));  // x86-64 and aarch64 are little-endian
+      if (n > 0) std::memcpy(dst, bytes, n * sizeof(float));  // x86-64, aarch64: little-endian
       for (int64_t i = 0; i < n; ++i) {
         if (!std::isfinite(dst[i])) {
           out->f32.resize(old);
@@ -282,6 +288,7 @@ absl::Status DecodeAppend(const v1::RecordBlock& block, int64_t first_index, Rec
 }
 
 void EncodeAppend(const RecordMatrix& m, int64_t begin, int64_t end, std::string* out) {
+  if (end <= begin) return;  // an empty matrix's vectors have no data() to copy from
   const v1::Encoding enc = CanonicalEncoding(m.kind, m.num_categories);
   const int64_t row_bytes = RowBytes(enc, m.cols);
   const size_t start = out->size();

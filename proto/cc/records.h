@@ -61,7 +61,8 @@ std::string KindName(v1::DataKind kind);
 // Validates the values in `data` (N rows of `encoding`) and appends them to `out`, whose kind,
 // cols and num_categories say what is allowed. `first_index` is the index of the first row in
 // the whole upload, used in messages: INVALID_ARGUMENT "record 12, column 3: value 2 is not 0 or
-// 1", "record 5, column 0: NaN", wrong byte length, encoding not allowed for the kind.
+// 1", "record 5, column 0: NaN", wrong byte length, encoding not allowed for the kind. On any
+// error `out` is left as it was.
 absl::Status DecodeAppend(v1::Encoding encoding, int64_t num_records, int64_t dim,
                           absl::string_view data, int64_t first_index, RecordMatrix* out);
 // Same for BITPACKED rows of binary data, kept bit-packed: appended to `bits` (`out` must be

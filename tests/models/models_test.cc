@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -155,6 +158,42 @@ TEST(ModelTest, SerializeRoundTripKeepsScores) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]);
   EXPECT_EQ(absl::StatusCode::kDataLoss, Model::Deserialize("garbage").status().code());
+}
+
+// Found by fuzz/model_fuzzer: LibTorch loads any tensor in place of a weight, and sizes a storage
+// by what the pickle declares rather than by the record it read.
+TEST(ModelTest, DeserializeRefusesWeightsTheArchitectureCannotUse) {
+  // A weight whose storage claims 60 bytes over a 24-byte record (the fuzzer's input, after its
+  // mode byte): scoring and serialising read past the record.
+  std::ifstream in(
+      std::string(LOGP_SOURCE_DIR) + "/fuzz/corpus/model/regress_storage_beyond_record",
+      std::ios::binary);
+  const std::string input((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(input.size(), 1u);
+  auto bad_storage = Model::Deserialize(input.substr(1));
+  EXPECT_EQ(bad_storage.status().code(), absl::StatusCode::kDataLoss) << bad_storage.status();
+
+  // A D = 6 Bernoulli file whose header declares D = 7: its logits have the wrong shape.
+  v1::ModelSpec spec;
+  spec.set_family(v1::MODEL_FAMILY_BERNOULLI);
+  std::string bytes =
+      Model::Create(spec, DataShape{v1::DATA_KIND_BINARY, 6, 2}, 1).value()->Serialize().value();
+  uint32_t spec_len;
+  std::memcpy(&spec_len, bytes.data() + 8, 4);
+  const int64_t dim = 7;
+  bytes.replace(12 + spec_len + 4, 8, reinterpret_cast<const char*>(&dim), 8);
+  auto bad_shape = Model::Deserialize(bytes);
+  EXPECT_EQ(bad_shape.status().code(), absl::StatusCode::kDataLoss) << bad_shape.status();
+  EXPECT_NE(bad_shape.status().message().find("has shape [6], expected [7]"), std::string::npos)
+      << bad_shape.status();
+
+  // The D = 6 file declaring K = 65536 for its binary data: loaded, it could never score.
+  const int64_t six = 6;
+  bytes.replace(12 + spec_len + 4, 8, reinterpret_cast<const char*>(&six), 8);
+  ASSERT_TRUE(Model::Deserialize(bytes).ok());
+  const int32_t k = 65536;
+  bytes.replace(12 + spec_len + 12, 4, reinterpret_cast<const char*>(&k), 4);
+  EXPECT_EQ(Model::Deserialize(bytes).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(ModelTest, SamplesAreReproducibleBySeed) {

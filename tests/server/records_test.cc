@@ -110,6 +110,28 @@ TEST(RecordsTest, WrongByteLengthAndWrongEncoding) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Found by fuzz/records_fuzzer: num_records * row_bytes wrapped around, so 2^62 + 1 float
+// records "matched" 4 bytes and the decoder then tried to allocate 2^62 values.
+TEST(RecordsTest, RecordCountWhoseByteSizeOverflowsIsRejected) {
+  RecordMatrix m = RecordMatrix::Empty(v1::DATA_KIND_CONTINUOUS, 1, 0).value();
+  const float one = 1;
+  const std::string four(reinterpret_cast<const char*>(&one), 4);
+  const absl::Status st =
+      DecodeAppend(v1::ENCODING_FLOAT32_LE, (int64_t{1} << 62) + 1, 1, four, 0, &m);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("expected over 2^63"), absl::string_view::npos) << st;
+  EXPECT_EQ(m.rows, 0);
+  v1::RecordBlock block;
+  block.set_encoding(v1::ENCODING_FLOAT32_LE);
+  block.set_num_records(uint64_t{1} << 63);  // negative as int64_t
+  block.set_dim(1);
+  block.set_data(four);
+  EXPECT_EQ(DecodeAppend(block, 0, &m).code(), absl::StatusCode::kInvalidArgument);
+  RecordMatrix bits = Binary(8);
+  EXPECT_EQ(DecodeAppendPacked(int64_t{1} << 61, 8, std::string(8, '\0'), 0, &bits).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RecordsTest, EmptyRejectsImpossibleShapes) {
   EXPECT_FALSE(RecordMatrix::Empty(v1::DATA_KIND_BINARY, 0, 2).ok());
   EXPECT_FALSE(RecordMatrix::Empty(v1::DATA_KIND_CATEGORICAL, 3, 1).ok());
