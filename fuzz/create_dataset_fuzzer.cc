@@ -17,7 +17,7 @@
 #include "logp/v1/dataset_service.pb.h"
 #include "server/core/catalog.h"
 #include "server/core/dataset_store.h"
-#include "server/core/files.h"
+#include "server/core/file_system.h"
 
 namespace logp::fuzz {
 namespace {
@@ -50,7 +50,8 @@ Env* MakeEnv() {
 
 // Files under the store's directories: an upload that fails leaves none.
 size_t StoredFiles(const Env& env) {
-  return ListDir(env.store->TEST_tmp_dir()).size() + ListDir(env.store->TEST_data_dir()).size();
+  return FileSystem::Default()->ListDir(env.store->TEST_tmp_dir()).size() +
+         FileSystem::Default()->ListDir(env.store->TEST_data_dir()).size();
 }
 
 }  // namespace

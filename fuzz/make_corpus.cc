@@ -11,13 +11,13 @@
 #include "logp/v1/job_service.pb.h"
 #include "models/model.h"
 #include "proto/cc/records.h"
-#include "server/core/files.h"
+#include "server/core/file_system.h"
 
 namespace logp {
 namespace {
 
 void Write(const std::string& dir, const std::string& name, const std::string& bytes) {
-  if (!MakeDirs(dir).ok()) std::abort();
+  if (!FileSystem::Default()->MakeDirs(dir).ok()) std::abort();
   const std::string path = dir + "/" + name;
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr || std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) std::abort();

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 
 #include "absl/strings/str_cat.h"
 #include "server/core/files.h"
@@ -165,12 +166,19 @@ std::string DirName(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-absl::Status WriteFileDurably(FileSystem* fs, const std::string& path, absl::string_view bytes) {
+namespace {
+
+// The parts, one after another, written durably to `path` (see WriteFileDurably).
+absl::Status WritePartsDurably(FileSystem* fs, const std::string& path,
+                               std::initializer_list<absl::string_view> parts) {
   const std::string tmp = absl::StrCat(path, ".tmp-", RandomHex(8));
   absl::Status st = [&]() -> absl::Status {
     auto file = fs->NewWritableFile(tmp);
     if (!file.ok()) return file.status();
-    absl::Status s = (*file)->Append(bytes);
+    absl::Status s;
+    for (absl::string_view part : parts) {
+      if (s.ok()) s = (*file)->Append(part);
+    }
     if (s.ok()) s = (*file)->Sync();
     absl::Status c = (*file)->Close();
     if (s.ok()) s = c;
@@ -184,33 +192,22 @@ absl::Status WriteFileDurably(FileSystem* fs, const std::string& path, absl::str
   return fs->SyncDir(DirName(path));
 }
 
+}  // namespace
+
+absl::Status WriteFileDurably(FileSystem* fs, const std::string& path, absl::string_view bytes) {
+  return WritePartsDurably(fs, path, {bytes});
+}
+
 absl::Status WriteChecksummedFile(FileSystem* fs, const std::string& path,
                                   absl::string_view payload) {
-  // The frame and the payload are appended to one temporary file in two writes; no copy of
-  // the payload is made.
-  const std::string tmp = absl::StrCat(path, ".tmp-", RandomHex(8));
+  // The frame and the payload go to the file in two writes; no copy of the payload is made.
   char header[kFrameHeader] = {};
   std::memcpy(header, kFrameMagic, sizeof(kFrameMagic));
   const uint64_t len = payload.size();
   const uint32_t crc = Crc32(payload);
   std::memcpy(header + 8, &len, sizeof(len));
   std::memcpy(header + 16, &crc, sizeof(crc));
-  absl::Status st = [&]() -> absl::Status {
-    auto file = fs->NewWritableFile(tmp);
-    if (!file.ok()) return file.status();
-    absl::Status s = (*file)->Append(absl::string_view(header, sizeof(header)));
-    if (s.ok()) s = (*file)->Append(payload);
-    if (s.ok()) s = (*file)->Sync();
-    absl::Status c = (*file)->Close();
-    if (s.ok()) s = c;
-    if (s.ok()) s = fs->Rename(tmp, path);
-    return s;
-  }();
-  if (!st.ok()) {
-    fs->RemoveFile(tmp).IgnoreError();
-    return st;
-  }
-  return fs->SyncDir(DirName(path));
+  return WritePartsDurably(fs, path, {absl::string_view(header, sizeof(header)), payload});
 }
 
 absl::StatusOr<std::string> ReadChecksummedFile(FileSystem* fs, const std::string& path,

@@ -447,6 +447,18 @@ void CheckEstimatorNormalises(const Model& model) {
   EXPECT_LE(elbo_total, 1.0 + 1e-3);
 }
 
+// A VAE (latent 2, 16 units) trained for 10 epochs on 2,000 structured D = 6 binary records.
+absl::StatusOr<TrainResult> TrainedSixDimVae() {
+  const RecordMatrix data = PrototypeBinary(2000, 6, 9);
+  auto split = SplitRecords(data, 0.2, 10).value();
+  TrainOptions opts;
+  opts.epochs = 10;
+  opts.batch_size = 50;
+  opts.learning_rate = 1e-2;
+  opts.seed = 11;
+  return Train(Vae(2, 16), split.first, split.second, opts, nullptr);
+}
+
 TEST(VaeTest, ImportanceEstimateNormalisesAndElboUnderCounts) {
   const DataShape shape{v1::DATA_KIND_BINARY, 6, 2};
   {
@@ -457,14 +469,7 @@ TEST(VaeTest, ImportanceEstimateNormalisesAndElboUnderCounts) {
   }
   {
     SCOPED_TRACE("trained");
-    const RecordMatrix data = PrototypeBinary(2000, 6, 9);
-    auto split = SplitRecords(data, 0.2, 10).value();
-    TrainOptions opts;
-    opts.epochs = 10;
-    opts.batch_size = 50;
-    opts.learning_rate = 1e-2;
-    opts.seed = 11;
-    auto trained = Train(Vae(2, 16), split.first, split.second, opts, nullptr);
+    auto trained = TrainedSixDimVae();
     ASSERT_TRUE(trained.ok()) << trained.status();
     CheckEstimatorNormalises(*trained->model);
 
@@ -498,15 +503,7 @@ TEST(VaeTest, ImportanceEstimateNormalisesAndElboUnderCounts) {
 // IWAE-5000 estimate (itself below log p(x) in expectation) within 4 combined standard errors.
 // A one-draw ELBO failed both (sums 1.06-1.46; most records above their IWAE value).
 TEST(VaeTest, LowerBoundIsABoundOnEveryRecord) {
-  const DataShape shape{v1::DATA_KIND_BINARY, 6, 2};
-  const RecordMatrix data = PrototypeBinary(2000, 6, 9);
-  auto split = SplitRecords(data, 0.2, 10).value();
-  TrainOptions opts;
-  opts.epochs = 10;
-  opts.batch_size = 50;
-  opts.learning_rate = 1e-2;
-  opts.seed = 11;
-  auto trained = Train(Vae(2, 16), split.first, split.second, opts, nullptr);
+  auto trained = TrainedSixDimVae();
   ASSERT_TRUE(trained.ok()) << trained.status();
   const Model& model = *trained->model;
   const RecordMatrix all = AllBinaryInputs(6);
