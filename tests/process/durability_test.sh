@@ -12,28 +12,15 @@ LOGPCTL=$2
 WORK=$(mktemp -d /tmp/logp-durable.XXXXXX)
 PID=
 trap '[[ -n $PID ]] && kill -9 $PID 2>/dev/null; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
-fail() {
-  echo "FAIL: $*"
-  echo "--- logpd logs (tail)"
-  tail -n 30 "$WORK"/log* || true
-  exit 1
-}
+source "$(dirname "$0")/lib.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 start() {  # start N [extra logpd flags]
   local n=$1
   shift
-  rm -f "$WORK/port"
-  "$LOGPD" --data_dir="$WORK/data" --listen=127.0.0.1:0 --port_file="$WORK/port" \
-    --progress_interval_seconds=0.05 --checkpoint_interval_steps=100 "$@" >"$WORK/log$n" 2>&1 &
-  PID=$!
-  for _ in $(seq 200); do [[ -s "$WORK/port" ]] && break; sleep 0.05; done
-  [[ -s "$WORK/port" ]] || fail "logpd did not start"
-  CTL=("$LOGPCTL" --server="127.0.0.1:$(cat "$WORK/port")")
+  launch "$WORK/log$n" "$WORK/data" --progress_interval_seconds=0.05 \
+    --checkpoint_interval_steps=100 "$@"
 }
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
-job() { "${CTL[@]}" --json jobs get "$1"; }
-state() { job "$1" | field state; }
 wait_state() {  # wait_state JOB STATE-REGEX [tries of 0.05 s]
   for _ in $(seq "${3:-600}"); do
     state "$1" | grep -Eq "$2" && return 0
@@ -84,11 +71,6 @@ newest_checkpoint() {
 }
 
 # 3,000 binary records of dim 64 with neighbour structure, and 1,000 more for testing.
-gen() {
-  awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed); for (r = 0; r < n; r++) { line = ""; p = 0.3
-    for (c = 0; c < 64; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
-    print line } }'
-}
 gen 7 3000 >"$WORK/train.csv"
 gen 8 1000 >"$WORK/test.csv"
 SPEC=(--family=made --hidden_units=128 --epochs=40 --batch_size=10 --seed=3)

@@ -24,35 +24,17 @@ cleanup() {
   [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  tail -n 30 "$WORK"/log* || true
-  exit 1
-}
+source "$(dirname "$0")/lib.sh"
 mkdir -p "$WORK/disk"
 mount -t tmpfs -o size=24m tmpfs "$WORK/disk"
 DATA="$WORK/disk/data"
 RUN=0
 start() {
   RUN=$((RUN + 1))
-  rm -f "$WORK/port"
-  "$LOGPD" --data_dir="$DATA" --listen=127.0.0.1:0 --port_file="$WORK/port" \
-    --progress_interval_seconds=0.2 --checkpoint_interval_steps=300 \
-    --checkpoint_interval_seconds=0 >"$WORK/log$RUN" 2>&1 &
-  PID=$!
-  for _ in $(seq 200); do [[ -s "$WORK/port" ]] && break; sleep 0.05; done
-  [[ -s "$WORK/port" ]] || fail "logpd did not start"
-  CTL=("$LOGPCTL" --server="127.0.0.1:$(cat "$WORK/port")")
+  launch "$WORK/log$RUN" "$DATA" --progress_interval_seconds=0.2 \
+    --checkpoint_interval_steps=300 --checkpoint_interval_seconds=0
 }
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
-job() { "${CTL[@]}" --json jobs get "$1"; }
-state() { job "$1" | field state; }
 digest() { (cd "$DATA" && find datasets models -type f | sort | xargs -r sha256sum); }
-gen() {  # gen SEED N: N binary records of dim 64
-  awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed); for (r = 0; r < n; r++) { line = ""; p = 0.3
-    for (c = 0; c < 64; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
-    print line } }'
-}
 gen 1 2000 >"$WORK/train.csv"
 gen 2 200000 >"$WORK/big.csv"  # 1.6 MB stored: more than the space left once the disk is full
 

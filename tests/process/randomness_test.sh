@@ -10,25 +10,12 @@ LOGPCTL=$2
 WORK=$(mktemp -d /tmp/logp-random.XXXXXX)
 PID=
 trap '[[ -n $PID ]] && kill -9 $PID 2>/dev/null; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
-fail() {
-  echo "FAIL: $*"
-  tail -n 30 "$WORK"/log* || true
-  exit 1
-}
+source "$(dirname "$0")/lib.sh"
 RUN=0
 start() {  # start [extra logpd flags]
   RUN=$((RUN + 1))
-  rm -f "$WORK/port"
-  "$LOGPD" --data_dir="$WORK/data" --listen=127.0.0.1:0 --port_file="$WORK/port" \
-    --training_slots=2 --checkpoint_interval_steps=200 "$@" >"$WORK/log$RUN" 2>&1 &
-  PID=$!
-  for _ in $(seq 200); do [[ -s "$WORK/port" ]] && break; sleep 0.05; done
-  [[ -s "$WORK/port" ]] || fail "logpd did not start"
-  CTL=("$LOGPCTL" --server="127.0.0.1:$(cat "$WORK/port")")
+  launch "$WORK/log$RUN" "$WORK/data" --training_slots=2 --checkpoint_interval_steps=200 "$@"
 }
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
-job() { "${CTL[@]}" --json jobs get "$1"; }
-state() { job "$1" | field state; }
 create() { "${CTL[@]}" --json jobs create --dataset="$DS" "$@" | field id; }
 finish() {  # finish JOB: waits for success, prints the sha256 of its model file
   "${CTL[@]}" jobs watch "$1" >/dev/null || fail "job $1 did not succeed: $(job "$1")"
@@ -47,9 +34,7 @@ wait_checkpoint() {  # wait_checkpoint JOB STEP: a checkpoint at or after STEP, 
   fail "job $1 wrote no checkpoint at step $2"
 }
 
-awk 'BEGIN { srand(7); for (r = 0; r < 3000; r++) { line = ""; p = 0.3
-  for (c = 0; c < 64; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
-  print line } }' >"$WORK/train.csv"
+gen 7 3000 >"$WORK/train.csv"
 MADE=(--family=made --hidden_units=256 --num_masks=2 --order=random --dropout=0.2 --epochs=8
   --batch_size=10)
 VAE=(--family=vae --latent_dim=8 --hidden_units=256 --dropout=0.1 --epochs=8 --batch_size=10)
