@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "logp/v1/job_service.pb.h"
 #include "logp/v1/model_service.pb.h"
+#include "models/memory_estimate.h"
 #include "models/model.h"
 
 namespace logp {
@@ -138,7 +139,21 @@ struct FamilyInfo {
   std::function<std::shared_ptr<DensityNet>(const v1::ModelSpec&, const DataShape&)> make;
   // The kind of the family's default scores for a spec (defaults applied): EXACT unless set.
   std::function<v1::ScoreKind(const v1::ModelSpec&)> score_kind;
+  // What training a net of a validated spec holds in memory (models/memory_estimate.h),
+  // computed from the spec alone: nothing is built.
+  std::function<NetFootprint(const v1::ModelSpec&, const DataShape&)> footprint;
 };
+
+// Building blocks of footprints: an MLP in -> hidden_layers x units -> out of torch::nn::Linear
+// layers with biases and ReLUs between them. Its parameters; the bytes per record that one
+// training step holds (activations, their gradients, dropout masks); and the bytes per record
+// of one scoring pass.
+int64_t MlpParameters(int64_t in, int64_t hidden_layers, int64_t units, int64_t out);
+int64_t MlpStepBytes(int64_t in, int64_t hidden_layers, int64_t units, int64_t out, bool dropout);
+int64_t MlpEvalBytes(int64_t in, int64_t hidden_layers, int64_t units, int64_t out);
+
+// Records per batch of scoring passes (validation, Score, Evaluate).
+constexpr int64_t kEvalBatchRows = 512;
 
 // The registered family, or nullptr.
 const FamilyInfo* FindFamily(v1::ModelFamily family);

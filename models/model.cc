@@ -33,7 +33,7 @@ namespace {
 constexpr char kMagic[8] = {'L', 'O', 'G', 'P', 'M', 'D', 'L', '1'};
 // Rows per forward pass when scoring many records: small enough that the temporaries of a pass
 // stay a few MB (they add to peak memory while a job trains) and in cache.
-constexpr int64_t kEvalBatch = 512;
+constexpr int64_t kEvalBatch = kEvalBatchRows;
 
 // torch::manual_seed sets the process-wide generator that parameter initialisation draws from;
 // this mutex makes "seed, then initialise" atomic with respect to other jobs.

@@ -39,6 +39,14 @@ FamilyInfo BernoulliFamily() {
   f.make = [](const v1::ModelSpec& spec, const DataShape& shape) {
     return std::make_shared<BernoulliNetImpl>(shape.dim, spec.bernoulli().pseudo_count());
   };
+  f.footprint = [](const v1::ModelSpec&, const DataShape& shape) {
+    NetFootprint n;
+    n.gradient_fit = false;
+    n.parameters = shape.dim;
+    n.step_bytes_per_record = 8 * shape.dim;   // the sum in double
+    n.eval_bytes_per_record = 12 * shape.dim;  // x * logits, softplus
+    return n;
+  };
   return f;
 }
 

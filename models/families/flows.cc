@@ -274,6 +274,24 @@ FamilyInfo MafFamily() {
                                      m.hidden_units(), m.batch_norm(),
                                      spec.regularization().dropout());
   };
+  f.footprint = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    const auto& m = spec.maf();
+    const int64_t d = shape.dim, flows = m.flow_layers();
+    const int64_t norms = m.batch_norm() ? flows - 1 : 0;
+    const bool dropout = spec.regularization().dropout() > 0;
+    NetFootprint n;
+    n.parameters =
+        flows * MlpParameters(d, m.hidden_layers(), m.hidden_units(), 2 * d) + norms * 2 * d;
+    n.extra_parameter_copies = 2;  // weight * mask in every layer, and its gradient
+    // Per flow: the masked MLP and the affine map's terms (u, exp(-alpha), log-det); per norm:
+    // its normalised values and statistics.
+    n.step_bytes_per_record =
+        flows * (MlpStepBytes(d, m.hidden_layers(), m.hidden_units(), 2 * d, dropout) + 4 * 4 * d) +
+        norms * 4 * 4 * d;
+    n.eval_bytes_per_record =
+        MlpEvalBytes(d, m.hidden_layers(), m.hidden_units(), 2 * d) + 4 * 4 * d;
+    return n;
+  };
   return f;
 }
 
@@ -304,6 +322,23 @@ FamilyInfo RealNvpFamily() {
     return std::make_shared<RealNvpImpl>(shape.dim, m.coupling_layers(), m.hidden_layers(),
                                          m.hidden_units(), m.batch_norm(),
                                          spec.regularization().dropout());
+  };
+  f.footprint = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    const auto& m = spec.realnvp();
+    const int64_t d = shape.dim, couplings = m.coupling_layers();
+    const int64_t norms = m.batch_norm() ? couplings - 1 : 0;
+    const bool dropout = spec.regularization().dropout() > 0;
+    NetFootprint n;
+    n.parameters = couplings * (d + 2 * MlpParameters(d, m.hidden_layers(), m.hidden_units(), d)) +
+                   norms * 2 * d;
+    // Per coupling: the scale and shift MLPs and the masked affine map's terms.
+    n.step_bytes_per_record =
+        couplings *
+            (2 * MlpStepBytes(d, m.hidden_layers(), m.hidden_units(), d, dropout) + 4 * 6 * d) +
+        norms * 4 * 4 * d;
+    n.eval_bytes_per_record =
+        2 * MlpEvalBytes(d, m.hidden_layers(), m.hidden_units(), d) + 4 * 6 * d;
+    return n;
   };
   return f;
 }

@@ -66,6 +66,14 @@ FamilyInfo FvsbnFamily() {
     const auto& m = spec.fvsbn();
     return std::make_shared<FvsbnImpl>(VariableOrder(m.order(), m.order_seed(), shape.dim));
   };
+  f.footprint = [](const v1::ModelSpec&, const DataShape& shape) {
+    NetFootprint n;
+    n.parameters = shape.dim * shape.dim + shape.dim;
+    n.extra_parameter_copies = 2;  // the masked weight product and its gradient
+    n.step_bytes_per_record = 4 * 6 * shape.dim;
+    n.eval_bytes_per_record = 4 * 3 * shape.dim;
+    return n;
+  };
   return f;
 }
 

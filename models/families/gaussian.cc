@@ -236,6 +236,14 @@ FamilyInfo GaussianFamily() {
   f.make = [](const v1::ModelSpec& spec, const DataShape& shape) {
     return std::make_shared<GaussianNetImpl>(shape.dim, spec.gaussian().min_variance());
   };
+  f.footprint = [](const v1::ModelSpec&, const DataShape& shape) {
+    NetFootprint n;
+    n.gradient_fit = false;
+    n.parameters = 2 * shape.dim;
+    n.step_bytes_per_record = 24 * shape.dim;  // x, x - m and its square in double
+    n.eval_bytes_per_record = 16 * shape.dim;
+    return n;
+  };
   return f;
 }
 
@@ -275,6 +283,25 @@ FamilyInfo GaussianMixtureFamily() {
     return std::make_shared<GaussianMixtureNetImpl>(
         shape.dim, g.components(), g.covariance() == v1::COVARIANCE_TYPE_FULL,
         g.training() == v1::MIXTURE_TRAINING_EM, g.min_variance());
+  };
+  f.footprint = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    const auto& g = spec.gaussian_mixture();
+    const bool full = g.covariance() == v1::COVARIANCE_TYPE_FULL;
+    const int64_t k = g.components(), d = shape.dim;
+    NetFootprint n;
+    n.gradient_fit = g.training() != v1::MIXTURE_TRAINING_EM;
+    n.parameters = k + 2 * k * d + (full ? k * d * d : 0);
+    // LogJoint's [K, B, D] differences, their scaled (or solved) values and squares; EM works in
+    // double over all records, with x in double and per-component centred copies (full).
+    if (n.gradient_fit) {
+      n.step_bytes_per_record = 4 * (d + 6 * k * d + 4 * k);
+      // tril and diag_embed of the factors, and their gradients.
+      if (full) n.extra_parameter_copies = 4;
+    } else {
+      n.step_bytes_per_record = 8 * (d + 3 * k * d + 4 * k + (full ? 2 * d : d));
+    }
+    n.eval_bytes_per_record = 4 * (d + 3 * k * d + 2 * k);
+    return n;
   };
   return f;
 }

@@ -56,6 +56,14 @@ FamilyInfo CategoricalFamily() {
     return std::make_shared<CategoricalNetImpl>(shape.dim, shape.num_categories,
                                                 spec.categorical().pseudo_count());
   };
+  f.footprint = [](const v1::ModelSpec&, const DataShape& shape) {
+    NetFootprint n;
+    n.gradient_fit = false;
+    n.parameters = shape.dim * shape.num_categories;
+    n.step_bytes_per_record = 16 * shape.dim;  // indices (long) and the counts' ones (double)
+    n.eval_bytes_per_record = 12 * shape.dim;  // indices and the gathered log-probabilities
+    return n;
+  };
   return f;
 }
 

@@ -560,6 +560,31 @@ FamilyInfo MadeFamily() {
     c.dropout = spec.regularization().dropout();
     return std::make_shared<MadeImpl>(std::move(c));
   };
+  f.footprint = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    const auto& m = spec.made();
+    const int64_t d = shape.dim;
+    int64_t in = d, per_var = 1;
+    if (shape.kind == v1::DATA_KIND_CATEGORICAL) {
+      in = d * shape.num_categories;
+      per_var = shape.num_categories;
+    } else if (shape.kind == v1::DATA_KIND_CONTINUOUS) {
+      per_var = m.conditional() == v1::CONDITIONAL_TYPE_MIXTURE ? 3 * m.mixture_components() : 2;
+    }
+    const int64_t out = d * per_var;
+    NetFootprint n;
+    n.parameters = MlpParameters(in, m.hidden_layers(), m.hidden_units(), out) +
+                   (m.direct_connections() ? in * out : 0);
+    // Binary data trains on degree-sorted copies of the weights (LossAndGradients); several
+    // masks multiply weights by masks, with gradients of the products.
+    n.extra_parameter_copies = m.num_masks() > 1 ? 2 : 1;
+    const bool dropout = spec.regularization().dropout() > 0;
+    // Beyond the MLP: one-hot inputs, and the conditionals' log-likelihood terms per output.
+    const int64_t extra = 4 * (in + 3 * out);
+    n.step_bytes_per_record =
+        MlpStepBytes(in, m.hidden_layers(), m.hidden_units(), out, dropout) + extra;
+    n.eval_bytes_per_record = MlpEvalBytes(in, m.hidden_layers(), m.hidden_units(), out) + extra;
+    return n;
+  };
   return f;
 }
 

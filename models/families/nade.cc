@@ -206,6 +206,16 @@ FamilyInfo NadeFamily() {
     return std::make_shared<NadeImpl>(VariableOrder(m.order(), m.order_seed(), shape.dim),
                                       m.hidden_units(), spec.regularization().dropout());
   };
+  f.footprint = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    const int64_t h = spec.nade().hidden_units(), d = shape.dim;
+    NetFootprint n;
+    n.parameters = 2 * h * d + h + d;
+    // The recurrence's backward keeps D x H buffers per thread (da, dW, dV: 1.5 parameter sets).
+    n.per_thread_parameter_copies = 2;
+    n.step_bytes_per_record = 4 * (6 * d + h);
+    n.eval_bytes_per_record = 4 * (3 * d + h);
+    return n;
+  };
   return f;
 }
 

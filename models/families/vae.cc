@@ -195,6 +195,20 @@ FamilyInfo VaeFamily() {
                                      m.hidden_layers(), m.hidden_units(), m.importance_samples(),
                                      spec.regularization().dropout());
   };
+  f.footprint = [](const v1::ModelSpec& spec, const DataShape& shape) {
+    const auto& m = spec.vae();
+    const int64_t d = shape.dim, z = m.latent_dim(), l = m.hidden_layers(), h = m.hidden_units();
+    const bool dropout = spec.regularization().dropout() > 0;
+    NetFootprint n;
+    n.parameters = MlpParameters(d, l, h, 2 * z) + MlpParameters(z, l, h, d) +
+                   (shape.kind == v1::DATA_KIND_BINARY ? 0 : d);
+    // Encoder and decoder; the latent terms (eps, z, the KL's); the likelihood's terms.
+    n.step_bytes_per_record = MlpStepBytes(d, l, h, 2 * z, dropout) +
+                              MlpStepBytes(z, l, h, d, dropout) + 4 * (4 * z + 4 * d);
+    n.eval_bytes_per_record =
+        MlpEvalBytes(d, l, h, 2 * z) + MlpEvalBytes(z, l, h, d) + 4 * (4 * z + 4 * d);
+    return n;
+  };
   return f;
 }
 
