@@ -319,6 +319,11 @@ std::string Progress(const v1::Job& j) {
                          100.0 * j.step() / j.total_steps());
 }
 
+// Bytes as "12.3 MiB".
+std::string Mib(int64_t bytes) {
+  return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+}
+
 absl::Status Print(const v1::Job& j) {
   if (absl::GetFlag(FLAGS_json)) return PrintJson(j);
   const v1::JobSpec& s = j.spec();
@@ -347,6 +352,13 @@ absl::Status Print(const v1::Job& j) {
   fields.push_back(
       {"training", absl::StrFormat("batch %s, epochs %s, seed %d", OrDefault(s.batch_size()),
                                    OrDefault(s.epochs()), s.seed())});
+  if (j.memory_estimate().total_bytes() > 0) {
+    const v1::MemoryEstimate& e = j.memory_estimate();
+    fields.push_back({"memory", absl::StrFormat("%s estimated (parameters %s, activations %s, "
+                                                "data %s)",
+                                                Mib(e.total_bytes()), Mib(e.parameter_bytes()),
+                                                Mib(e.activation_bytes()), Mib(e.data_bytes()))});
+  }
   fields.push_back({"progress", Progress(j)});
   if (j.best_validation_nll() != 0) {
     fields.push_back({"best val NLL", Nll(j.best_validation_nll())});

@@ -13,8 +13,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "models/memory_estimate.h"
 #include "models/model.h"
 #include "server/core/core.h"
+#include "server/core/job_memory.h"
 #include "server/grpc/server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 = any)");
@@ -44,6 +46,9 @@ ABSL_FLAG(bool, block_products, true,
 ABSL_FLAG(int, max_job_crashes, 3,
           "A job running when the server died this many times in a row (no newer checkpoint "
           "in between) is failed at the next start instead of resumed; 0: always resume");
+ABSL_FLAG(int64_t, max_job_memory_bytes, -1,
+          "CreateJob refuses a job whose estimated peak memory is above this (bytes; 0: no "
+          "limit; -1: three quarters of the machine's or cgroup's memory over --training_slots)");
 ABSL_FLAG(int, training_nice, 10,
           "Nice value of training threads, so that scoring calls take the CPU first (0: the "
           "server's own)");
@@ -76,6 +81,15 @@ int main(int argc, char** argv) {
   options.jobs.block_products = absl::GetFlag(FLAGS_block_products);
   options.jobs.training_nice = absl::GetFlag(FLAGS_training_nice);
   options.jobs.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
+  options.jobs.max_job_memory_bytes = absl::GetFlag(FLAGS_max_job_memory_bytes);
+  if (options.jobs.max_job_memory_bytes < 0) {
+    options.jobs.max_job_memory_bytes = logp::DefaultMaxJobMemoryBytes(options.jobs.training_slots);
+  }
+  LOG(INFO) << "jobs estimated above "
+            << (options.jobs.max_job_memory_bytes > 0
+                    ? logp::HumanBytes(options.jobs.max_job_memory_bytes)
+                    : std::string("no limit"))
+            << " of memory are refused (--max_job_memory_bytes)";
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.scoring.max_request_seconds = absl::GetFlag(FLAGS_max_request_seconds);

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,7 @@
 #include "models/model.h"
 #include "proto/cc/status_macros.h"
 #include "server/core/files.h"
+#include "server/core/job_memory.h"
 #include "server/core/time_util.h"
 
 namespace logp {
@@ -338,6 +340,18 @@ absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::MemoryEstimate> JobManager::EstimateMemory(const v1::JobSpec& spec) {
+  ASSIGN_OR_RETURN(v1::Dataset train, datasets_->Get(spec.dataset_id()));
+  std::optional<v1::Dataset> validation;
+  if (spec.has_validation_dataset_id()) {
+    ASSIGN_OR_RETURN(validation, datasets_->Get(spec.validation_dataset_id()));
+  }
+  const int threads = options_.threads_per_slot > 0
+                          ? options_.threads_per_slot
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return EstimateJobMemory(spec, train, validation ? &*validation : nullptr, threads);
+}
+
 // The job an earlier CreateJob under request.request_id created; nullopt if none;
 // ALREADY_EXISTS if that call had another spec.
 absl::StatusOr<std::optional<v1::Job>> JobManager::EarlierJob(const CreateRequest& request) {
@@ -364,8 +378,11 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
   }
   v1::JobSpec spec = raw;
   RETURN_IF_ERROR(ValidateSpec(&spec));
+  ASSIGN_OR_RETURN(v1::MemoryEstimate memory, EstimateMemory(spec));
+  RETURN_IF_ERROR(CheckJobMemory(memory, options_.max_job_memory_bytes));
   auto active = std::make_shared<ActiveJob>();
   v1::Job& job = active->job;
+  *job.mutable_memory_estimate() = memory;
   job.set_id(absl::StrCat("job-", RandomHex(16)));
   *job.mutable_spec() = spec;
   job.set_state(v1::JOB_STATE_QUEUED);

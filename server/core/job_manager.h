@@ -80,6 +80,9 @@ struct JobManagerOptions {
   // newer checkpoint in between) is failed at the next start ("interrupted by N crashes")
   // instead of resumed again. 0: resume forever. Default 3.
   int max_job_crashes = 3;
+  // CreateJob refuses a job whose estimated peak memory (Job.memory_estimate) is above this,
+  // with RESOURCE_EXHAUSTED. 0: no limit (logpd's default: DefaultMaxJobMemoryBytes).
+  int64_t max_job_memory_bytes = 0;
 };
 
 // A model to score with and where it came from.
@@ -155,6 +158,8 @@ class JobManager {
                       const std::string& message,
                       const std::function<void(v1::Job*)>& update = nullptr);
   absl::Status ValidateSpec(v1::JobSpec* spec);
+  // The job's estimated peak memory (server/core/job_memory.h) for a validated spec.
+  absl::StatusOr<v1::MemoryEstimate> EstimateMemory(const v1::JobSpec& spec);
 
   const JobManagerOptions options_;
   Catalog* const catalog_;

@@ -227,6 +227,7 @@ class ServerTest : public ::testing::Test {
     o.jobs.progress_interval_seconds = 0.05;
     o.jobs.training_slots = 1;
     o.jobs.checkpoint_interval_steps = checkpoint_interval_steps_;
+    o.jobs.max_job_memory_bytes = max_job_memory_bytes_;
     return o;
   }
   // On `port`, or a free one if 0.
@@ -299,6 +300,7 @@ class ServerTest : public ::testing::Test {
   }
 
   int64_t checkpoint_interval_steps_ = 0;  // by time only (60 s) unless a test says
+  int64_t max_job_memory_bytes_ = 0;       // no limit unless a test says
   std::string dir_;
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
@@ -850,6 +852,46 @@ TEST_F(ServerTest, BadJobSpecsAreRefused) {
   auto jobs = client_->ListJobs();
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   EXPECT_EQ(jobs->jobs_size(), 0);
+}
+
+// A job whose estimated peak memory is above the server's limit is refused before anything is
+// stored; an accepted job carries its estimate, whose parameter count is the model's.
+TEST_F(ServerTest, JobsAboveTheMemoryLimitAreRefused) {
+  StopServer();
+  max_job_memory_bytes_ = int64_t{64} << 20;
+  StartServer();
+  const v1::Dataset ds = Upload(Structured(40, 16, 4));
+  auto refused = [&](const std::function<void(v1::JobSpec*)>& edit) {
+    v1::JobSpec spec = MadeSpec(ds.id(), 1);
+    edit(&spec);
+    const absl::Status st = client_->CreateJob(spec).status();
+    return Is(st, StatusCode::kResourceExhausted, "--max_job_memory_bytes") &&
+           Is(st, StatusCode::kResourceExhausted, "estimated") &&
+           Is(st, StatusCode::kResourceExhausted, "64.0 MiB");
+  };
+  // 8 x 8192 hidden units: 470M parameters with Adam (15 GiB).
+  EXPECT_TRUE(refused([](v1::JobSpec* s) {
+    s->mutable_model()->mutable_made()->set_hidden_layers(8);
+    s->mutable_model()->mutable_made()->set_hidden_units(8192);
+  }));
+  // Few parameters, but a batch of 65,536 through 8192 x 4 hidden units.
+  EXPECT_TRUE(refused([](v1::JobSpec* s) {
+    s->set_batch_size(65536);
+    s->mutable_model()->mutable_made()->set_hidden_layers(4);
+    s->mutable_model()->mutable_made()->set_hidden_units(8192);
+  }));
+  auto none = client_->ListJobs();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->jobs_size(), 0);
+
+  const v1::Job job = Train(MadeSpec(ds.id(), 1));
+  const v1::MemoryEstimate& e = job.memory_estimate();
+  EXPECT_GT(e.total_bytes(), 0);
+  EXPECT_LE(e.total_bytes(), max_job_memory_bytes_);
+  EXPECT_EQ(e.total_bytes(), e.parameter_bytes() + e.activation_bytes() + e.data_bytes());
+  auto model = client_->GetModel(job.model_id());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(static_cast<uint64_t>(e.parameters()), model->num_parameters());
 }
 
 // --------------------------------------------------------------------------- 4. not found
