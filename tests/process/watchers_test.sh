@@ -39,9 +39,13 @@ DS=$("${CTL[@]}" --json datasets upload "$WORK/data.csv" --kind=binary --name=wa
 echo "logpd threads before the watchers: $(threads_of "$PID")"
 
 # A small MADE that trains for some seconds (90 steps per epoch), so there are hundreds of events:
-# an epoch summary every few tens of ms and a progress event every 0.1 s.
+# an epoch summary every few tens of ms and a progress event every 0.1 s. Under the sanitizers
+# (LOGP_SANITIZE=1 scripts/test.sh) each step is several times slower: fewer epochs keep the
+# run about as long, so the watchers' timeout still fits.
+EPOCHS=300
+[[ ${LOGP_SANITIZE:-0} == 1 ]] && EPOCHS=60
 J=$("${CTL[@]}" --json jobs create --dataset="$DS" --family=made --hidden_units=16 \
-  --epochs=300 --batch_size=10 | json_field id)
+  --epochs="$EPOCHS" --batch_size=10 | json_field id)
 [[ $J == job-* ]] || fail "job not created"
 
 # Every 10th watcher starts at seq 5, every 10th leaves after 40 events; the rest watch it all.
