@@ -83,21 +83,33 @@ torch::Tensor VaeImpl::Elbo(const torch::Tensor& x, at::Generator* gen) {
   return LogLikelihood(x, z) - kl;
 }
 
-std::pair<torch::Tensor, torch::Tensor> VaeImpl::ElboEstimate(const torch::Tensor& x,
-                                                              int64_t samples, at::Generator& gen) {
+torch::Tensor VaeImpl::OverDraws(const torch::Tensor& x, int64_t samples, at::Generator& gen,
+                                 const DrawTerm& term) {
   auto [mu, log_var] = Encode(x);
   auto std = torch::exp(0.5 * log_var);
-  auto kl = 0.5 * (mu.pow(2) + torch::exp(log_var) - 1 - log_var).sum(-1);
   const int64_t b = x.size(0);
   const int64_t chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(b, 1));
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < samples; i += chunk) {
     PollStop();
     const int64_t c = std::min(chunk, samples - i);
-    auto z = mu + std * torch::randn({c, b, latent_dim_}, gen, x.options());
-    parts.push_back(LogLikelihood(x, z).to(torch::kDouble));  // [c, B]
+    auto eps = torch::randn({c, b, latent_dim_}, gen, x.options());
+    parts.push_back(term(eps, mu + std * eps, mu, log_var));  // [c, B]
   }
-  auto ll = torch::cat(parts, 0);
+  return torch::cat(parts, 0);
+}
+
+std::pair<torch::Tensor, torch::Tensor> VaeImpl::ElboEstimate(const torch::Tensor& x,
+                                                              int64_t samples, at::Generator& gen) {
+  torch::Tensor kl;
+  auto ll = OverDraws(x, samples, gen,
+                      [&](const torch::Tensor&, const torch::Tensor& z, const torch::Tensor& mu,
+                          const torch::Tensor& log_var) {
+                        if (!kl.defined()) {
+                          kl = 0.5 * (mu.pow(2) + torch::exp(log_var) - 1 - log_var).sum(-1);
+                        }
+                        return LogLikelihood(x, z).to(torch::kDouble);
+                      });
   auto elbo = ll.mean(0) - kl.to(torch::kDouble);
   auto se = ll.std(0, /*unbiased=*/true) / std::sqrt(static_cast<double>(samples));
   return {elbo, se};
@@ -112,21 +124,13 @@ torch::Tensor VaeImpl::LogProb(const torch::Tensor& x) {
 torch::Tensor VaeImpl::Loss(const torch::Tensor& x) { return -Elbo(x, nullptr).mean(); }
 
 torch::Tensor VaeImpl::LogWeights(const torch::Tensor& x, int64_t k, at::Generator& gen) {
-  auto [mu, log_var] = Encode(x);
-  auto std = torch::exp(0.5 * log_var);
-  const int64_t b = x.size(0);
-  const int64_t chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(b, 1));
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < k; i += chunk) {
-    PollStop();
-    const int64_t c = std::min(chunk, k - i);
-    auto eps = torch::randn({c, b, latent_dim_}, gen, x.options());
-    auto z = mu + std * eps;  // [c, B, L]
-    auto log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - kLogSqrt2Pi).sum(-1);
-    auto log_prior = (-0.5 * z.pow(2) - kLogSqrt2Pi).sum(-1);
-    parts.push_back(LogLikelihood(x, z) + log_prior - log_q);
-  }
-  return torch::cat(parts, 0);
+  return OverDraws(x, k, gen,
+                   [&](const torch::Tensor& eps, const torch::Tensor& z, const torch::Tensor&,
+                       const torch::Tensor& log_var) {
+                     auto log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - kLogSqrt2Pi).sum(-1);
+                     auto log_prior = (-0.5 * z.pow(2) - kLogSqrt2Pi).sum(-1);
+                     return LogLikelihood(x, z) + log_prior - log_q;
+                   });
 }
 
 ScoreBatch VaeImpl::Score(const torch::Tensor& x, const ScoreOptions& options) {

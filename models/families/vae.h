@@ -57,6 +57,15 @@ class VaeImpl : public DensityNet {
 
  private:
   torch::Tensor Mlp(std::vector<torch::nn::Linear>& layers, torch::Tensor h);
+  // A [c, B] term of c draws z = mu + std * eps of q(z|x) (eps, z [c, B, latent]; mu, log_var
+  // [B, latent]).
+  using DrawTerm =
+      std::function<torch::Tensor(const torch::Tensor& eps, const torch::Tensor& z,
+                                  const torch::Tensor& mu, const torch::Tensor& log_var)>;
+  // The term over `samples` draws from `gen`, [samples, B], drawn in chunks of at most
+  // kRowsPerChunk rows (samples x records) and polling PollStop() between chunks.
+  torch::Tensor OverDraws(const torch::Tensor& x, int64_t samples, at::Generator& gen,
+                          const DrawTerm& term);
 
   int64_t dim_, latent_dim_;
   bool binary_;
