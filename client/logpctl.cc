@@ -100,6 +100,11 @@ ABSL_FLAG(int32_t, early_stopping_patience, 0,
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
           "Seed (models sample: default 1; jobs create: 0 unless given).");
 ABSL_FLAG(bool, watch, false, "jobs create: watch the job after creating it.");
+ABSL_FLAG(std::string, request_id, "",
+          "datasets upload / jobs create: a client-chosen id that makes the call idempotent: "
+          "run again with the same id (also after a failure), it returns what the first run "
+          "made instead of a duplicate, and the call is retried while the server is "
+          "unavailable.");
 ABSL_FLAG(int64_t, from_seq, 0, "jobs watch: first event to show (0: from the beginning).");
 
 // models score / sample.
@@ -118,7 +123,7 @@ usage: logpctl [--server=HOST:PORT] [--json] COMMAND ...
 
 datasets upload FILE --kind=binary|categorical|continuous [--name=N]
                 [--binarize_threshold=T] [--num_categories=K] [--max_records=N]
-                                  upload an IDX (.gz), .npy or .csv file
+                [--request_id=R]  upload an IDX (.gz), .npy or .csv file
 datasets get ID | list | delete ID
 jobs create --dataset=ID --family=FAMILY [--validation_dataset=ID |
             --validation_fraction=F] [hyper-parameter flags, e.g. --hidden_layers=L
@@ -126,7 +131,7 @@ jobs create --dataset=ID --family=FAMILY [--validation_dataset=ID |
             --covariance=full --flow_layers=N --latent_dim=Z --dropout=P --l1=C
             --dequantize --logit] [--model_json=JSON] [--lr=R --weight_decay=W
             --batch_size=B --epochs=E --seed=S --max_steps=N --max_seconds=T
-            --early_stopping_patience=P] [--watch]
+            --early_stopping_patience=P] [--watch] [--request_id=R]
             FAMILY: bernoulli categorical gaussian gaussian_mixture fvsbn nade made
                     maf realnvp vae
 jobs get ID | list | cancel ID
@@ -450,7 +455,8 @@ absl::StatusOr<int> DatasetsUpload(Context& ctx) {
                                      sent, total, sent * row_bytes / seconds / (1 << 20)));
   };
   const v1::ImageShape* shape = info.image_shape.height() > 0 ? &info.image_shape : nullptr;
-  absl::StatusOr<v1::Dataset> dataset = client->UploadDataset(name, records, shape, progress);
+  absl::StatusOr<v1::Dataset> dataset =
+      client->UploadDataset(name, records, shape, progress, absl::GetFlag(FLAGS_request_id));
   ClearProgressLine();
   if (!dataset.ok()) return dataset.status();
   RETURN_IF_ERROR(Print(*dataset));
@@ -727,7 +733,7 @@ absl::StatusOr<int> JobsCreate(Context& ctx) {
   spec.set_early_stopping_patience(absl::GetFlag(FLAGS_early_stopping_patience));
 
   ASSIGN_OR_RETURN(Client * client, ctx.client());
-  ASSIGN_OR_RETURN(const v1::Job job, client->CreateJob(spec));
+  ASSIGN_OR_RETURN(const v1::Job job, client->CreateJob(spec, absl::GetFlag(FLAGS_request_id)));
   RETURN_IF_ERROR(Print(job));
   if (!absl::GetFlag(FLAGS_watch)) return 0;
   std::fflush(stdout);

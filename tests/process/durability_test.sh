@@ -201,6 +201,23 @@ job "$C" | grep -q "interrupted by 3 crashes in a row" || fail "no crash-loop re
 [[ $(job "$C" | field crashCount) == 3 ]] || fail "crash count is not 3: $(job "$C")"
 "${CTL[@]}" --json datasets get "$DS" >/dev/null || fail "server not serving after failing the job"
 
+# --- logpctl --request_id: a repeated create returns the first result, across a kill -9 too;
+# another spec under the same id is ALREADY_EXISTS.
+R1=$("${CTL[@]}" --json jobs create --dataset="$DS" "${SPEC[@]}" --request_id=nightly-1 | field id)
+R2=$("${CTL[@]}" --json jobs create --dataset="$DS" "${SPEC[@]}" --request_id=nightly-1 | field id)
+[[ $R1 == job-* && $R1 == "$R2" ]] || fail "a repeated create made $R1 and $R2"
+U1=$("${CTL[@]}" --json datasets upload "$WORK/train.csv" --kind=binary --request_id=up-1 | field id)
+kill -9 "$PID"
+wait "$PID" 2>/dev/null || true
+start 8
+R3=$("${CTL[@]}" --json jobs create --dataset="$DS" "${SPEC[@]}" --request_id=nightly-1 | field id)
+U2=$("${CTL[@]}" --json datasets upload "$WORK/train.csv" --kind=binary --request_id=up-1 | field id)
+[[ $R3 == "$R1" && $U1 == ds-* && $U2 == "$U1" ]] ||
+  fail "after a restart the creates made $R3 (first $R1) and $U2 (first $U1)"
+OUT=$("${CTL[@]}" jobs create --dataset="$DS" "${SPEC[@]}" --epochs=7 --request_id=nightly-1 2>&1) &&
+  fail "another spec under a used request_id was accepted"
+grep -q ALREADY_EXISTS <<<"$OUT" || fail "another spec under a used request_id: $OUT"
+
 kill -TERM "$PID"
 wait "$PID" || fail "logpd exited with $?"
 PID=
