@@ -14,6 +14,10 @@
 // a request that did not parse, nor one with a string field over its length limit
 // (proto/cc/field_limits.h: ids 128 bytes, other strings 1 KiB), which is INVALID_ARGUMENT too.
 //
+// It also keeps the server's InFlightCalls: a sync call counts there until gRPC has sent its
+// status (a callback method's reactor counts itself), and once the server is shutting down a call
+// that starts is refused with UNAVAILABLE before its method runs.
+//
 // Not thread-safe while methods are added; immutable (and shareable by gRPC's threads) after.
 #ifndef LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
 #define LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
@@ -30,6 +34,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "server/grpc/in_flight_calls.h"
 
 namespace logp {
 
@@ -102,6 +108,29 @@ class ParseStatusHandler final : public grpc::internal::MethodHandler {
   const google::protobuf::Descriptor* const request_type_;
 };
 
+// A sync handler (`inner`, owned) whose calls count in `calls` while they run and until their
+// status is sent: gRPC's sync RunHandler sends it and waits.
+class CountedHandler final : public grpc::internal::MethodHandler {
+ public:
+  CountedHandler(grpc::internal::MethodHandler* inner, InFlightCalls* calls,
+                 InFlightCalls::AtShutdown at_shutdown)
+      : inner_(inner), calls_(calls), at_shutdown_(at_shutdown) {}
+  void RunHandler(const HandlerParameter& param) override {
+    calls_->Add(at_shutdown_);
+    inner_->RunHandler(param);
+    calls_->Remove(at_shutdown_);
+  }
+  void* Deserialize(grpc_call* call, grpc_byte_buffer* req, grpc::Status* status,
+                    void** handler_data) override {
+    return inner_->Deserialize(call, req, status, handler_data);
+  }
+
+ private:
+  const std::unique_ptr<grpc::internal::MethodHandler> inner_;
+  InFlightCalls* const calls_;
+  const InFlightCalls::AtShutdown at_shutdown_;
+};
+
 // A write reactor that only finishes with a status; deletes itself.
 template <class Response>
 class FinishedWriter final : public grpc::ServerWriteReactor<Response> {
@@ -147,51 +176,66 @@ class CallbackWriterHandler final : public grpc::internal::MethodHandler {
 
 class CheckedService final : public grpc::Service {
  public:
+  using AtShutdown = InFlightCalls::AtShutdown;
+
   // Serves methods of `service` (e.g. v1::DatasetService's descriptor); add each with the call
-  // that fits its kind.
-  explicit CheckedService(const google::protobuf::ServiceDescriptor* service) : service_(service) {}
+  // that fits its kind. `calls` must outlive the service.
+  CheckedService(const google::protobuf::ServiceDescriptor* service, InFlightCalls* calls)
+      : service_(service), calls_(calls) {}
 
   template <class Impl, class Request, class Response>
   void Unary(const std::string& method, Impl* impl,
-             grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*, Response*)) {
+             grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*, Response*),
+             AtShutdown at_shutdown = AtShutdown::kFinish) {
     Add(method, grpc::internal::RpcMethod::NORMAL_RPC, Request::descriptor(),
-        new checked_internal::ParseStatusHandler(
-            new grpc::internal::RpcMethodHandler<Impl, Request, Response>(
-                [fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
-                     Response* response) {
-                  grpc::Status limits = CheckFieldLimits(*request);
-                  return limits.ok() ? (impl->*fn)(ctx, request, response) : limits;
-                },
-                impl),
-            Request::descriptor()));
+        Counted(new checked_internal::ParseStatusHandler(
+                    new grpc::internal::RpcMethodHandler<Impl, Request, Response>(
+                        [this, fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
+                                   Response* response) {
+                          grpc::Status admitted = Admit(*request);
+                          return admitted.ok() ? (impl->*fn)(ctx, request, response) : admitted;
+                        },
+                        impl),
+                    Request::descriptor()),
+                at_shutdown));
   }
 
   template <class Impl, class Request, class Response>
   void ServerStreaming(const std::string& method, Impl* impl,
                        grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*,
-                                                grpc::ServerWriter<Response>*)) {
+                                                grpc::ServerWriter<Response>*),
+                       AtShutdown at_shutdown = AtShutdown::kFinish) {
     Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(),
-        new checked_internal::ParseStatusHandler(
-            new grpc::internal::ServerStreamingHandler<Impl, Request, Response>(
-                [fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
-                     grpc::ServerWriter<Response>* writer) {
-                  grpc::Status limits = CheckFieldLimits(*request);
-                  return limits.ok() ? (impl->*fn)(ctx, request, writer) : limits;
-                },
-                impl),
-            Request::descriptor()));
+        Counted(new checked_internal::ParseStatusHandler(
+                    new grpc::internal::ServerStreamingHandler<Impl, Request, Response>(
+                        [this, fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
+                                   grpc::ServerWriter<Response>* writer) {
+                          grpc::Status admitted = Admit(*request);
+                          return admitted.ok() ? (impl->*fn)(ctx, request, writer) : admitted;
+                        },
+                        impl),
+                    Request::descriptor()),
+                at_shutdown));
   }
 
   // `fn` reads the stream's raw messages, typically through a ParsingReader<Request>.
   template <class Request, class Impl, class Response>
   void ClientStreaming(const std::string& method, Impl* impl,
                        grpc::Status (Impl::*fn)(grpc::ServerContext*,
-                                                grpc::ServerReader<grpc::ByteBuffer>*, Response*)) {
+                                                grpc::ServerReader<grpc::ByteBuffer>*, Response*),
+                       AtShutdown at_shutdown = AtShutdown::kFinish) {
     Add(method, grpc::internal::RpcMethod::CLIENT_STREAMING, Request::descriptor(),
-        new grpc::internal::ClientStreamingHandler<Impl, grpc::ByteBuffer, Response>(
-            std::mem_fn(fn), impl));
+        Counted(new grpc::internal::ClientStreamingHandler<Impl, grpc::ByteBuffer, Response>(
+                    [this, fn](Impl* impl, grpc::ServerContext* ctx,
+                               grpc::ServerReader<grpc::ByteBuffer>* reader, Response* response) {
+                      if (calls_->stopping()) return ShuttingDown();
+                      return (impl->*fn)(ctx, reader, response);
+                    },
+                    impl),
+                at_shutdown));
   }
 
+  // The reactor `fn` returns must count itself in the InFlightCalls (from its start until OnDone).
   template <class Impl, class Request, class Response>
   void CallbackServerStreaming(const std::string& method, Impl* impl,
                                grpc::ServerWriteReactor<Response>* (Impl::*fn)(
@@ -200,11 +244,11 @@ class CheckedService final : public grpc::Service {
         Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(), nullptr);
     MarkMethodCallback(
         index, new checked_internal::CallbackWriterHandler<Request, Response>(
-                   [impl, fn](grpc::CallbackServerContext* ctx,
-                              const Request* request) -> grpc::ServerWriteReactor<Response>* {
-                     grpc::Status limits = CheckFieldLimits(*request);
-                     if (!limits.ok()) {
-                       return new checked_internal::FinishedWriter<Response>(limits);
+                   [this, impl, fn](grpc::CallbackServerContext* ctx,
+                                    const Request* request) -> grpc::ServerWriteReactor<Response>* {
+                     grpc::Status admitted = Admit(*request);
+                     if (!admitted.ok()) {
+                       return new checked_internal::FinishedWriter<Response>(admitted);
                      }
                      return (impl->*fn)(ctx, request);
                    }));
@@ -214,12 +258,26 @@ class CheckedService final : public grpc::Service {
   std::vector<std::string> Missing() const;
 
  private:
+  // UNAVAILABLE once the server is shutting down, else the request's field limits.
+  grpc::Status Admit(const google::protobuf::Message& request) const {
+    if (calls_->stopping()) return ShuttingDown();
+    return CheckFieldLimits(request);
+  }
+  static grpc::Status ShuttingDown() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(ShuttingDownError().message()));
+  }
+  grpc::internal::MethodHandler* Counted(grpc::internal::MethodHandler* handler,
+                                         AtShutdown at_shutdown) {
+    return new checked_internal::CountedHandler(handler, calls_, at_shutdown);
+  }
+
   // Adds the method (CHECK-fails unless `method` is one of the service's, of this kind and
   // request type, added once); returns its index.
   int Add(const std::string& method, grpc::internal::RpcMethod::RpcType type,
           const google::protobuf::Descriptor* request_type, grpc::internal::MethodHandler* handler);
 
   const google::protobuf::ServiceDescriptor* const service_;
+  InFlightCalls* const calls_;
   std::deque<std::string> paths_;  // "/package.Service/Method"; gRPC keeps pointers to them
   std::vector<std::string> added_;
 };

@@ -5,6 +5,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "logp/v1/model_service.grpc.pb.h"
 #include "proto/cc/field_limits.h"
 #include "server/grpc/checked_service.h"
+#include "server/grpc/in_flight_calls.h"
 #include "server/grpc/protobuf_log.h"
 
 namespace logp {
@@ -78,6 +80,11 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
 }
 
 namespace {
+
+// How long a shutdown waits for the calls it stops (Score, Evaluate, Sample, WatchJob) to end
+// before it goes on to close the connections, which cancels them: they end within a batch or an
+// event unless their client does not read.
+constexpr absl::Duration kStopWait = absl::Milliseconds(250);
 
 // The client's deadline; InfiniteFuture() when it set none.
 absl::Time ClientDeadline(const grpc::ServerContext& ctx) {
@@ -148,7 +155,8 @@ class DatasetServiceImpl final : public v1::DatasetService::Service {
 // nothing to send it hands the pump back unless news arrived meanwhile (news_), so no
 // notification is lost. A slow reader only delays its own pump: its events wait in the job's
 // history. The reactor owns itself (self_) until OnDone; the notifier holds it only through
-// a weak_ptr, so a late notification never touches a deleted reactor.
+// a weak_ptr, so a late notification never touches a deleted reactor. It counts in the server's
+// InFlightCalls from Start until OnDone.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
                            public WatchListener,
                            public std::enable_shared_from_this<WatchReactor> {
@@ -156,11 +164,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
   // Events read per ReadEvents call.
   static constexpr int kBatch = 64;
 
-  WatchReactor(JobManager* jobs, v1::WatchJobRequest request)
-      : jobs_(jobs), request_(std::move(request)), next_seq_(request_.from_seq()) {}
+  WatchReactor(JobManager* jobs, InFlightCalls* calls, v1::WatchJobRequest request)
+      : jobs_(jobs), calls_(calls), request_(std::move(request)), next_seq_(request_.from_seq()) {}
 
   // Subscribes, then starts pumping. Called once, right after construction.
   void Start() {
+    calls_->Add(InFlightCalls::AtShutdown::kStop);
     self_ = shared_from_this();
     jobs_->Subscribe(request_.id(), weak_from_this());
     Pump(/*news=*/true);
@@ -186,6 +195,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
 
   void OnDone() override {
     jobs_->Unsubscribe(request_.id(), this);
+    calls_->Remove(InFlightCalls::AtShutdown::kStop);
     self_.reset();  // may delete this
   }
 
@@ -241,6 +251,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
   }
 
   JobManager* const jobs_;
+  InFlightCalls* const calls_;
   const v1::WatchJobRequest request_;
   std::shared_ptr<WatchReactor> self_;  // set by Start, released by OnDone
 
@@ -260,7 +271,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
 class JobServiceImpl final
     : public v1::JobService::WithCallbackMethod_WatchJob<v1::JobService::Service> {
  public:
-  explicit JobServiceImpl(Core* core) : core_(core) {}
+  JobServiceImpl(Core* core, InFlightCalls* calls) : core_(core), calls_(calls) {}
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* req,
                          v1::Job* response) override {
@@ -283,7 +294,7 @@ class JobServiceImpl final
   }
   grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
                                                    const v1::WatchJobRequest* req) override {
-    auto reactor = std::make_shared<WatchReactor>(&core_->jobs(), *req);
+    auto reactor = std::make_shared<WatchReactor>(&core_->jobs(), calls_, *req);
     reactor->Start();
     return reactor.get();  // owns itself until OnDone
   }
@@ -295,11 +306,14 @@ class JobServiceImpl final
     return grpc::Status::OK;
   }
   Core* core_;
+  InFlightCalls* calls_;
 };
 
+// Score, Evaluate and Sample stop at their next batch when the server shuts down, and answer
+// UNAVAILABLE (the work was not done; retry later or elsewhere).
 class ModelServiceImpl final : public v1::ModelService::Service {
  public:
-  explicit ModelServiceImpl(Core* core) : core_(core) {}
+  ModelServiceImpl(Core* core, InFlightCalls* calls) : core_(core), calls_(calls) {}
 
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest* req,
                         v1::Model* response) override {
@@ -322,7 +336,7 @@ class ModelServiceImpl final : public v1::ModelService::Service {
                      v1::ScoreResponse* response) override {
     const CallControl call = Control(ctx);
     auto r = ScoreRecords(Resolver(), *req, core_->options().scoring, call);
-    if (!r.ok()) return ToGrpcStatus(r.status());
+    if (!r.ok()) return CallStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
@@ -330,24 +344,30 @@ class ModelServiceImpl final : public v1::ModelService::Service {
                         v1::EvaluateResponse* response) override {
     const CallControl call = Control(ctx);
     auto r = EvaluateDataset(Resolver(), core_->datasets(), *req, call);
-    if (!r.ok()) return ToGrpcStatus(r.status());
+    if (!r.ok()) return CallStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
   grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* req,
                       grpc::ServerWriter<v1::SampleResponse>* writer) override {
     const CallControl call = Control(ctx);
-    return ToGrpcStatus(SampleRecords(
+    return CallStatus(SampleRecords(
         Resolver(), *req, core_->options().scoring,
         [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
   }
 
  private:
-  // The call's deadline (capped by --max_request_seconds) and cancellation, for the core.
+  // The call's deadline (capped by --max_request_seconds) and cancellation, for the core. A
+  // shutdown stops the call as a cancellation does.
   CallControl Control(grpc::ServerContext* ctx) const {
     return CallControl(
         CappedDeadline(ClientDeadline(*ctx), core_->options().scoring.max_request_seconds),
-        [ctx] { return ctx->IsCancelled(); });
+        [ctx, calls = calls_] { return calls->stopping() || ctx->IsCancelled(); });
+  }
+  // The call's status; one the shutdown stopped is UNAVAILABLE.
+  grpc::Status CallStatus(const absl::Status& status) const {
+    if (absl::IsCancelled(status) && calls_->stopping()) return ToGrpcStatus(ShuttingDownError());
+    return ToGrpcStatus(status);
   }
   ModelResolver Resolver() {
     return [core = core_](const std::string& model_id, const std::string& job_id) {
@@ -355,6 +375,7 @@ class ModelServiceImpl final : public v1::ModelService::Service {
     };
   }
   Core* core_;
+  InFlightCalls* calls_;
 };
 
 }  // namespace
@@ -363,11 +384,11 @@ class ModelServiceImpl final : public v1::ModelService::Service {
 struct LogpServer::Services {
   explicit Services(Core* core)
       : datasets(core),
-        jobs(core),
-        models(core),
-        checked_datasets(Descriptor(v1::DatasetService::service_full_name())),
-        checked_jobs(Descriptor(v1::JobService::service_full_name())),
-        checked_models(Descriptor(v1::ModelService::service_full_name())) {
+        jobs(core, &calls),
+        models(core, &calls),
+        checked_datasets(Descriptor(v1::DatasetService::service_full_name()), &calls),
+        checked_jobs(Descriptor(v1::JobService::service_full_name()), &calls),
+        checked_models(Descriptor(v1::ModelService::service_full_name()), &calls) {
     using D = DatasetServiceImpl;
     checked_datasets.ClientStreaming<v1::CreateDatasetRequest>("CreateDataset", &datasets,
                                                                &D::CreateDataset);
@@ -383,9 +404,10 @@ struct LogpServer::Services {
     using M = ModelServiceImpl;
     checked_models.Unary("GetModel", &models, &M::GetModel);
     checked_models.Unary("ListModels", &models, &M::ListModels);
-    checked_models.Unary("Score", &models, &M::Score);
-    checked_models.Unary("Evaluate", &models, &M::Evaluate);
-    checked_models.ServerStreaming("Sample", &models, &M::Sample);
+    constexpr auto kStop = InFlightCalls::AtShutdown::kStop;
+    checked_models.Unary("Score", &models, &M::Score, kStop);
+    checked_models.Unary("Evaluate", &models, &M::Evaluate, kStop);
+    checked_models.ServerStreaming("Sample", &models, &M::Sample, kStop);
   }
   static const google::protobuf::ServiceDescriptor* Descriptor(const char* name) {
     const auto* service =
@@ -403,6 +425,7 @@ struct LogpServer::Services {
     return absl::OkStatus();
   }
 
+  InFlightCalls calls;  // first: the services below use it
   DatasetServiceImpl datasets;
   JobServiceImpl jobs;
   ModelServiceImpl models;
@@ -437,6 +460,8 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
 
 LogpServer::~LogpServer() { Shutdown(absl::Seconds(5)); }
 
+int LogpServer::TEST_CallsInFlight() { return services_->calls.TEST_Count(); }
+
 std::shared_ptr<grpc::Channel> LogpServer::InProcessChannel() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
@@ -445,11 +470,39 @@ std::shared_ptr<grpc::Channel> LogpServer::InProcessChannel() {
 }
 
 void LogpServer::Shutdown(absl::Duration grace) {
-  if (shut_down_) return;
-  shut_down_ = true;
+  Drain(grace);
+  Close();
+}
+
+void LogpServer::Drain(absl::Duration grace) {
+  if (drained_) return;
+  drained_ = true;
+  const absl::Time deadline = absl::Now() + grace;
+  InFlightCalls& calls = services_->calls;
   server_->GetHealthCheckService()->SetServingStatus(false);
-  core_->Shutdown();  // ends watch streams and training first, so calls can finish
-  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  calls.BeginShutdown();  // new calls are refused; Score, Evaluate and Sample stop
+  core_->Shutdown();      // ends watch streams and training (running jobs checkpoint)
+  // A stopped call ends within a batch or an event, and its client is told why; one that has not
+  // by then waits on a client that does not read, or is in a long batch: Close cancels it.
+  const absl::Time stopped = std::min(deadline, absl::Now() + kStopWait);
+  if (const int n = calls.WaitUntilEnded(InFlightCalls::AtShutdown::kStop, stopped); n > 0) {
+    LOG(INFO) << "shutdown: " << n << " stopped calls have not ended yet";
+  }
+  if (const int n = calls.WaitUntilEnded(InFlightCalls::AtShutdown::kFinish, deadline); n > 0) {
+    LOG(WARNING) << "shutdown: " << n << " calls still in flight after the grace period of "
+                 << grace << "; cancelling them";
+  }
+}
+
+void LogpServer::Close() {
+  Drain(absl::ZeroDuration());
+  if (closed_) return;
+  closed_ = true;
+  // No call is left that may still finish. gRPC's graceful shutdown would now wait for every
+  // client to close its connection after the GOAWAY, which an idle client only notices when its
+  // channel next polls (every 5 s by default) and a stopped one never does: a deadline of now
+  // closes the connections, cancelling what is left.
+  server_->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace logp

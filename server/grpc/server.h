@@ -38,9 +38,24 @@ class LogpServer {
   int port() const { return port_; }
   // An in-process channel to this server (for tests).
   std::shared_ptr<grpc::Channel> InProcessChannel();
-  // Graceful shutdown: marks the health service NOT_SERVING, stops training (running jobs stay
-  // queued), refuses new calls, lets calls in flight finish for up to `grace`, then cancels them.
+  // Graceful shutdown: Drain(grace), then Close(). Idempotent.
   void Shutdown(absl::Duration grace);
+  // Marks the health service NOT_SERVING, refuses new calls (UNAVAILABLE), stops training
+  // (running jobs checkpoint and stay queued), ends watch streams and stops Score, Evaluate and
+  // Sample at their next batch (UNAVAILABLE), and lets the other calls in flight finish for up to
+  // `grace`. After it the process may exit at once: running jobs are checkpointed, and a call
+  // still in flight leaves no more than a crash would (recovered at the next start).
+  void Drain(absl::Duration grace);
+  // Closes every connection (after Drain(0) if not drained), cancelling what is left (clients see
+  // UNAVAILABLE), and waits for gRPC's handlers to return; it does not wait for clients to close
+  // their connections. What can hold it up: a handler in a long scoring batch (it stops at the
+  // batch's end), and, under gRPC 1.51, a connection whose client stopped reading in the middle
+  // of a stream (its TCP window closed), which closes only once the kernel gives up on it (gRPC
+  // sets a 20 s TCP user timeout); a handler writing to it returns only then.
+  void Close();
+
+  // Calls counted in flight (see InFlightCalls).
+  int TEST_CallsInFlight();
 
  private:
   struct Services;
@@ -49,7 +64,8 @@ class LogpServer {
   int port_ = 0;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
-  bool shut_down_ = false;
+  bool drained_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace logp
