@@ -1,11 +1,14 @@
 // logpd: the logp server. Serves until SIGINT or SIGTERM, then shuts down gracefully: stops
 // accepting calls, checkpoints running jobs at their next step boundary (they resume from there
-// on the next launch), finishes calls in flight within --shutdown_grace_seconds, and exits 0.
+// on the next launch), ends watch streams and stops Score, Evaluate and Sample (UNAVAILABLE),
+// finishes the other calls in flight within --shutdown_grace_seconds, closes the connections
+// without waiting for clients to hang up, and exits 0.
 #include <glog/logging.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -13,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "models/memory_estimate.h"
 #include "models/model.h"
 #include "server/core/core.h"
@@ -54,6 +58,10 @@ ABSL_FLAG(int, training_nice, 10,
           "server's own)");
 ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "Time calls in flight get to finish on shutdown");
 ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file");
+
+// How long closing the connections may take once the server has drained (normally a few ms; see
+// LogpServer::Close for what can hold it up).
+constexpr absl::Duration kCloseWait = absl::Seconds(1);
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("logpd --data_dir=DIR [--listen=HOST:PORT] [flags]");
@@ -117,7 +125,21 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   LOG(INFO) << "received signal " << sig << ", shutting down";
-  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  (*server)->Drain(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  // Everything is saved now. Closing can be held up by a long scoring batch or by a client that
+  // stopped reading in the middle of a stream; the process does not wait for them.
+  absl::Notification closed;
+  std::thread closer([&] {
+    (*server)->Close();
+    closed.Notify();
+  });
+  if (!closed.WaitForNotificationWithTimeout(kCloseWait)) {
+    LOG(WARNING) << "a call did not end within " << kCloseWait
+                 << " of closing the connections (a long scoring batch, or a client that stopped "
+                    "reading); logpd stopped without waiting for it";
+    std::_Exit(0);
+  }
+  closer.join();
   server->reset();
   core->reset();
   LOG(INFO) << "logpd stopped cleanly";
