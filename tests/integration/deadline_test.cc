@@ -1,8 +1,8 @@
 // Deadlines and cancellation over the wire: Score, Evaluate and Sample stop within one batch of
 // the client's deadline or cancellation (or of the server's --max_request_seconds cap), the
-// server's CPU goes idle, and it answers the next call at once. An in-process logpd on
-// 127.0.0.1:0 with a MADE on D = 784 large enough that finishing the work instead of stopping
-// would keep the CPU busy for seconds.
+// server's CPU goes idle, and it answers the next call at once; a shutdown stops them too. An
+// in-process logpd on 127.0.0.1:0 with a MADE on D = 784 large enough that finishing the work
+// instead of stopping would keep the CPU busy for seconds.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -199,6 +199,60 @@ TEST_F(DeadlineTest, ServerCapBoundsACallWithoutADeadline) {
   // A cheap call within the cap still succeeds.
   auto small = client_->Score(model_id_, RandomBinary(10, 5));
   EXPECT_TRUE(small.ok()) << small.status();
+}
+
+// A shutdown stops the Score, Evaluate and Sample calls in flight at their next batch: each
+// answers UNAVAILABLE (the work was not done; the client may retry elsewhere) instead of running
+// to its end within the grace period given here.
+TEST_F(DeadlineTest, ShutdownStopsCallsInFlightWithUnavailable) {
+  Start(0, /*num_masks=*/8);  // scoring or evaluating all records takes seconds
+  auto big = client_->UploadDataset("big", RandomBinary(100000, 6));
+  ASSERT_TRUE(big.ok()) << big.status();
+  const RecordMatrix records = RandomBinary(100000, 7);
+  grpc::Status score, evaluate, sample;
+  std::thread score_thread([&] {
+    v1::ScoreRequest req;
+    req.set_model_id(model_id_);
+    *req.mutable_records() = Encode(records, 0, records.rows);
+    grpc::ClientContext ctx;
+    v1::ScoreResponse resp;
+    score = stub_->Score(&ctx, req, &resp);
+  });
+  std::thread evaluate_thread([&] {
+    v1::EvaluateRequest req;
+    req.set_model_id(model_id_);
+    req.set_dataset_id(big->id());
+    grpc::ClientContext ctx;
+    v1::EvaluateResponse resp;
+    evaluate = stub_->Evaluate(&ctx, req, &resp);
+  });
+  std::thread sample_thread([&] {
+    v1::SampleRequest req;
+    req.set_model_id(model_id_);
+    req.set_num_samples(10000);
+    grpc::ClientContext ctx;
+    auto reader = stub_->Sample(&ctx, req);
+    v1::SampleResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    sample = reader->Finish();
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (server_->TEST_CallsInFlight() < 3 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(server_->TEST_CallsInFlight(), 3) << "calls in flight when the shutdown begins";
+  // The calls end by themselves once the server drains, before it closes the connections (which
+  // would cancel them whatever they were doing).
+  server_->Drain(absl::Seconds(120));
+  score_thread.join();
+  evaluate_thread.join();
+  sample_thread.join();
+  server_->Close();
+  for (const grpc::Status* st : {&score, &evaluate, &sample}) {
+    EXPECT_EQ(st->error_code(), grpc::StatusCode::UNAVAILABLE) << st->error_message();
+    EXPECT_EQ(st->error_message(), "server is shutting down");
+  }
 }
 
 }  // namespace
