@@ -26,7 +26,7 @@ struct CoreOptions {
   // a FaultyFileSystem.
   FileSystem* fs = FileSystem::Default();
   // The catalogue to use instead of the SQLite one in data_dir (must outlive the Core); for
-  // tests (a FaultyCatalog). Default: null, SQLite.
+  // tests (a FaultyCatalog, a MemoryCatalog). Default: null, SQLite.
   Catalog* catalog = nullptr;
 };
 

@@ -2,13 +2,11 @@
 // SQLite catalogue and no network: each failure gets its exact status, nothing stored changes,
 // and everything else keeps working.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,6 +16,7 @@
 #include "server/core/core.h"
 #include "server/core/faulty_catalog.h"
 #include "server/core/faulty_file_system.h"
+#include "tests/server/test_util.h"
 
 namespace logp {
 namespace {
@@ -25,57 +24,14 @@ namespace {
 using Fault = FaultyFileSystem::Fault;
 using Op = FaultyFileSystem::Op;
 
-::testing::AssertionResult Is(const absl::Status& status, absl::StatusCode code,
-                              const std::string& needle = "") {
-  if (status.code() != code) {
-    return ::testing::AssertionFailure()
-           << "expected " << absl::StatusCodeToString(code) << ", got " << status;
-  }
-  if (!absl::StrContains(status.message(), needle)) {
-    return ::testing::AssertionFailure() << status << " does not mention \"" << needle << "\"";
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// n binary records of dim 16 as one upload: a header and one chunk per 100 records.
-std::vector<v1::CreateDatasetRequest> Upload(int64_t n, uint32_t seed) {
-  std::vector<v1::CreateDatasetRequest> reqs(1);
-  auto* h = reqs[0].mutable_header();
-  h->set_name("data");
-  h->set_kind(v1::DATA_KIND_BINARY);
-  h->set_dim(16);
-  h->set_num_records(n);
-  std::mt19937 rng(seed);
-  for (int64_t done = 0; done < n; done += 100) {
-    const int64_t k = std::min<int64_t>(100, n - done);
-    v1::CreateDatasetRequest r;
-    auto* c = r.mutable_chunk();
-    c->set_encoding(v1::ENCODING_UINT8);
-    c->set_num_records(k);
-    c->set_dim(16);
-    std::string data(k * 16, '\0');
-    for (auto& v : data) v = static_cast<char>(rng() % 3 == 0);
-    c->set_data(data);
-    reqs.push_back(r);
-  }
-  return reqs;
-}
-
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/logp-fault-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     auto sqlite = OpenSqliteCatalog(dir_ + "/catalog.db");
     ASSERT_TRUE(sqlite.ok()) << sqlite.status();
     sqlite_ = std::move(*sqlite);
     catalog_ = std::make_unique<FaultyCatalog>(sqlite_.get());
     Open();
-  }
-  void TearDown() override {
-    core_.reset();
-    system(("rm -rf " + dir_).c_str());
   }
   void Open() {
     core_.reset();
@@ -91,13 +47,7 @@ class FaultTest : public ::testing::Test {
     core_ = std::move(*core);
   }
   absl::StatusOr<v1::Dataset> Store(int64_t n, uint32_t seed = 1) {
-    std::vector<v1::CreateDatasetRequest> reqs = Upload(n, seed);
-    size_t i = 0;
-    return core_->datasets().CreateFromStream([&](v1::CreateDatasetRequest* r) {
-      if (i == reqs.size()) return false;
-      *r = reqs[i++];
-      return true;
-    });
+    return StoreUpload(core_->datasets(), RandomBinaryUpload(n, seed));
   }
   v1::JobSpec Spec(const std::string& dataset_id, int64_t max_steps) {
     v1::JobSpec spec;
@@ -111,27 +61,11 @@ class FaultTest : public ::testing::Test {
     spec.set_seed(3);
     return spec;
   }
-  // Polls until `done(job)` or the job ended; returns the last state read.
   v1::Job WaitFor(const std::string& id, const std::function<bool(const v1::Job&)>& done) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    v1::Job job;
-    while (absl::Now() < deadline) {
-      job = core_->jobs().GetJob(id).value();
-      if (done(job) || job.state() == v1::JOB_STATE_SUCCEEDED ||
-          job.state() == v1::JOB_STATE_FAILED || job.state() == v1::JOB_STATE_CANCELLED) {
-        return job;
-      }
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    ADD_FAILURE() << "job " << id << " timed out";
-    return job;
+    return WaitForJob(core_->jobs(), id, done);
   }
-  v1::Job WaitForEnd(const std::string& id) {
-    return WaitFor(id, [](const v1::Job&) { return false; });
-  }
-  std::vector<v1::JobEvent> Events(const std::string& id) {
-    return core_->jobs().ReadEvents(id, 1, 1 << 20).value().events;
-  }
+  v1::Job WaitForEnd(const std::string& id) { return logp::WaitForEnd(core_->jobs(), id); }
+  std::vector<v1::JobEvent> Events(const std::string& id) { return AllEvents(core_->jobs(), id); }
   std::vector<std::string> Files(const std::string& sub) {
     return FileSystem::Default()->ListDir(dir_ + "/" + sub);
   }
@@ -139,7 +73,9 @@ class FaultTest : public ::testing::Test {
   int64_t Models() { return core_->models().List(100, "").value().items.size(); }
 
   int64_t checkpoint_interval_steps_ = 0;
-  std::string dir_;
+  // Destroyed in reverse: the core, the catalogues, then the directory they used.
+  TempDir tmp_;
+  const std::string dir_ = tmp_.path();
   FaultyFileSystem fs_;
   std::unique_ptr<Catalog> sqlite_;
   std::unique_ptr<FaultyCatalog> catalog_;

@@ -1,0 +1,217 @@
+#include "server/core/memory_catalog.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "proto/cc/status_macros.h"
+
+namespace logp {
+namespace {
+
+// As in the SQLite catalogue.
+constexpr int kDefaultPage = 50;
+constexpr int kMaxPage = 1000;
+
+}  // namespace
+
+absl::StatusOr<MemoryCatalog::PageStart> MemoryCatalog::ParsePage(int page_size,
+                                                                  const std::string& token) {
+  if (page_size < 0 || page_size > kMaxPage) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be in [0, ", kMaxPage, "], got ", page_size));
+  }
+  PageStart start;
+  start.size = page_size == 0 ? kDefaultPage : page_size;
+  start.before_seq = INT64_MAX;
+  if (!token.empty() && (!absl::SimpleAtoi(token, &start.before_seq) || start.before_seq < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("page_token '", token, "' is not valid"));
+  }
+  return start;
+}
+
+template <typename T>
+absl::Status MemoryCatalog::InsertLocked(Table<T>* table, const T& row, const std::string& what) {
+  if (table->by_id.count(row.id()) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat(what, " ", row.id()));
+  }
+  const int64_t seq = ++table->last_seq;
+  table->rows.emplace(seq, row);
+  table->by_id.emplace(row.id(), seq);
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::StatusOr<T> MemoryCatalog::GetLocked(const Table<T>& table, const std::string& id,
+                                           const char* what) {
+  auto it = table.by_id.find(id);
+  if (it == table.by_id.end()) {
+    return absl::NotFoundError(absl::StrCat(what, " '", id, "' not found"));
+  }
+  return table.rows.at(it->second);
+}
+
+// Newest first from the row before `start.before_seq`; the token is the seq of the last row
+// returned, and is set only when an older row remains.
+template <typename T>
+Page<T> MemoryCatalog::ListLocked(const Table<T>& table, const PageStart& start) {
+  Page<T> page;
+  auto it = std::make_reverse_iterator(table.rows.lower_bound(start.before_seq));
+  int64_t last = 0;
+  for (; it != table.rows.rend(); ++it) {
+    if (static_cast<int>(page.items.size()) == start.size) {
+      page.next_page_token = absl::StrCat(last);
+      break;
+    }
+    last = it->first;
+    page.items.push_back(it->second);
+  }
+  return page;
+}
+
+absl::Status MemoryCatalog::InsertDataset(const v1::Dataset& d) {
+  absl::MutexLock lock(&mu_);
+  return InsertLocked(&datasets_, d, "id");
+}
+
+absl::StatusOr<v1::Dataset> MemoryCatalog::GetDataset(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return GetLocked(datasets_, id, "dataset");
+}
+
+absl::StatusOr<Page<v1::Dataset>> MemoryCatalog::ListDatasets(int n, const std::string& token) {
+  ASSIGN_OR_RETURN(const PageStart start, ParsePage(n, token));
+  absl::MutexLock lock(&mu_);
+  return ListLocked(datasets_, start);
+}
+
+absl::Status MemoryCatalog::DeleteDataset(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = datasets_.by_id.find(id);
+  if (it == datasets_.by_id.end()) return absl::NotFoundError(absl::StrCat("dataset ", id));
+  datasets_.rows.erase(it->second);
+  datasets_.by_id.erase(it);
+  for (auto r = requests_.begin(); r != requests_.end();) {
+    if (r->second.kind == "dataset" && r->second.resource_id == id) {
+      r = requests_.erase(r);
+    } else {
+      ++r;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MemoryCatalog::InsertJob(const v1::Job& j) {
+  absl::MutexLock lock(&mu_);
+  return InsertLocked(&jobs_, j, "job");
+}
+
+absl::Status MemoryCatalog::UpdateJobLocked(const v1::Job& j) {
+  auto it = jobs_.by_id.find(j.id());
+  if (it == jobs_.by_id.end()) return absl::NotFoundError(absl::StrCat("job ", j.id()));
+  jobs_.rows.at(it->second) = j;
+  return absl::OkStatus();
+}
+
+absl::Status MemoryCatalog::UpdateJob(const v1::Job& j) {
+  absl::MutexLock lock(&mu_);
+  return UpdateJobLocked(j);
+}
+
+absl::StatusOr<v1::Job> MemoryCatalog::GetJob(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return GetLocked(jobs_, id, "job");
+}
+
+absl::StatusOr<Page<v1::Job>> MemoryCatalog::ListJobs(int n, const std::string& token) {
+  ASSIGN_OR_RETURN(const PageStart start, ParsePage(n, token));
+  absl::MutexLock lock(&mu_);
+  return ListLocked(jobs_, start);
+}
+
+absl::StatusOr<std::vector<v1::Job>> MemoryCatalog::JobsInStates(
+    const std::vector<v1::JobState>& states) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Job> out;
+  for (const auto& [seq, job] : jobs_.rows) {  // oldest first
+    if (std::find(states.begin(), states.end(), job.state()) != states.end()) out.push_back(job);
+  }
+  return out;
+}
+
+absl::Status MemoryCatalog::AppendEvents(const v1::Job& job,
+                                         const std::vector<v1::JobEvent>& events) {
+  absl::MutexLock lock(&mu_);
+  // The job row first: when it is missing nothing is written, as when the SQLite transaction
+  // rolls back.
+  RETURN_IF_ERROR(UpdateJobLocked(job));
+  std::map<int64_t, v1::JobEvent>& stored = events_[job.id()];
+  for (const auto& e : events) stored[e.seq()] = e;  // a seq written again replaces the event
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> MemoryCatalog::ListEvents(const std::string& job_id,
+                                                                    int64_t from_seq) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::JobEvent> out;
+  auto it = events_.find(job_id);
+  if (it == events_.end()) return out;
+  for (auto e = it->second.lower_bound(from_seq); e != it->second.end(); ++e) {
+    out.push_back(e->second);
+  }
+  return out;
+}
+
+absl::StatusOr<CreateRequest> MemoryCatalog::GetCreateRequest(const std::string& kind,
+                                                              const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = requests_.find({kind, request_id});
+  if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("no ", kind, " request"));
+  return it->second;
+}
+
+absl::Status MemoryCatalog::CheckRequestFreeLocked(const CreateRequest& r) {
+  if (requests_.count({r.kind, r.request_id}) > 0) {
+    return absl::AlreadyExistsError("request_id already used");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MemoryCatalog::InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) {
+  absl::MutexLock lock(&mu_);
+  // Both checks before either write: all or nothing. The row's check comes first, as in SQLite.
+  if (datasets_.by_id.count(d.id()) > 0)
+    return absl::AlreadyExistsError(absl::StrCat("id ", d.id()));
+  RETURN_IF_ERROR(CheckRequestFreeLocked(r));
+  RETURN_IF_ERROR(InsertLocked(&datasets_, d, "id"));
+  requests_.emplace(RequestKey{r.kind, r.request_id}, r);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryCatalog::InsertJobForRequest(const v1::Job& j, const CreateRequest& r) {
+  absl::MutexLock lock(&mu_);
+  if (jobs_.by_id.count(j.id()) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
+  RETURN_IF_ERROR(CheckRequestFreeLocked(r));
+  RETURN_IF_ERROR(InsertLocked(&jobs_, j, "job"));
+  requests_.emplace(RequestKey{r.kind, r.request_id}, r);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryCatalog::InsertModel(const v1::Model& m) {
+  absl::MutexLock lock(&mu_);
+  return InsertLocked(&models_, m, "id");
+}
+
+absl::StatusOr<v1::Model> MemoryCatalog::GetModel(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return GetLocked(models_, id, "model");
+}
+
+absl::StatusOr<Page<v1::Model>> MemoryCatalog::ListModels(int n, const std::string& token) {
+  ASSIGN_OR_RETURN(const PageStart start, ParsePage(n, token));
+  absl::MutexLock lock(&mu_);
+  return ListLocked(models_, start);
+}
+
+}  // namespace logp

@@ -1,0 +1,493 @@
+// The Catalog contract, run against every implementation: the SQLite catalogue (in a temporary
+// directory) and MemoryCatalog, the in-memory fake the core's unit tests use. What passes here for
+// SQLite and fails for the fake (or the other way round) is a difference a test could trip on.
+#include "server/core/catalog.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/core/memory_catalog.h"
+#include "tests/server/test_util.h"
+
+namespace logp {
+namespace {
+
+struct Implementation {
+  std::string name;
+  // A new, empty catalogue that may keep its files in `dir`.
+  std::function<std::unique_ptr<Catalog>(const std::string& dir)> open;
+};
+void PrintTo(const Implementation& i, std::ostream* os) { *os << i.name; }
+
+v1::Dataset MakeDataset(const std::string& id, const std::string& name = "d") {
+  v1::Dataset d;
+  d.set_id(id);
+  d.set_name(name);
+  d.set_kind(v1::DATA_KIND_BINARY);
+  d.set_dim(8);
+  d.set_num_records(100);
+  return d;
+}
+
+v1::Job MakeJob(const std::string& id, v1::JobState state = v1::JOB_STATE_QUEUED) {
+  v1::Job j;
+  j.set_id(id);
+  j.set_state(state);
+  j.mutable_spec()->set_dataset_id("ds-1");
+  j.mutable_spec()->set_seed(7);
+  return j;
+}
+
+v1::Model MakeModel(const std::string& id) {
+  v1::Model m;
+  m.set_id(id);
+  m.set_job_id("job-of-" + id);
+  m.set_dim(8);
+  m.set_validation_nll(1.25);
+  return m;
+}
+
+v1::JobEvent Progress(int64_t seq, int64_t step) {
+  v1::JobEvent e;
+  e.set_seq(seq);
+  e.mutable_progress()->set_step(step);
+  return e;
+}
+
+std::vector<int64_t> Seqs(const std::vector<v1::JobEvent>& events) {
+  std::vector<int64_t> out;
+  for (const auto& e : events) out.push_back(e.seq());
+  return out;
+}
+
+template <typename T>
+std::vector<std::string> Ids(const std::vector<T>& items) {
+  std::vector<std::string> out;
+  for (const auto& i : items) out.push_back(i.id());
+  return out;
+}
+
+class CatalogContractTest : public ::testing::TestWithParam<Implementation> {
+ protected:
+  void SetUp() override {
+    catalog_ = GetParam().open(dir_.path());
+    ASSERT_NE(catalog_, nullptr);
+  }
+
+  // Reads a whole listing page by page; every page but the last is full, the last has no token.
+  template <typename T>
+  std::vector<std::string> ReadAll(
+      const std::function<absl::StatusOr<Page<T>>(int, const std::string&)>& list, int size) {
+    std::vector<std::string> seen;
+    std::string token;
+    for (int pages = 0; pages < 100; ++pages) {
+      absl::StatusOr<Page<T>> page = list(size, token);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (const auto& id : Ids(page->items)) seen.push_back(id);
+      if (page->next_page_token.empty()) return seen;
+      EXPECT_EQ(static_cast<int>(page->items.size()), size) << "a short page before the last";
+      token = page->next_page_token;
+    }
+    ADD_FAILURE() << "the listing never ended";
+    return seen;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Catalog> catalog_;
+};
+
+TEST_P(CatalogContractTest, DatasetsInsertGetDuplicateAndNotFound) {
+  v1::Dataset d = MakeDataset("ds-1", "first");
+  ASSERT_TRUE(catalog_->InsertDataset(d).ok());
+  const v1::Dataset stored = d;
+  d.set_name("changed after the insert");  // the catalogue keeps its own copy
+  auto got = catalog_->GetDataset("ds-1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameProto(*got, stored));
+  // A second row with the same id is refused and changes nothing.
+  EXPECT_TRUE(Is(catalog_->InsertDataset(MakeDataset("ds-1", "second")),
+                 absl::StatusCode::kAlreadyExists, "ds-1"));
+  EXPECT_EQ(ValueOf(catalog_->GetDataset("ds-1")).name(), "first");
+  EXPECT_TRUE(
+      Is(catalog_->GetDataset("ds-2").status(), absl::StatusCode::kNotFound, "dataset 'ds-2'"));
+  EXPECT_TRUE(Is(catalog_->GetDataset("").status(), absl::StatusCode::kNotFound));
+}
+
+TEST_P(CatalogContractTest, ModelsInsertGetDuplicateAndNotFound) {
+  const v1::Model m = MakeModel("model-1");
+  ASSERT_TRUE(catalog_->InsertModel(m).ok());
+  auto got = catalog_->GetModel("model-1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameProto(*got, m));
+  v1::Model other = MakeModel("model-1");
+  other.set_validation_nll(9);
+  EXPECT_TRUE(Is(catalog_->InsertModel(other), absl::StatusCode::kAlreadyExists, "model-1"));
+  EXPECT_DOUBLE_EQ(ValueOf(catalog_->GetModel("model-1")).validation_nll(), 1.25);
+  EXPECT_TRUE(
+      Is(catalog_->GetModel("model-2").status(), absl::StatusCode::kNotFound, "model 'model-2'"));
+  // Ids are per kind: a dataset may carry a model's id.
+  EXPECT_TRUE(catalog_->InsertDataset(MakeDataset("model-1")).ok());
+}
+
+TEST_P(CatalogContractTest, JobsInsertUpdateGet) {
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("job-1")).ok());
+  EXPECT_TRUE(Is(catalog_->InsertJob(MakeJob("job-1", v1::JOB_STATE_RUNNING)),
+                 absl::StatusCode::kAlreadyExists, "job-1"));
+  EXPECT_EQ(ValueOf(catalog_->GetJob("job-1")).state(), v1::JOB_STATE_QUEUED);
+  v1::Job updated = MakeJob("job-1", v1::JOB_STATE_SUCCEEDED);
+  updated.set_model_id("model-9");
+  updated.set_last_seq(4);
+  ASSERT_TRUE(catalog_->UpdateJob(updated).ok());
+  auto got = catalog_->GetJob("job-1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameProto(*got, updated));
+  // Updating an unknown job neither succeeds nor creates it.
+  EXPECT_TRUE(Is(catalog_->UpdateJob(MakeJob("job-2")), absl::StatusCode::kNotFound, "job-2"));
+  EXPECT_TRUE(Is(catalog_->GetJob("job-2").status(), absl::StatusCode::kNotFound, "job 'job-2'"));
+}
+
+TEST_P(CatalogContractTest, ListingsPageNewestFirst) {
+  for (int i = 1; i <= 7; ++i) {
+    ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("ds-", i))).ok());
+    ASSERT_TRUE(catalog_->InsertJob(MakeJob(absl::StrCat("job-", i))).ok());
+    ASSERT_TRUE(catalog_->InsertModel(MakeModel(absl::StrCat("model-", i))).ok());
+  }
+  auto expected = [](const std::string& prefix) {
+    std::vector<std::string> ids;
+    for (int i = 7; i >= 1; --i) ids.push_back(absl::StrCat(prefix, i));
+    return ids;
+  };
+  auto datasets = [&](int n, const std::string& t) { return catalog_->ListDatasets(n, t); };
+  auto jobs = [&](int n, const std::string& t) { return catalog_->ListJobs(n, t); };
+  auto models = [&](int n, const std::string& t) { return catalog_->ListModels(n, t); };
+  for (int size : {1, 3, 7, 1000}) {
+    SCOPED_TRACE(absl::StrCat("page size ", size));
+    EXPECT_EQ(ReadAll<v1::Dataset>(datasets, size), expected("ds-"));
+    EXPECT_EQ(ReadAll<v1::Job>(jobs, size), expected("job-"));
+    EXPECT_EQ(ReadAll<v1::Model>(models, size), expected("model-"));
+  }
+  // Pages of 3: 3, 3, 1; a listing that ends exactly at a page's end has no empty extra page.
+  auto first = catalog_->ListJobs(3, "");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(Ids(first->items), (std::vector<std::string>{"job-7", "job-6", "job-5"}));
+  ASSERT_FALSE(first->next_page_token.empty());
+  auto all = catalog_->ListJobs(7, "");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->items.size(), 7u);
+  EXPECT_TRUE(all->next_page_token.empty());
+  // 0 is the default page size (50).
+  auto by_default = catalog_->ListModels(0, "");
+  ASSERT_TRUE(by_default.ok());
+  EXPECT_EQ(by_default->items.size(), 7u);
+  EXPECT_TRUE(by_default->next_page_token.empty());
+}
+
+TEST_P(CatalogContractTest, DefaultPageIsFiftyRows) {
+  for (int i = 0; i < 51; ++i) {
+    ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("ds-", i))).ok());
+  }
+  auto page = catalog_->ListDatasets(0, "");
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->items.size(), 50u);
+  ASSERT_FALSE(page->next_page_token.empty());
+  auto rest = catalog_->ListDatasets(0, page->next_page_token);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(Ids(rest->items), std::vector<std::string>{"ds-0"});
+}
+
+TEST_P(CatalogContractTest, BadPageArgumentsAreInvalid) {
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("job-1")).ok());
+  for (int size : {-1, 1001}) {
+    EXPECT_TRUE(Is(catalog_->ListDatasets(size, "").status(), absl::StatusCode::kInvalidArgument,
+                   "page_size"));
+    EXPECT_TRUE(
+        Is(catalog_->ListJobs(size, "").status(), absl::StatusCode::kInvalidArgument, "page_size"));
+    EXPECT_TRUE(Is(catalog_->ListModels(size, "").status(), absl::StatusCode::kInvalidArgument,
+                   "page_size"));
+  }
+  EXPECT_TRUE(catalog_->ListJobs(1000, "").ok());
+  for (const char* token : {"bogus", "-1", "12x", "99999999999999999999"}) {
+    SCOPED_TRACE(token);
+    EXPECT_TRUE(Is(catalog_->ListJobs(10, token).status(), absl::StatusCode::kInvalidArgument,
+                   "page_token"));
+    EXPECT_TRUE(Is(catalog_->ListDatasets(10, token).status(), absl::StatusCode::kInvalidArgument,
+                   "page_token"));
+    EXPECT_TRUE(Is(catalog_->ListModels(10, token).status(), absl::StatusCode::kInvalidArgument,
+                   "page_token"));
+  }
+  // An empty catalogue lists nothing, without a token.
+  auto none = catalog_->ListModels(10, "");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->items.empty());
+  EXPECT_TRUE(none->next_page_token.empty());
+}
+
+// Updating a job keeps its place (listings go by creation); a page token stays good when the row
+// it came from is deleted; a re-inserted id is a new row, the newest.
+TEST_P(CatalogContractTest, ListingOrderIsCreationOrderThroughUpdatesAndDeletes) {
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(catalog_->InsertJob(MakeJob(absl::StrCat("j", i))).ok());
+  ASSERT_TRUE(catalog_->UpdateJob(MakeJob("j1", v1::JOB_STATE_RUNNING)).ok());
+  auto jobs = catalog_->ListJobs(10, "");
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(Ids(jobs->items), (std::vector<std::string>{"j3", "j2", "j1"}));
+  EXPECT_EQ(jobs->items[2].state(), v1::JOB_STATE_RUNNING);
+
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("d", i))).ok());
+  }
+  auto first = catalog_->ListDatasets(2, "");
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(Ids(first->items), (std::vector<std::string>{"d5", "d4"}));
+  ASSERT_TRUE(catalog_->DeleteDataset("d4").ok());  // the row the token points after
+  ASSERT_TRUE(catalog_->DeleteDataset("d2").ok());
+  auto second = catalog_->ListDatasets(2, first->next_page_token);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(Ids(second->items), (std::vector<std::string>{"d3", "d1"}));
+  EXPECT_TRUE(second->next_page_token.empty());
+  // Deleting the newest row and inserting its id again: it is the newest again, listed once.
+  ASSERT_TRUE(catalog_->DeleteDataset("d5").ok());
+  ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("d4", "again")).ok());
+  auto now = catalog_->ListDatasets(10, "");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(Ids(now->items), (std::vector<std::string>{"d4", "d3", "d1"}));
+  EXPECT_EQ(now->items[0].name(), "again");
+}
+
+// A row inserted after a page was read is newer than every row already listed: the listing's
+// later pages never show it, even when the rows after the token have all been deleted.
+TEST_P(CatalogContractTest, RowsInsertedWhilePagingAreNotOnLaterPages) {
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("d", i))).ok());
+  }
+  auto first = catalog_->ListDatasets(1, "");
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(Ids(first->items), std::vector<std::string>{"d3"});
+  ASSERT_TRUE(catalog_->DeleteDataset("d3").ok());
+  ASSERT_TRUE(catalog_->DeleteDataset("d2").ok());
+  ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("d4")).ok());
+  auto rest = catalog_->ListDatasets(10, first->next_page_token);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(Ids(rest->items), std::vector<std::string>{"d1"});
+  auto fresh = catalog_->ListDatasets(10, "");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(Ids(fresh->items), (std::vector<std::string>{"d4", "d1"}));
+}
+
+TEST_P(CatalogContractTest, DeleteDataset) {
+  ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("ds-1")).ok());
+  ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("ds-2")).ok());
+  ASSERT_TRUE(catalog_->DeleteDataset("ds-1").ok());
+  EXPECT_TRUE(Is(catalog_->GetDataset("ds-1").status(), absl::StatusCode::kNotFound));
+  EXPECT_TRUE(Is(catalog_->DeleteDataset("ds-1"), absl::StatusCode::kNotFound, "ds-1"));
+  EXPECT_TRUE(Is(catalog_->DeleteDataset("never"), absl::StatusCode::kNotFound, "never"));
+  EXPECT_TRUE(catalog_->GetDataset("ds-2").ok());
+  auto page = catalog_->ListDatasets(10, "");
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(Ids(page->items), std::vector<std::string>{"ds-2"});
+}
+
+TEST_P(CatalogContractTest, JobsInStatesOldestFirstByCurrentState) {
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("a", v1::JOB_STATE_QUEUED)).ok());
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("b", v1::JOB_STATE_RUNNING)).ok());
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("c", v1::JOB_STATE_SUCCEEDED)).ok());
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("d", v1::JOB_STATE_QUEUED)).ok());
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("e", v1::JOB_STATE_CANCELLED)).ok());
+  // The state that counts is the latest written, by UpdateJob or AppendEvents.
+  ASSERT_TRUE(catalog_->UpdateJob(MakeJob("a", v1::JOB_STATE_FAILED)).ok());
+  v1::Job c = MakeJob("c", v1::JOB_STATE_RUNNING);
+  c.set_last_seq(1);
+  ASSERT_TRUE(catalog_->AppendEvents(c, {Progress(1, 1)}).ok());
+
+  auto pending = catalog_->JobsInStates({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING});
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_EQ(Ids(*pending), (std::vector<std::string>{"b", "c", "d"}));
+  EXPECT_TRUE(SameProto((*pending)[1], c));
+  auto ended = catalog_->JobsInStates({v1::JOB_STATE_CANCELLED, v1::JOB_STATE_FAILED});
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(Ids(*ended), (std::vector<std::string>{"a", "e"}));
+  auto none = catalog_->JobsInStates({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(CatalogContractTest, AppendEventsWritesEventsAndTheJobRowTogether) {
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("j")).ok());
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("other")).ok());
+  v1::Job j = MakeJob("j", v1::JOB_STATE_RUNNING);
+  j.set_last_seq(2);
+  j.set_step(20);
+  ASSERT_TRUE(catalog_->AppendEvents(j, {Progress(1, 10), Progress(2, 20)}).ok());
+  v1::Job other = MakeJob("other");
+  other.set_last_seq(1);
+  ASSERT_TRUE(catalog_->AppendEvents(other, {Progress(1, 99)}).ok());
+  EXPECT_TRUE(SameProto(ValueOf(catalog_->GetJob("j")), j));
+  j.set_last_seq(3);
+  ASSERT_TRUE(catalog_->AppendEvents(j, {Progress(3, 30)}).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetJob("j")).last_seq(), 3);
+
+  auto events = catalog_->ListEvents("j", 1);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(Seqs(*events), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_TRUE(SameProto((*events)[1], Progress(2, 20)));
+  EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents("j", 0))), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents("j", 3))), std::vector<int64_t>{3});
+  EXPECT_TRUE(ValueOf(catalog_->ListEvents("j", 4)).empty());
+  ASSERT_EQ(ValueOf(catalog_->ListEvents("other", 0)).size(), 1u);
+  EXPECT_EQ((ValueOf(catalog_->ListEvents("other", 0)))[0].progress().step(), 99);
+  // An unknown job has no events (not an error).
+  auto unknown = catalog_->ListEvents("nobody", 0);
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_TRUE(unknown->empty());
+}
+
+// Events come back in seq order whatever order they were written in; a seq written again (a
+// batch retried after an unknown outcome) replaces the event rather than doubling it.
+TEST_P(CatalogContractTest, EventsAreOrderedBySeqAndARewriteReplaces) {
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("j")).ok());
+  v1::Job j = MakeJob("j");
+  ASSERT_TRUE(catalog_->AppendEvents(j, {Progress(3, 30)}).ok());
+  ASSERT_TRUE(catalog_->AppendEvents(j, {Progress(2, 20), Progress(1, 10)}).ok());
+  ASSERT_TRUE(catalog_->AppendEvents(j, {Progress(2, 21)}).ok());
+  auto events = catalog_->ListEvents("j", 0);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(Seqs(*events), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ((*events)[1].progress().step(), 21);
+  // An empty batch still writes the row.
+  j.set_step(77);
+  ASSERT_TRUE(catalog_->AppendEvents(j, {}).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetJob("j")).step(), 77);
+}
+
+// The events of a job with no row are not written: the row and its events go together.
+TEST_P(CatalogContractTest, AppendEventsForAnUnknownJobWritesNothing) {
+  EXPECT_TRUE(Is(catalog_->AppendEvents(MakeJob("ghost"), {Progress(1, 1), Progress(2, 2)}),
+                 absl::StatusCode::kNotFound, "ghost"));
+  EXPECT_TRUE(ValueOf(catalog_->ListEvents("ghost", 0)).empty());
+  EXPECT_TRUE(Is(catalog_->GetJob("ghost").status(), absl::StatusCode::kNotFound));
+  // The job created later starts with no events.
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("ghost")).ok());
+  EXPECT_TRUE(ValueOf(catalog_->ListEvents("ghost", 0)).empty());
+}
+
+TEST_P(CatalogContractTest, CreateRequestsInsertTheResourceAndTheRequestTogether) {
+  EXPECT_TRUE(
+      Is(catalog_->GetCreateRequest("job", "r1").status(), absl::StatusCode::kNotFound, "job"));
+  const CreateRequest r1{"job", "r1", "fingerprint-1", "job-1"};
+  ASSERT_TRUE(catalog_->InsertJobForRequest(MakeJob("job-1"), r1).ok());
+  auto got = catalog_->GetCreateRequest("job", "r1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->kind, "job");
+  EXPECT_EQ(got->request_id, "r1");
+  EXPECT_EQ(got->fingerprint, "fingerprint-1");
+  EXPECT_EQ(got->resource_id, "job-1");
+  EXPECT_TRUE(catalog_->GetJob("job-1").ok());
+
+  // The same request again: refused, and its job is not inserted.
+  EXPECT_TRUE(Is(catalog_->InsertJobForRequest(MakeJob("job-2"), {"job", "r1", "other", "job-2"}),
+                 absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(Is(catalog_->GetJob("job-2").status(), absl::StatusCode::kNotFound));
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "r1")).fingerprint, "fingerprint-1");
+  // A new request with a job id already taken: refused, and the request is not recorded.
+  EXPECT_TRUE(Is(catalog_->InsertJobForRequest(MakeJob("job-1"), {"job", "r2", "f", "job-1"}),
+                 absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(Is(catalog_->GetCreateRequest("job", "r2").status(), absl::StatusCode::kNotFound));
+  auto jobs = catalog_->ListJobs(10, "");
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(Ids(jobs->items), std::vector<std::string>{"job-1"});
+
+  // Datasets: the same rules, in their own namespace of request ids.
+  EXPECT_TRUE(
+      Is(catalog_->GetCreateRequest("dataset", "r1").status(), absl::StatusCode::kNotFound));
+  ASSERT_TRUE(
+      catalog_->InsertDatasetForRequest(MakeDataset("ds-1"), {"dataset", "r1", "fd", "ds-1"}).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "r1")).resource_id, "ds-1");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "r1")).resource_id, "job-1");
+  EXPECT_TRUE(catalog_->GetDataset("ds-1").ok());
+  EXPECT_TRUE(
+      Is(catalog_->InsertDatasetForRequest(MakeDataset("ds-2"), {"dataset", "r1", "fd", "ds-2"}),
+         absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(Is(catalog_->GetDataset("ds-2").status(), absl::StatusCode::kNotFound));
+  EXPECT_TRUE(
+      Is(catalog_->InsertDatasetForRequest(MakeDataset("ds-1"), {"dataset", "r3", "fd", "ds-1"}),
+         absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(
+      Is(catalog_->GetCreateRequest("dataset", "r3").status(), absl::StatusCode::kNotFound));
+  // A plain insert of an id that a request inserted is a duplicate too.
+  EXPECT_TRUE(Is(catalog_->InsertDataset(MakeDataset("ds-1")), absl::StatusCode::kAlreadyExists));
+}
+
+// Deleting a dataset forgets the request that created it (a retry then uploads afresh), and only
+// that one: not another dataset's, not a job request that happens to name the same id.
+TEST_P(CatalogContractTest, DeleteDatasetForgetsItsCreateRequestOnly) {
+  ASSERT_TRUE(
+      catalog_->InsertDatasetForRequest(MakeDataset("ds-1"), {"dataset", "r1", "f1", "ds-1"}).ok());
+  ASSERT_TRUE(
+      catalog_->InsertDatasetForRequest(MakeDataset("ds-2"), {"dataset", "r2", "f2", "ds-2"}).ok());
+  ASSERT_TRUE(catalog_->InsertJobForRequest(MakeJob("job-1"), {"job", "r1", "fj", "ds-1"}).ok());
+  ASSERT_TRUE(catalog_->DeleteDataset("ds-1").ok());
+  EXPECT_TRUE(
+      Is(catalog_->GetCreateRequest("dataset", "r1").status(), absl::StatusCode::kNotFound));
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "r2")).resource_id, "ds-2");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "r1")).fingerprint, "fj");
+  // The request id is free again.
+  EXPECT_TRUE(
+      catalog_->InsertDatasetForRequest(MakeDataset("ds-3"), {"dataset", "r1", "f3", "ds-3"}).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "r1")).resource_id, "ds-3");
+}
+
+// Many threads writing and reading at once lose nothing and tear nothing.
+TEST_P(CatalogContractTest, ConcurrentCallsLoseNothing) {
+  constexpr int kThreads = 4, kJobsEach = 20, kEvents = 3;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kJobsEach; ++i) {
+        const std::string id = absl::StrCat("job-", t, "-", i);
+        v1::Job j = MakeJob(id);
+        EXPECT_TRUE(catalog_->InsertJob(j).ok());
+        for (int s = 1; s <= kEvents; ++s) {
+          j.set_last_seq(s);
+          EXPECT_TRUE(catalog_->AppendEvents(j, {Progress(s, s * 10)}).ok());
+        }
+        EXPECT_TRUE(catalog_->ListJobs(5, "").ok());
+        EXPECT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("ds-", t, "-", i))).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto jobs = catalog_->ListJobs(1000, "");
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->items.size(), static_cast<size_t>(kThreads * kJobsEach));
+  for (const auto& j : jobs->items) {
+    EXPECT_EQ(j.last_seq(), kEvents) << j.id();
+    EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents(j.id(), 0))), (std::vector<int64_t>{1, 2, 3}))
+        << j.id();
+  }
+  EXPECT_EQ(ValueOf(catalog_->ListDatasets(1000, "")).items.size(),
+            static_cast<size_t>(kThreads * kJobsEach));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Catalogs, CatalogContractTest,
+    ::testing::Values(Implementation{"Sqlite",
+                                     [](const std::string& dir) -> std::unique_ptr<Catalog> {
+                                       auto c = OpenSqliteCatalog(dir + "/catalog.db");
+                                       EXPECT_TRUE(c.ok()) << c.status();
+                                       return c.ok() ? std::move(*c) : nullptr;
+                                     }},
+                      Implementation{"Memory",
+                                     [](const std::string&) -> std::unique_ptr<Catalog> {
+                                       return std::make_unique<MemoryCatalog>();
+                                     }}),
+    [](const ::testing::TestParamInfo<Implementation>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace logp
