@@ -281,7 +281,7 @@ class SqliteCatalog : public Catalog {
       Exec("ROLLBACK;").IgnoreError();
       return st;
     }
-    return Exec("COMMIT;");
+    return Commit();
   }
   absl::Status InsertJobLocked(const v1::Job& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt s(db_, "INSERT INTO jobs (id, state, proto) VALUES (?, ?, ?)");
