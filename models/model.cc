@@ -17,10 +17,10 @@
 #include <random>
 #include <sstream>
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "models/checkpoint_codec.h"
 #include "models/density_net.h"
 #include "models/fused_adam.h"
 #include "models/kernels.h"
@@ -513,154 +513,6 @@ void SetComputeThreads(int threads) {
 
 namespace {
 
-constexpr char kCheckpointMagic[8] = {'L', 'O', 'G', 'P', 'C', 'K', 'P', '1'};
-
-// Where training is, at a step boundary: everything a resumed run needs besides the weights,
-// the optimiser and the generators.
-struct TrainState {
-  int64_t step = 0;
-  int64_t epoch = 1;       // the current epoch, 1-based
-  int64_t next_batch = 0;  // next batch of the epoch; == batches per epoch: validation pending
-  double epoch_sum = 0;    // sum of batch losses * records this epoch
-  int64_t epoch_records = 0;
-  double epoch_seconds = 0;  // training time this epoch before the current run segment
-  double train_seconds = 0;  // training time of the job before the current run segment
-  double best = std::numeric_limits<double>::infinity();
-  int64_t best_epoch = 0;
-  int64_t since_best = 0;
-  torch::Tensor perm;  // this epoch's record order (gradient training)
-  std::vector<torch::Tensor> best_state;
-};
-
-torch::Tensor GeneratorState(at::Generator& gen) {
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
-}
-
-void SetGeneratorState(at::Generator& gen, const torch::Tensor& state) {
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
-}
-
-absl::StatusOr<std::string> EncodeCheckpoint(const Model& model, const TrainState& st,
-                                             torch::optim::Optimizer* optimizer, at::Generator& gen,
-                                             at::Generator& noise, int64_t train_rows) {
-  // One string, reserved up front and appended to by both archives' writers: encoding costs
-  // the checkpoint's size in memory once, not the three or four copies that string streams
-  // make (which showed as a 45 MB spike in logpd's RSS per checkpoint of this 13 MB size).
-  int64_t tensor_bytes = st.perm.defined() ? st.perm.nbytes() : 0;
-  // Weights twice (the model, the best weights so far) and Adam's two moments.
-  for (const auto& p : NetOf(model).parameters()) {
-    tensor_bytes += 4 * p.nbytes();
-  }
-  std::string out;
-  out.reserve(tensor_bytes + (1 << 16));
-  out.append(kCheckpointMagic, sizeof(kCheckpointMagic));
-  const size_t len_at = out.size();
-  out.append(sizeof(uint64_t), '\0');
-  RETURN_IF_ERROR(model.SerializeTo(&out));
-  const uint64_t len = out.size() - len_at - sizeof(uint64_t);
-  out.replace(len_at, sizeof(len), reinterpret_cast<const char*>(&len), sizeof(len));
-  torch::serialize::OutputArchive a;
-  a.write("version", c10::IValue(int64_t{2}));
-  a.write("train_rows", c10::IValue(train_rows));
-  a.write("step", c10::IValue(st.step));
-  a.write("epoch", c10::IValue(st.epoch));
-  a.write("next_batch", c10::IValue(st.next_batch));
-  a.write("epoch_sum", c10::IValue(st.epoch_sum));
-  a.write("epoch_records", c10::IValue(st.epoch_records));
-  a.write("epoch_seconds", c10::IValue(st.epoch_seconds));
-  a.write("train_seconds", c10::IValue(st.train_seconds));
-  a.write("best", c10::IValue(st.best));
-  a.write("best_epoch", c10::IValue(st.best_epoch));
-  a.write("since_best", c10::IValue(st.since_best));
-  a.write("has_perm", c10::IValue(st.perm.defined()));
-  if (st.perm.defined()) a.write("perm", st.perm);
-  a.write("gen", GeneratorState(gen));
-  a.write("noise_gen", GeneratorState(noise));
-  a.write("best_state_size", c10::IValue(static_cast<int64_t>(st.best_state.size())));
-  for (size_t i = 0; i < st.best_state.size(); ++i) {
-    a.write(absl::StrCat("best_state.", i), st.best_state[i]);
-  }
-  a.write("has_optimizer", c10::IValue(optimizer != nullptr));
-  if (optimizer != nullptr) {
-    torch::serialize::OutputArchive o;
-    optimizer->save(o);
-    a.write("optimizer", o);
-  }
-  a.save_to([&out](const void* p, size_t n) {
-    out.append(static_cast<const char*>(p), n);
-    return n;
-  });
-  return out;
-}
-
-// Splits a checkpoint into its model bytes and its training-state archive bytes.
-absl::StatusOr<std::pair<std::string, std::string>> SplitCheckpoint(const std::string& bytes) {
-  constexpr size_t kHeader = sizeof(kCheckpointMagic) + sizeof(uint64_t);
-  if (bytes.size() < kHeader ||
-      std::memcmp(bytes.data(), kCheckpointMagic, sizeof(kCheckpointMagic)) != 0) {
-    return absl::DataLossError("checkpoint: bad magic");
-  }
-  uint64_t len;
-  std::memcpy(&len, bytes.data() + sizeof(kCheckpointMagic), sizeof(len));
-  if (len > bytes.size() - kHeader) return absl::DataLossError("checkpoint: truncated");
-  return std::make_pair(bytes.substr(kHeader, len), bytes.substr(kHeader + len));
-}
-
-template <typename T>
-T ReadScalar(torch::serialize::InputArchive& a, const char* key) {
-  c10::IValue v;
-  a.read(key, v);
-  return v.to<T>();
-}
-
-torch::Tensor ReadTensor(torch::serialize::InputArchive& a, const std::string& key) {
-  torch::Tensor t;
-  a.read(key, t);
-  return t;
-}
-
-void DecodeTrainState(const std::string& state_bytes, int64_t train_rows, TrainState* st,
-                      torch::optim::Optimizer* optimizer, at::Generator& gen,
-                      at::Generator& noise) {
-  torch::serialize::InputArchive a;
-  std::istringstream in(state_bytes);
-  a.load_from(in);
-  const int64_t version = ReadScalar<int64_t>(a, "version");
-  if (version != 1 && version != 2) throw std::runtime_error("unknown version");
-  if (ReadScalar<int64_t>(a, "train_rows") != train_rows) {
-    throw std::runtime_error("it was written for a different training set");
-  }
-  st->step = ReadScalar<int64_t>(a, "step");
-  st->epoch = ReadScalar<int64_t>(a, "epoch");
-  st->next_batch = ReadScalar<int64_t>(a, "next_batch");
-  st->epoch_sum = ReadScalar<double>(a, "epoch_sum");
-  st->epoch_records = ReadScalar<int64_t>(a, "epoch_records");
-  st->epoch_seconds = ReadScalar<double>(a, "epoch_seconds");
-  st->train_seconds = ReadScalar<double>(a, "train_seconds");
-  st->best = ReadScalar<double>(a, "best");
-  st->best_epoch = ReadScalar<int64_t>(a, "best_epoch");
-  st->since_best = ReadScalar<int64_t>(a, "since_best");
-  if (ReadScalar<bool>(a, "has_perm")) st->perm = ReadTensor(a, "perm");
-  SetGeneratorState(gen, ReadTensor(a, "gen"));
-  // Version 1 saved the process-wide generator that training noise then drew from; it becomes
-  // the job's own noise generator.
-  SetGeneratorState(noise, ReadTensor(a, version == 1 ? "global_gen" : "noise_gen"));
-  st->best_state.clear();
-  const int64_t n = ReadScalar<int64_t>(a, "best_state_size");
-  for (int64_t i = 0; i < n; ++i)
-    st->best_state.push_back(ReadTensor(a, absl::StrCat("best_state.", i)));
-  if (ReadScalar<bool>(a, "has_optimizer") != (optimizer != nullptr)) {
-    throw std::runtime_error("optimiser state does not match the family");
-  }
-  if (optimizer != nullptr) {
-    torch::serialize::InputArchive o;
-    a.read("optimizer", o);
-    optimizer->load(o);
-  }
-}
-
 bool IsOutOfMemory(const std::exception& e) {
   if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
   const std::string what = e.what();
@@ -669,25 +521,6 @@ bool IsOutOfMemory(const std::exception& e) {
 }
 
 }  // namespace
-
-namespace {
-constexpr char kUnusableCheckpointPayload[] = "type.logp.dev/unusable-checkpoint";
-
-absl::Status UnusableCheckpoint(absl::string_view message) {
-  absl::Status st = absl::InvalidArgumentError(message);
-  st.SetPayload(kUnusableCheckpointPayload, absl::Cord("1"));
-  return st;
-}
-}  // namespace
-
-bool IsUnusableCheckpoint(const absl::Status& status) {
-  return status.GetPayload(kUnusableCheckpointPayload).has_value();
-}
-
-absl::StatusOr<std::unique_ptr<Model>> ModelFromCheckpoint(const std::string& bytes) {
-  ASSIGN_OR_RETURN(auto parts, SplitCheckpoint(bytes));
-  return Model::Deserialize(parts.first);
-}
 
 absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMatrix& train,
                                   const RecordMatrix& validation, const TrainOptions& options,
