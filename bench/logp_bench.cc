@@ -46,6 +46,7 @@
 #include "absl/strings/str_join.h"
 #include "client/client.h"
 #include "client/data_files.h"
+#include "models/compute_threads.h"
 #include "models/model.h"
 #include "proto/cc/status_macros.h"
 

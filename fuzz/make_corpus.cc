@@ -10,6 +10,7 @@
 #include "logp/v1/dataset_service.pb.h"
 #include "logp/v1/job_service.pb.h"
 #include "models/model.h"
+#include "models/train.h"
 #include "proto/cc/records.h"
 #include "server/core/file_system.h"
 

@@ -32,6 +32,7 @@
 #include "google/protobuf/message.h"
 #include "logp/v1/job_service.pb.h"
 #include "models/model.h"
+#include "models/train.h"
 
 namespace logp::fuzz {
 namespace {

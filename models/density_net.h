@@ -171,6 +171,13 @@ std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64
 // Float [rows, cols] copy of all rows of `m`.
 torch::Tensor RecordsToTensor(const RecordMatrix& m);
 
+// A tensor over all rows of `m` without copying 8-bit or float data (it borrows m's storage);
+// bit-packed rows are unpacked into a uint8 copy.
+torch::Tensor BorrowRows(const RecordMatrix& m);
+
+// INVALID_ARGUMENT unless `m` has the kind, dim and categories of `s`; `what` names the records.
+absl::Status CheckMatches(const RecordMatrix& m, const DataShape& s, const char* what);
+
 // sum_d log Bernoulli(x_d | sigmoid(logits_d)) = sum_d x_d l_d - softplus(l_d), per row [B]:
 // stable for any logit (never log of a rounded probability).
 torch::Tensor BernoulliLogLikelihood(const torch::Tensor& logits, const torch::Tensor& x);

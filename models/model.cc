@@ -1,46 +1,22 @@
-// The Model facade, (de)serialisation and the maximum-likelihood training loop.
+// The Model facade: creation, (de)serialisation, scoring and sampling.
 #include "models/model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <c10/core/CPUAllocator.h>
-#include <dlfcn.h>
 #include <malloc.h>
 
-#include <chrono>
-#include <cmath>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <mutex>
-#include <new>
-#include <random>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "models/checkpoint_codec.h"
 #include "models/density_net.h"
-#include "models/fused_adam.h"
 #include "models/kernels.h"
-#include "models/stats.h"
 #include "proto/cc/status_macros.h"
 
 namespace logp {
-namespace {
-
-constexpr char kMagic[8] = {'L', 'O', 'G', 'P', 'M', 'D', 'L', '1'};
-// Rows per forward pass when scoring many records: small enough that the temporaries of a pass
-// stay a few MB (they add to peak memory while a job trains) and in cache.
-constexpr int64_t kEvalBatch = kEvalBatchRows;
-
-// torch::manual_seed sets the process-wide generator that parameter initialisation draws from;
-// this mutex makes "seed, then initialise" atomic with respect to other jobs.
-std::mutex& InitMutex() {
-  static std::mutex mu;
-  return mu;
-}
 
 absl::Status CheckMatches(const RecordMatrix& m, const DataShape& s, const char* what) {
   if (m.kind != s.kind || m.cols != s.dim || m.num_categories != s.num_categories) {
@@ -52,8 +28,6 @@ absl::Status CheckMatches(const RecordMatrix& m, const DataShape& s, const char*
   return absl::OkStatus();
 }
 
-// A tensor over all rows of `m` without copying 8-bit or float data (it borrows m's storage);
-// bit-packed rows are unpacked into a uint8 copy.
 torch::Tensor BorrowRows(const RecordMatrix& m) {
   if (m.packed()) {
     torch::Tensor out = torch::empty({m.rows, m.cols}, torch::kUInt8);
@@ -67,45 +41,19 @@ torch::Tensor BorrowRows(const RecordMatrix& m) {
   return RecordsToTensor(m);
 }
 
-// The training rows, read per batch: borrowed from the matrix, or, for bit-packed binary data,
-// gathered packed and unpacked per batch (so that the trainer never holds the 8x larger
-// unpacked copy).
-class RowSource {
- public:
-  explicit RowSource(const RecordMatrix& m) : m_(m) {
-    if (m.packed()) {
-      packed_ = torch::from_blob(const_cast<uint8_t*>(m.bits.data()), {m.rows, m.PackedRowBytes()},
-                                 torch::kUInt8);
-    } else {
-      all_ = BorrowRows(m);
-    }
-  }
-  // Rows `index` (long) in that order, as float.
-  torch::Tensor GatherFloat(const torch::Tensor& index) const {
-    if (!packed_.defined()) return all_.index_select(0, index).to(torch::kFloat);
-    return Unpack<float>(index, torch::kFloat);
-  }
-  // Rows `index` in the matrix's own type (uint8 for packed rows).
-  torch::Tensor Gather(const torch::Tensor& index) const {
-    if (!packed_.defined()) return all_.index_select(0, index);
-    return Unpack<uint8_t>(index, torch::kUInt8);
-  }
-  // All rows (an unpacked copy for packed rows).
-  torch::Tensor All() const { return packed_.defined() ? BorrowRows(m_) : all_; }
+namespace {
 
- private:
-  template <typename T>
-  torch::Tensor Unpack(const torch::Tensor& index, torch::ScalarType type) const {
-    const torch::Tensor bytes = packed_.index_select(0, index);
-    torch::Tensor out = torch::empty({index.size(0), m_.cols}, type);
-    UnpackBits(index.size(0), m_.cols, m_.PackedRowBytes(), bytes.data_ptr<uint8_t>(),
-               out.data_ptr<T>());
-    return out;
-  }
+constexpr char kMagic[8] = {'L', 'O', 'G', 'P', 'M', 'D', 'L', '1'};
+// Rows per forward pass when scoring many records: small enough that the temporaries of a pass
+// stay a few MB (they add to peak memory while a job trains) and in cache.
+constexpr int64_t kEvalBatch = kEvalBatchRows;
 
-  const RecordMatrix& m_;
-  torch::Tensor all_, packed_;
-};
+// torch::manual_seed sets the process-wide generator that parameter initialisation draws from;
+// this mutex makes "seed, then initialise" atomic with respect to other jobs.
+std::mutex& InitMutex() {
+  static std::mutex mu;
+  return mu;
+}
 
 RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape) {
   RecordMatrix m;
@@ -163,58 +111,6 @@ Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& 
     out.importance_samples = s.importance_samples;
   }
   return out;
-}
-
-// Per-record LogProb of all rows of `base` in batches, polling `stop` between batches: false
-// (and `out` incomplete) if it said stop. The training objective's view (validation).
-bool LogProbAll(DensityNet& net, const torch::Tensor& base, const std::function<bool()>& stop,
-                std::vector<double>* out) {
-  out->clear();
-  out->reserve(base.size(0));
-  torch::NoGradGuard no_grad;
-  for (int64_t b = 0; b < base.size(0); b += kEvalBatch) {
-    if (stop()) return false;
-    const int64_t e = std::min(base.size(0), b + kEvalBatch);
-    auto lp = net.LogProb(base.slice(0, b, e).to(torch::kFloat)).to(torch::kDouble).contiguous();
-    out->insert(out->end(), lp.data_ptr<double>(), lp.data_ptr<double>() + lp.numel());
-  }
-  return true;
-}
-
-std::vector<double> LogProbAll(DensityNet& net, const torch::Tensor& base) {
-  std::vector<double> out;
-  LogProbAll(
-      net, base, [] { return false; }, &out);
-  return out;
-}
-
-// Sum of |w| over weight matrices (not biases or scalar parameters): the L1 penalty.
-torch::Tensor L1Penalty(DensityNet& net) {
-  torch::Tensor total = torch::zeros({});
-  for (const auto& p : net.named_parameters()) {
-    if (p.key().find("weight") != std::string::npos) total = total + p.value().abs().sum();
-  }
-  return total;
-}
-
-// Parameters and buffers (e.g. batch-norm running statistics), so that the best epoch's state is
-// restored as a whole.
-std::vector<torch::Tensor> CopyState(DensityNet& net) {
-  std::vector<torch::Tensor> s;
-  for (auto& p : net.parameters()) s.push_back(p.detach().clone());
-  for (auto& b : net.buffers()) s.push_back(b.detach().clone());
-  return s;
-}
-
-void RestoreState(DensityNet& net, const std::vector<torch::Tensor>& s) {
-  torch::NoGradGuard no_grad;
-  size_t i = 0;
-  for (auto& p : net.parameters()) p.copy_(s[i++]);
-  for (auto& b : net.buffers()) b.copy_(s[i++]);
-}
-
-double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
 }
 
 }  // namespace
@@ -447,351 +343,6 @@ DensityNet& NetOf(const Model& model) { return *model.impl_->net; }
 
 double Model::TrainingFlopsPerRecord(bool block_products) const {
   return impl_->net->TrainingFlopsPerRecord(block_products);
-}
-
-absl::StatusOr<std::pair<RecordMatrix, RecordMatrix>> SplitRecords(const RecordMatrix& data,
-                                                                   double fraction, uint64_t seed) {
-  if (!(fraction > 0 && fraction < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("validation_fraction must be in (0, 1), got ", fraction));
-  }
-  const int64_t n_valid = static_cast<int64_t>(std::llround(fraction * data.rows));
-  if (n_valid < 1 || n_valid >= data.rows) {
-    return absl::InvalidArgumentError(absl::StrCat("validation_fraction ", fraction, " of ",
-                                                   data.rows,
-                                                   " records leaves an empty training or "
-                                                   "validation set"));
-  }
-  std::vector<int64_t> idx(data.rows);
-  for (int64_t i = 0; i < data.rows; ++i) idx[i] = i;
-  std::mt19937_64 rng(seed);
-  for (int64_t i = data.rows - 1; i > 0; --i) {
-    std::swap(idx[i], idx[rng() % static_cast<uint64_t>(i + 1)]);
-  }
-  // Keep each part in the original record order, so the split is a pure selection.
-  std::vector<char> is_valid(data.rows, 0);
-  for (int64_t i = 0; i < n_valid; ++i) is_valid[idx[i]] = 1;
-  // Empty matrices of data's shape (not copies of data: a cleared vector keeps its capacity).
-  ASSIGN_OR_RETURN(RecordMatrix train,
-                   RecordMatrix::Empty(data.kind, data.cols, data.num_categories));
-  RecordMatrix valid = train;
-  valid.Reserve(n_valid);
-  if (data.packed()) {  // the training part stays packed; the validation part is unpacked
-    const int64_t stride = data.PackedRowBytes();
-    train.bits.reserve((data.rows - n_valid) * stride);
-    for (int64_t r = 0; r < data.rows; ++r) {
-      if (is_valid[r]) {
-        valid.AppendRow(data, r);
-      } else {
-        train.bits.insert(train.bits.end(), data.bits.begin() + r * stride,
-                          data.bits.begin() + (r + 1) * stride);
-        ++train.rows;
-      }
-    }
-    return std::make_pair(std::move(train), std::move(valid));
-  }
-  train.Reserve(data.rows - n_valid);
-  for (int64_t r = 0; r < data.rows; ++r) (is_valid[r] ? valid : train).AppendRow(data, r);
-  return std::make_pair(std::move(train), std::move(valid));
-}
-
-void SetComputeThreads(int threads) {
-  if (threads <= 0) return;
-  // Matrix products run in OpenBLAS's thread pool, which LibTorch does not size: it gets the whole
-  // budget (process-wide; a no-op with another BLAS).
-  using SetBlasThreads = void (*)(int);
-  if (auto set_blas =
-          reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas(threads);
-  }
-  // ATen's own (OpenMP) loops on the calling thread: at most LibTorch's default of one thread per
-  // physical core. More OpenMP threads than cores spin against OpenBLAS's threads between
-  // parallel regions: with 2 threads on this 2-vCPU (1-core) machine, MADE training fell from
-  // 17,400 to 4,700 records/s.
-  at::set_num_threads(std::max(1, std::min(threads, at::intraop_default_num_threads())));
-}
-
-namespace {
-
-bool IsOutOfMemory(const std::exception& e) {
-  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
-  const std::string what = e.what();
-  return what.find("not enough memory") != std::string::npos ||
-         what.find("can't allocate memory") != std::string::npos;
-}
-
-}  // namespace
-
-absl::StatusOr<TrainResult> Train(const v1::ModelSpec& raw_spec, const RecordMatrix& train,
-                                  const RecordMatrix& validation, const TrainOptions& options,
-                                  TrainObserver* observer) {
-  TrainObserver default_observer;
-  if (observer == nullptr) observer = &default_observer;
-  const DataShape shape{train.kind, train.cols, train.num_categories};
-  RETURN_IF_ERROR(CheckMatches(validation, shape, "validation records"));
-  if (train.rows < 1 || validation.rows < 1) {
-    return absl::InvalidArgumentError("training and validation sets must not be empty");
-  }
-  if (options.batch_size < 1) return absl::InvalidArgumentError("batch_size must be >= 1");
-  if (options.epochs < 1) return absl::InvalidArgumentError("epochs must be >= 1");
-  std::unique_ptr<Model> model;
-  std::string resume_state;
-  if (options.resume_from != nullptr) {
-    auto parts = SplitCheckpoint(*options.resume_from);
-    if (!parts.ok()) return UnusableCheckpoint(parts.status().message());
-    auto m = Model::Deserialize(parts->first);
-    if (!m.ok()) return UnusableCheckpoint(absl::StrCat("checkpoint: ", m.status().message()));
-    if ((*m)->spec().SerializeAsString() != ModelSpecWithDefaults(raw_spec).SerializeAsString() ||
-        (*m)->shape().dim != shape.dim || (*m)->shape().kind != shape.kind) {
-      return UnusableCheckpoint("checkpoint: written for a different model or data");
-    }
-    model = std::move(*m);
-    resume_state = std::move(parts->second);
-  } else {
-    ASSIGN_OR_RETURN(model, Model::Create(raw_spec, shape, options.seed));
-  }
-  DensityNet& net = NetOf(*model);
-  const double nats_to_bpd = 1.0 / (static_cast<double>(shape.dim) * std::log(2.0));
-  TrainState st;
-  try {
-    const RowSource train_rows(train);
-    torch::Tensor valid_x = BorrowRows(validation);
-    // The other side of the generalisation gap: a fixed subset of the training records, as many
-    // as the validation records (at most 10,000), scored with each epoch's final weights.
-    torch::Tensor train_eval_x = [&] {
-      const int64_t m = std::min<int64_t>({train.rows, validation.rows, 10000});
-      if (m == train.rows) return train_rows.All();
-      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(options.seed + 2);
-      return train_rows.Gather(torch::randperm(train.rows, g, torch::kLong).slice(0, 0, m));
-    }();
-    const DensityNet::Fit fit = net.fit();
-    const bool gradient = fit == DensityNet::Fit::kGradient;
-    // Closed-form and EM fits read all training rows at every step.
-    const torch::Tensor train_all = gradient ? torch::Tensor() : train_rows.All();
-    const int64_t n = train.rows, bs = options.batch_size;
-    // One step is a batch (gradient), a whole EM iteration, or the closed-form fit.
-    const int64_t steps_per_epoch = gradient ? (n + bs - 1) / bs : 1;
-    const int64_t epochs = fit == DensityNet::Fit::kClosedForm ? 1 : options.epochs;
-    int64_t total_steps = steps_per_epoch * epochs;
-    if (options.max_steps > 0) total_steps = std::min(total_steps, options.max_steps);
-    const double l1 = model->spec().regularization().l1();
-    std::unique_ptr<torch::optim::Adam> optimizer;
-    if (gradient) {
-      optimizer = std::make_unique<FusedAdam>(
-          net.parameters(),
-          torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
-    }
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1);
-    // The job's own generator of training noise (dropout, dequantisation, VAE eps): nothing
-    // that trains beside it draws from it, and nothing it draws comes from elsewhere.
-    at::Generator noise = at::make_generator<at::CPUGeneratorImpl>(options.seed + 3);
-    NoiseScope noise_scope(&noise);
-    if (!resume_state.empty()) {
-      try {
-        DecodeTrainState(resume_state, n, &st, optimizer.get(), gen, noise);
-      } catch (const std::exception& e) {
-        return UnusableCheckpoint(absl::StrCat("checkpoint: ", e.what()));
-      }
-    } else {
-      st.best_state = CopyState(net);
-    }
-    observer->OnStart(total_steps, st.step);
-    net.train();
-    net.SetBlockProducts(options.block_products);
-    std::vector<DensityNet*> nets;  // the net and its sub-nets, for MaskGradients
-    ForEachDensityNet(net, [&](DensityNet& d) { nets.push_back(&d); });
-
-    using Clock = std::chrono::steady_clock;
-    auto segment_start = Clock::now();  // this run's start (train_seconds excludes it)
-    auto epoch_segment_start = segment_start;
-    auto elapsed = [&] { return st.train_seconds + Seconds(segment_start, Clock::now()); };
-    auto checkpoint = [&]() -> absl::Status {
-      TrainState snapshot = st;
-      snapshot.train_seconds = elapsed();
-      snapshot.epoch_seconds = st.epoch_seconds + Seconds(epoch_segment_start, Clock::now());
-      const auto t0 = Clock::now();
-      ASSIGN_OR_RETURN(std::string bytes,
-                       EncodeCheckpoint(*model, snapshot, optimizer.get(), gen, noise, n));
-      return observer->OnCheckpoint(
-          TrainCheckpoint{st.step, st.epoch, std::move(bytes), Seconds(t0, Clock::now())});
-    };
-    // CANCELLED, ABORTED after a checkpoint, or OK to go on.
-    auto interrupted = [&]() -> absl::Status {
-      if (observer->StopRequested()) return absl::CancelledError("job cancelled");
-      if (observer->SuspendRequested()) {
-        RETURN_IF_ERROR(checkpoint());
-        return absl::AbortedError(absl::StrCat("suspended at step ", st.step));
-      }
-      return absl::OkStatus();
-    };
-    auto stop_check = [&] { return observer->StopRequested() || observer->SuspendRequested(); };
-
-    std::string stop_reason;
-    auto window_start = Clock::now();
-    double window_sum = 0;
-    int64_t window_records = 0;
-    while (stop_reason.empty()) {
-      const int64_t epoch = st.epoch;
-      // A resumed epoch keeps the order it had (drawn before the checkpoint).
-      if (gradient && !st.perm.defined()) {
-        st.perm = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
-      }
-      epoch_segment_start = Clock::now();
-      while (st.next_batch < steps_per_epoch) {
-        RETURN_IF_ERROR(interrupted());
-        if (options.max_steps > 0 && st.step >= options.max_steps) {
-          stop_reason = absl::StrCat("max_steps ", options.max_steps, " reached");
-          break;
-        }
-        if (options.max_seconds > 0 && elapsed() >= options.max_seconds) {
-          stop_reason = absl::StrCat("max_seconds ", options.max_seconds, " reached");
-          break;
-        }
-        double lv;
-        int64_t records;
-        if (gradient) {
-          const int64_t b = st.next_batch * bs, e = std::min(n, b + bs);
-          records = e - b;
-          const torch::Tensor x = train_rows.GatherFloat(st.perm.slice(0, b, e));
-          net.BeforeStep(st.step);
-          torch::Tensor loss;
-          if (l1 == 0) loss = net.LossAndGradients(x);
-          if (!loss.defined()) {
-            loss = net.Loss(x);
-            // Gradients reset to undefined rather than zeroed: backward then stores each one
-            // as computed, with no zero fill and no accumulating pass over the weights.
-            for (auto& p : net.parameters()) p.mutable_grad().reset();
-            if (l1 > 0) {
-              (loss + l1 * L1Penalty(net)).backward();
-            } else {
-              loss.backward();
-            }
-            for (DensityNet* d : nets) d->MaskGradients();
-          }
-          lv = loss.item<double>();
-          if (!std::isfinite(lv)) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "training diverged: loss is %f at step %d (epoch %d)", lv, st.step + 1, epoch));
-          }
-          optimizer->step();
-        } else {
-          records = n;
-          {
-            torch::NoGradGuard no_grad;
-            const torch::Tensor train_f = train_all.to(torch::kFloat);
-            if (fit == DensityNet::Fit::kEm) {
-              net.EmStep(train_f);
-            } else {
-              net.FitClosedForm(train_f);
-            }
-          }
-          lv = SummarizeLogProbs(LogProbAll(net, train_all), shape.dim).mean_nll;
-          if (!std::isfinite(lv)) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "training diverged: NLL is %f after step %d (epoch %d)", lv, st.step + 1, epoch));
-          }
-        }
-        ++st.step;
-        ++st.next_batch;
-        st.epoch_sum += lv * records;
-        st.epoch_records += records;
-        window_sum += lv * records;
-        window_records += records;
-        const auto now = Clock::now();
-        if (st.next_batch == steps_per_epoch ||
-            Seconds(window_start, now) >= options.progress_interval_seconds) {
-          v1::TrainingProgress p;
-          p.set_epoch(static_cast<int32_t>(epoch));
-          p.set_step(st.step);
-          p.set_total_steps(total_steps);
-          p.set_train_nll(window_sum / window_records);
-          p.set_train_bits_per_dim(p.train_nll() * nats_to_bpd);
-          p.set_samples_per_second(window_records / std::max(1e-9, Seconds(window_start, now)));
-          observer->OnProgress(p);
-          window_start = now;
-          window_sum = 0;
-          window_records = 0;
-        }
-        if (st.next_batch < steps_per_epoch && observer->CheckpointDue(st.step)) {
-          RETURN_IF_ERROR(checkpoint());
-        }
-      }
-      if (st.epoch_records == 0) break;  // stopped before any step of this epoch
-      // Validation of the epoch (or of the partial epoch a stopping rule ended).
-      RETURN_IF_ERROR(interrupted());
-      net.eval();
-      std::vector<double> valid_lp, train_lp;
-      const bool complete = LogProbAll(net, valid_x, stop_check, &valid_lp) &&
-                            LogProbAll(net, train_eval_x, stop_check, &train_lp);
-      net.train();
-      if (!complete) {
-        RETURN_IF_ERROR(interrupted());
-        return absl::CancelledError("job cancelled");
-      }
-      const NllSummary v = SummarizeLogProbs(valid_lp, shape.dim);
-      const NllSummary t = SummarizeLogProbs(train_lp, shape.dim);
-      const double epoch_secs =
-          std::max(1e-9, st.epoch_seconds + Seconds(epoch_segment_start, Clock::now()));
-      v1::EpochSummary e;
-      e.set_epoch(static_cast<int32_t>(epoch));
-      e.set_step(st.step);
-      e.set_train_nll(st.epoch_sum / static_cast<double>(st.epoch_records));
-      e.set_validation_nll(v.mean_nll);
-      e.set_validation_bits_per_dim(v.bits_per_dim);
-      e.set_validation_standard_error(v.standard_error);
-      e.set_samples_per_second(static_cast<double>(st.epoch_records) / epoch_secs);
-      e.set_train_eval_nll(t.mean_nll);
-      e.set_generalization_gap(v.mean_nll - t.mean_nll);
-      e.set_is_best(v.mean_nll < st.best);
-      if (e.is_best()) {
-        st.best = v.mean_nll;
-        st.best_epoch = epoch;
-        st.since_best = 0;
-        st.best_state = CopyState(net);
-      } else {
-        ++st.since_best;
-      }
-      e.set_epochs_since_best(static_cast<int32_t>(st.since_best));
-      observer->OnEpoch(e);
-      // The next epoch starts here; a checkpoint now never repeats this epoch's summary.
-      st.epoch_seconds = 0;
-      st.epoch_sum = 0;
-      st.epoch_records = 0;
-      st.next_batch = 0;
-      st.perm = torch::Tensor();
-      ++st.epoch;
-      if (!stop_reason.empty()) break;
-      if (options.early_stopping_patience > 0 && st.since_best >= options.early_stopping_patience) {
-        stop_reason = absl::StrCat("early stopping: no better validation NLL for ", st.since_best,
-                                   " epochs (best: epoch ", st.best_epoch, ")");
-      } else if (st.epoch > epochs) {
-        stop_reason = absl::StrCat("completed ", epochs, epochs == 1 ? " epoch" : " epochs");
-      } else if (observer->CheckpointDue(st.step)) {
-        RETURN_IF_ERROR(checkpoint());
-      }
-    }
-    if (stop_reason.empty()) stop_reason = "stopped before the first step";
-    if (st.best_epoch == 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("no epoch was validated before training stopped (", stop_reason, ")"));
-    }
-    RestoreState(net, st.best_state);
-    net.eval();
-    TrainResult result;
-    result.best_validation_nll = st.best;
-    result.best_epoch = st.best_epoch;
-    result.steps = st.step;
-    result.stop_reason = std::move(stop_reason);
-    result.model = std::move(model);
-    return result;
-  } catch (const std::exception& e) {
-    if (IsOutOfMemory(e)) {
-      return absl::ResourceExhaustedError(absl::StrFormat("out of memory at step %d (epoch %d): %s",
-                                                          st.step + 1, st.epoch, e.what()));
-    }
-    return absl::InternalError(absl::StrFormat("training failed at step %d (epoch %d): %s",
-                                               st.step + 1, st.epoch, e.what()));
-  }
 }
 
 }  // namespace logp

@@ -16,6 +16,7 @@
 #include "models/families/nade.h"
 #include "models/model.h"
 #include "models/stats.h"
+#include "models/train.h"
 #include "tests/models/test_data.h"
 
 namespace logp {

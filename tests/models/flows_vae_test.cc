@@ -13,6 +13,7 @@
 #include "models/families/flows.h"
 #include "models/families/vae.h"
 #include "models/model.h"
+#include "models/train.h"
 #include "tests/models/test_data.h"
 
 namespace logp {

@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "models/model.h"
+#include "models/train.h"
 #include "tests/models/test_data.h"
 
 extern char** environ;

@@ -18,6 +18,7 @@
 #include "models/kernels.h"
 #include "models/model.h"
 #include "models/stats.h"
+#include "models/train.h"
 #include "tests/models/test_data.h"
 
 namespace logp {

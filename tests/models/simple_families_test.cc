@@ -14,6 +14,7 @@
 #include "models/families/independent.h"
 #include "models/families/preprocessing.h"
 #include "models/model.h"
+#include "models/train.h"
 
 namespace logp {
 namespace {

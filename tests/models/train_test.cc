@@ -1,5 +1,7 @@
 // The training loop's contracts: checkpoints resume exactly where training was, stopping rules,
-// the generalisation gap, failures. Uses only the torch-free Model API.
+// the generalisation gap, failures. Uses only the torch-free API (models/model.h, train.h).
+#include "models/train.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
