@@ -158,9 +158,13 @@ constexpr int64_t kEvalBatchRows = 512;
 // The registered family, or nullptr.
 const FamilyInfo* FindFamily(v1::ModelFamily family);
 
-// Builds the net of a spec (defaults applied, validated) for `shape`, including preprocessing.
-absl::StatusOr<std::shared_ptr<DensityNet>> MakeDensityNet(const v1::ModelSpec& spec,
-                                                           const DataShape& shape);
+// Builds the initialised net of a resolved spec (ResolveModelSpec for `shape`), including
+// preprocessing; checks nothing.
+std::shared_ptr<DensityNet> MakeDensityNet(const v1::ModelSpec& spec, const DataShape& shape);
+
+// The kind of the default scores of a model of a resolved spec (a property of the family and its
+// hyper-parameters: EXACT, or for the VAE LOWER_BOUND / ESTIMATE).
+v1::ScoreKind DefaultScoreKind(const v1::ModelSpec& spec);
 
 // INVALID_ARGUMENT "<field> must be in [lo, hi], got v" unless lo <= v <= hi.
 absl::Status CheckRange(const std::string& field, double value, double lo, double hi);

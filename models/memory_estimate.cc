@@ -87,8 +87,7 @@ std::string MemoryEstimate::Describe() const {
 absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const v1::ModelSpec& raw,
                                                       const DataShape& shape,
                                                       const TrainingSize& size) {
-  RETURN_IF_ERROR(ValidateModelSpec(raw, shape));
-  const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
+  ASSIGN_OR_RETURN(const v1::ModelSpec spec, ResolveModelSpec(raw, shape));
   const FamilyInfo* family = FindFamily(spec.family());
   NetFootprint net = family->footprint(spec, shape);
   if (spec.has_preprocessing()) {

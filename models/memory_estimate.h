@@ -63,7 +63,7 @@ struct MemoryEstimate {
 };
 
 // The estimate for a model of `spec` (defaults applied or not) trained on data of `shape`;
-// INVALID_ARGUMENT as ValidateModelSpec for a spec that cannot be built.
+// ResolveModelSpec's error for a spec that cannot be built.
 absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const v1::ModelSpec& spec,
                                                       const DataShape& shape,
                                                       const TrainingSize& size);

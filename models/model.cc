@@ -116,9 +116,11 @@ Scores ScoreAll(DensityNet& net, const torch::Tensor& base, const ScoreOptions& 
 }  // namespace
 
 struct Model::Impl {
+  // As created (resolved), or as read from a file (possibly written before a default existed).
   v1::ModelSpec spec;
   DataShape shape;
   std::shared_ptr<DensityNet> net;
+  v1::ScoreKind score_kind = v1::SCORE_KIND_UNSPECIFIED;
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->net->eval(); }
@@ -126,12 +128,13 @@ Model::~Model() = default;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& raw,
                                                      const DataShape& shape, uint64_t seed) {
-  const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
+  ASSIGN_OR_RETURN(const v1::ModelSpec spec, ResolveModelSpec(raw, shape));
   try {
     std::lock_guard<std::mutex> lock(InitMutex());
     torch::manual_seed(seed);
-    ASSIGN_OR_RETURN(auto net, MakeDensityNet(spec, shape));
-    return std::make_unique<Model>(std::unique_ptr<Impl>(new Impl{spec, shape, std::move(net)}));
+    std::shared_ptr<DensityNet> net = MakeDensityNet(spec, shape);
+    return std::make_unique<Model>(
+        std::unique_ptr<Impl>(new Impl{spec, shape, std::move(net), DefaultScoreKind(spec)}));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("creating model: ", e.what()));
   }
@@ -267,12 +270,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Deserialize(const std::string& byt
     return absl::DataLossError(absl::StrCat("model file: impossible data shape (kind ", kind,
                                             ", dim ", dim, ", K = ", k, ")"));
   }
+  // The file's spec stays as stored; the net is built from its effective values.
+  ASSIGN_OR_RETURN(const v1::ModelSpec resolved, ResolveModelSpec(impl->spec, impl->shape));
+  impl->score_kind = DefaultScoreKind(resolved);
   try {
     {
       // Initialisation draws from the process-wide generator: keep it out of another job's
       // "seed, then initialise".
       std::lock_guard<std::mutex> lock(InitMutex());
-      ASSIGN_OR_RETURN(impl->net, MakeDensityNet(impl->spec, impl->shape));
+      impl->net = MakeDensityNet(resolved, impl->shape);
     }
     const std::vector<TensorLayout> layouts = Layouts(*impl->net);
     torch::serialize::InputArchive archive;
@@ -338,7 +344,7 @@ int64_t Model::NumParameters() const {
   for (const auto& p : impl_->net->parameters()) n += p.numel();
   return n;
 }
-v1::ScoreKind Model::score_kind() const { return DefaultScoreKind(impl_->spec); }
+v1::ScoreKind Model::score_kind() const { return impl_->score_kind; }
 DensityNet& NetOf(const Model& model) { return *model.impl_->net; }
 
 double Model::TrainingFlopsPerRecord(bool block_products) const {

@@ -30,17 +30,12 @@ struct DataShape {
   int32_t num_categories = 0;
 };
 
-// Fills in defaults for unset fields (e.g. MADE: 1 hidden layer of 500 units, natural order).
-v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec);
-
-// The kind of the default scores of a model of `spec` (a property of the family and its
-// hyper-parameters: EXACT, or for the VAE LOWER_BOUND / ESTIMATE); UNSPECIFIED for an unknown
-// family.
-v1::ScoreKind DefaultScoreKind(const v1::ModelSpec& spec);
-
-// INVALID_ARGUMENT naming the field for an unknown family or a bad hyper-parameter;
-// FAILED_PRECONDITION naming family and kind when the family cannot model `shape.kind`.
-absl::Status ValidateModelSpec(const v1::ModelSpec& spec, const DataShape& shape);
+// The effective spec of a model of `raw` over data of `shape`: unset hyper-parameters take their
+// defaults (e.g. MADE: 1 hidden layer of 500 units, natural order), then every field is checked.
+// The one place specs are defaulted and validated. INVALID_ARGUMENT naming the field for an
+// unknown family or a bad hyper-parameter; FAILED_PRECONDITION naming family and kind when the
+// family cannot model `shape.kind`.
+absl::StatusOr<v1::ModelSpec> ResolveModelSpec(const v1::ModelSpec& raw, const DataShape& shape);
 
 // Polled between batches of scoring work and between the passes of sampling (every dimension of a
 // sequential sampler): true stops the call with CANCELLED. Called on the calling thread.
@@ -75,7 +70,8 @@ class Model {
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  // A freshly initialised (untrained) model; `seed` fixes initialisation. The spec is validated.
+  // A freshly initialised (untrained) model of ResolveModelSpec(spec, shape) (its errors
+  // otherwise); `seed` fixes initialisation.
   static absl::StatusOr<std::unique_ptr<Model>> Create(const v1::ModelSpec& spec,
                                                        const DataShape& shape, uint64_t seed);
   // Reads what Serialize wrote. INVALID_ARGUMENT (DATA_LOSS for corrupt bytes) on failure.

@@ -1,4 +1,5 @@
-// The registry of model families and the checks every spec goes through.
+// The registry of model families and the resolution (defaults, checks) every spec goes through.
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -7,6 +8,7 @@
 #include "models/density_net.h"
 #include "models/families/families.h"
 #include "models/families/preprocessing.h"
+#include "proto/cc/status_macros.h"
 
 namespace logp {
 namespace {
@@ -29,21 +31,10 @@ const FamilyInfo* FindFamily(v1::ModelFamily family) {
   return nullptr;
 }
 
-v1::ModelSpec ModelSpecWithDefaults(const v1::ModelSpec& spec) {
-  v1::ModelSpec s = spec;
-  if (const FamilyInfo* f = FindFamily(s.family())) f->set_defaults(&s);
-  if (s.has_preprocessing()) {
-    auto* p = s.mutable_preprocessing();
-    if (p->levels() == 0) p->set_levels(256);
-    if (p->logit_alpha() == 0) p->set_logit_alpha(1e-6);
-  }
-  return s;
-}
-
 v1::ScoreKind DefaultScoreKind(const v1::ModelSpec& spec) {
   const FamilyInfo* f = FindFamily(spec.family());
   if (f == nullptr) return v1::SCORE_KIND_UNSPECIFIED;
-  return f->score_kind ? f->score_kind(ModelSpecWithDefaults(spec)) : v1::SCORE_KIND_EXACT;
+  return f->score_kind ? f->score_kind(spec) : v1::SCORE_KIND_EXACT;
 }
 
 absl::Status CheckRange(const std::string& field, double value, double lo, double hi) {
@@ -54,7 +45,7 @@ absl::Status CheckRange(const std::string& field, double value, double lo, doubl
   return absl::OkStatus();
 }
 
-absl::Status ValidateModelSpec(const v1::ModelSpec& raw, const DataShape& shape) {
+absl::StatusOr<v1::ModelSpec> ResolveModelSpec(const v1::ModelSpec& raw, const DataShape& shape) {
   if (raw.family() == v1::MODEL_FAMILY_UNSPECIFIED) {
     return absl::InvalidArgumentError("model.family is required");
   }
@@ -63,7 +54,13 @@ absl::Status ValidateModelSpec(const v1::ModelSpec& raw, const DataShape& shape)
     return absl::InvalidArgumentError(
         absl::StrCat("model.family ", static_cast<int>(raw.family()), " is not known"));
   }
-  const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
+  v1::ModelSpec spec = raw;
+  f->set_defaults(&spec);
+  if (spec.has_preprocessing()) {
+    auto* p = spec.mutable_preprocessing();
+    if (p->levels() == 0) p->set_levels(256);
+    if (p->logit_alpha() == 0) p->set_logit_alpha(1e-6);
+  }
   if (std::find(f->kinds.begin(), f->kinds.end(), shape.kind) == f->kinds.end()) {
     std::vector<std::string> kinds;
     for (auto k : f->kinds) kinds.push_back(KindName(k));
@@ -87,14 +84,11 @@ absl::Status ValidateModelSpec(const v1::ModelSpec& raw, const DataShape& shape)
           "model.preprocessing.logit_alpha must be in (0, 0.5), got ", p.logit_alpha()));
     }
   }
-  return f->validate(spec, shape);
+  RETURN_IF_ERROR(f->validate(spec, shape));
+  return spec;
 }
 
-absl::StatusOr<std::shared_ptr<DensityNet>> MakeDensityNet(const v1::ModelSpec& raw,
-                                                           const DataShape& shape) {
-  auto st = ValidateModelSpec(raw, shape);
-  if (!st.ok()) return st;
-  const v1::ModelSpec spec = ModelSpecWithDefaults(raw);
+std::shared_ptr<DensityNet> MakeDensityNet(const v1::ModelSpec& spec, const DataShape& shape) {
   std::shared_ptr<DensityNet> net = FindFamily(spec.family())->make(spec, shape);
   if (spec.has_preprocessing()) {
     net = std::make_shared<PreprocessedNetImpl>(std::move(net), spec.preprocessing());

@@ -530,7 +530,8 @@ absl::StatusOr<StartPoint> ReadCheckpoint(const std::string& checkpoint,
   if (!parts.ok()) return UnusableCheckpoint(parts.status().message());
   auto m = Model::Deserialize(parts->first);
   if (!m.ok()) return UnusableCheckpoint(absl::StrCat("checkpoint: ", m.status().message()));
-  if ((*m)->spec().SerializeAsString() != ModelSpecWithDefaults(raw_spec).SerializeAsString() ||
+  const absl::StatusOr<v1::ModelSpec> spec = ResolveModelSpec(raw_spec, shape);
+  if (!spec.ok() || (*m)->spec().SerializeAsString() != spec->SerializeAsString() ||
       (*m)->shape().dim != shape.dim || (*m)->shape().kind != shape.kind) {
     return UnusableCheckpoint("checkpoint: written for a different model or data");
   }

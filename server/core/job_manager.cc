@@ -266,8 +266,7 @@ absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
   if (spec->dataset_id().empty()) return absl::InvalidArgumentError("spec.dataset_id is required");
   ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec->dataset_id()));
   const DataShape shape{ds.kind(), ds.dim(), static_cast<int32_t>(ds.num_categories())};
-  *spec->mutable_model() = ModelSpecWithDefaults(spec->model());
-  RETURN_IF_ERROR(ValidateModelSpec(spec->model(), shape));
+  ASSIGN_OR_RETURN(*spec->mutable_model(), ResolveModelSpec(spec->model(), shape));
   switch (spec->validation_case()) {
     case v1::JobSpec::kValidationDatasetId: {
       auto vs = datasets_->Get(spec->validation_dataset_id());

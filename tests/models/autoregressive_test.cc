@@ -607,7 +607,7 @@ TEST(DropoutTest, AppliesInTrainModeOnly) {
 }
 
 void ExpectInvalid(const v1::ModelSpec& spec, const DataShape& shape, const std::string& field) {
-  const absl::Status st = ValidateModelSpec(spec, shape);
+  const absl::Status st = ResolveModelSpec(spec, shape).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
   EXPECT_NE(std::string(st.message()).find(field), std::string::npos) << st;
 }
@@ -617,13 +617,14 @@ TEST(SpecTest, BadFieldsAreNamedAndKindsChecked) {
   const DataShape categorical{v1::DATA_KIND_CATEGORICAL, 10, 4};
   const DataShape continuous{v1::DATA_KIND_CONTINUOUS, 10, 0};
   for (const DataShape& shape : {binary, categorical, continuous}) {
-    EXPECT_TRUE(ValidateModelSpec(Made(1, 10, 4, true), shape).ok());
+    EXPECT_TRUE(ResolveModelSpec(Made(1, 10, 4, true), shape).ok());
   }
-  EXPECT_TRUE(ValidateModelSpec(Fvsbn(true), binary).ok());
-  EXPECT_TRUE(ValidateModelSpec(Nade(10, true), binary).ok());
+  EXPECT_TRUE(ResolveModelSpec(Fvsbn(true), binary).ok());
+  EXPECT_TRUE(ResolveModelSpec(Nade(10, true), binary).ok());
   for (const DataShape& shape : {categorical, continuous}) {
-    EXPECT_EQ(ValidateModelSpec(Fvsbn(true), shape).code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_EQ(ValidateModelSpec(Nade(10, true), shape).code(),
+    EXPECT_EQ(ResolveModelSpec(Fvsbn(true), shape).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ResolveModelSpec(Nade(10, true), shape).status().code(),
               absl::StatusCode::kFailedPrecondition);
   }
 
@@ -651,11 +652,12 @@ TEST(SpecTest, BadFieldsAreNamedAndKindsChecked) {
   // Defaults: NADE 500 hidden units, MADE one mask with 5-component mixtures when asked.
   v1::ModelSpec defaults;
   defaults.set_family(v1::MODEL_FAMILY_NADE);
-  EXPECT_EQ(ModelSpecWithDefaults(defaults).nade().hidden_units(), 500);
+  EXPECT_EQ(ResolveModelSpec(defaults, binary).value().nade().hidden_units(), 500);
   defaults.set_family(v1::MODEL_FAMILY_MADE);
-  EXPECT_EQ(ModelSpecWithDefaults(defaults).made().num_masks(), 1);
-  EXPECT_EQ(ModelSpecWithDefaults(defaults).made().mixture_components(), 5);
-  EXPECT_EQ(ModelSpecWithDefaults(defaults).made().conditional(), v1::CONDITIONAL_TYPE_GAUSSIAN);
+  EXPECT_EQ(ResolveModelSpec(defaults, binary).value().made().num_masks(), 1);
+  EXPECT_EQ(ResolveModelSpec(defaults, binary).value().made().mixture_components(), 5);
+  EXPECT_EQ(ResolveModelSpec(defaults, binary).value().made().conditional(),
+            v1::CONDITIONAL_TYPE_GAUSSIAN);
 }
 
 }  // namespace

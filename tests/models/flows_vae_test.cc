@@ -53,10 +53,10 @@ DataShape Continuous(int64_t d) { return DataShape{v1::DATA_KIND_CONTINUOUS, d, 
 
 std::shared_ptr<DensityNet> MakeNet(const v1::ModelSpec& spec, const DataShape& shape,
                                     uint64_t seed) {
+  const absl::StatusOr<v1::ModelSpec> resolved = ResolveModelSpec(spec, shape);
+  EXPECT_TRUE(resolved.ok()) << resolved.status();
   torch::manual_seed(seed);
-  auto net = MakeDensityNet(spec, shape);
-  EXPECT_TRUE(net.ok()) << net.status();
-  return *net;
+  return MakeDensityNet(resolved.value(), shape);
 }
 
 // A curved ("banana") distribution in d dimensions, so the flows have structure to learn.
@@ -633,17 +633,17 @@ TEST(VaeTest, EvalLogProbIsReproducibleAndSamplesAreDeterministic) {
 // Spec checks
 
 void ExpectInvalid(const v1::ModelSpec& spec, const DataShape& shape, const std::string& field) {
-  auto st = ValidateModelSpec(spec, shape);
+  auto st = ResolveModelSpec(spec, shape).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field << ": " << st;
   EXPECT_NE(std::string(st.message()).find(field), std::string::npos) << st;
 }
 
 TEST(FlowVaeSpecTest, BadFieldsAreNamedAndKindsRefused) {
   const DataShape c2 = Continuous(2), bin{v1::DATA_KIND_BINARY, 4, 2};
-  EXPECT_TRUE(ValidateModelSpec(Maf(5, 1, 100, true), c2).ok());
-  EXPECT_TRUE(ValidateModelSpec(RealNvp(6, 2, 100, false), c2).ok());
-  EXPECT_TRUE(ValidateModelSpec(Vae(32, 500), bin).ok());
-  EXPECT_TRUE(ValidateModelSpec(Vae(32, 500), c2).ok());
+  EXPECT_TRUE(ResolveModelSpec(Maf(5, 1, 100, true), c2).ok());
+  EXPECT_TRUE(ResolveModelSpec(RealNvp(6, 2, 100, false), c2).ok());
+  EXPECT_TRUE(ResolveModelSpec(Vae(32, 500), bin).ok());
+  EXPECT_TRUE(ResolveModelSpec(Vae(32, 500), c2).ok());
 
   ExpectInvalid(Maf(33, 1, 10, false), c2, "model.maf.flow_layers");
   ExpectInvalid(Maf(-1, 1, 10, false), c2, "model.maf.flow_layers");
@@ -673,26 +673,27 @@ TEST(FlowVaeSpecTest, BadFieldsAreNamedAndKindsRefused) {
   empty_maf.set_family(v1::MODEL_FAMILY_MAF);
   empty_nvp.set_family(v1::MODEL_FAMILY_REALNVP);
   empty_vae.set_family(v1::MODEL_FAMILY_VAE);
-  const auto m = ModelSpecWithDefaults(empty_maf).maf();
+  const auto m = ResolveModelSpec(empty_maf, c2).value().maf();
   EXPECT_EQ(m.flow_layers(), 5);
   EXPECT_EQ(m.hidden_layers(), 1);
   EXPECT_EQ(m.hidden_units(), 100);
-  const auto r = ModelSpecWithDefaults(empty_nvp).realnvp();
+  const auto r = ResolveModelSpec(empty_nvp, c2).value().realnvp();
   EXPECT_EQ(r.coupling_layers(), 6);
   EXPECT_EQ(r.hidden_layers(), 2);
   EXPECT_EQ(r.hidden_units(), 100);
-  const auto va = ModelSpecWithDefaults(empty_vae).vae();
+  const auto va = ResolveModelSpec(empty_vae, bin).value().vae();
   EXPECT_EQ(va.latent_dim(), 32);
   EXPECT_EQ(va.hidden_layers(), 1);
   EXPECT_EQ(va.hidden_units(), 500);
   EXPECT_EQ(va.importance_samples(), 0);
 
-  EXPECT_EQ(ValidateModelSpec(Maf(2, 1, 10, false), bin).code(),
+  EXPECT_EQ(ResolveModelSpec(Maf(2, 1, 10, false), bin).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(ValidateModelSpec(RealNvp(2, 1, 10, false), bin).code(),
+  EXPECT_EQ(ResolveModelSpec(RealNvp(2, 1, 10, false), bin).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(ValidateModelSpec(Vae(2, 10), DataShape{v1::DATA_KIND_CATEGORICAL, 4, 3}).code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      ResolveModelSpec(Vae(2, 10), DataShape{v1::DATA_KIND_CATEGORICAL, 4, 3}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

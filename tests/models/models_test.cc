@@ -237,18 +237,20 @@ TEST(ModelTest, RejectsRecordsOfTheWrongShape) {
 TEST(SpecTest, CodesNameTheProblem) {
   const DataShape binary{v1::DATA_KIND_BINARY, 10, 2};
   const DataShape continuous{v1::DATA_KIND_CONTINUOUS, 10, 0};
-  EXPECT_TRUE(ValidateModelSpec(Made(1, 10, false), binary).ok());
+  EXPECT_TRUE(ResolveModelSpec(Made(1, 10, false), binary).ok());
   // MADE models every kind (continuous with Gaussian conditionals by default).
-  EXPECT_TRUE(ValidateModelSpec(Made(1, 10, false), continuous).ok());
+  EXPECT_TRUE(ResolveModelSpec(Made(1, 10, false), continuous).ok());
   EXPECT_EQ(absl::StatusCode::kFailedPrecondition,
-            ValidateModelSpec(Bernoulli(0), continuous).code());
-  EXPECT_EQ(absl::StatusCode::kInvalidArgument, ValidateModelSpec(v1::ModelSpec(), binary).code());
+            ResolveModelSpec(Bernoulli(0), continuous).status().code());
   EXPECT_EQ(absl::StatusCode::kInvalidArgument,
-            ValidateModelSpec(Made(9, 10, false), binary).code());
-  EXPECT_EQ(absl::StatusCode::kInvalidArgument, ValidateModelSpec(Bernoulli(-1), binary).code());
+            ResolveModelSpec(v1::ModelSpec(), binary).status().code());
+  EXPECT_EQ(absl::StatusCode::kInvalidArgument,
+            ResolveModelSpec(Made(9, 10, false), binary).status().code());
+  EXPECT_EQ(absl::StatusCode::kInvalidArgument,
+            ResolveModelSpec(Bernoulli(-1), binary).status().code());
   v1::ModelSpec unknown;
   unknown.set_family(static_cast<v1::ModelFamily>(77));
-  EXPECT_EQ(absl::StatusCode::kInvalidArgument, ValidateModelSpec(unknown, binary).code());
+  EXPECT_EQ(absl::StatusCode::kInvalidArgument, ResolveModelSpec(unknown, binary).status().code());
 }
 
 class StopAfter : public TrainObserver {

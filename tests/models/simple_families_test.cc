@@ -635,7 +635,7 @@ TEST(PreprocessingTest, RoundTripAndOutOfRangeScoresMinusInfinity) {
 // Spec checks.
 
 void ExpectInvalid(const v1::ModelSpec& spec, const DataShape& shape, const std::string& field) {
-  absl::Status st = ValidateModelSpec(spec, shape);
+  absl::Status st = ResolveModelSpec(spec, shape).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field << ": " << st;
   EXPECT_NE(st.message().find(field), std::string::npos) << st;
 }
@@ -670,19 +670,19 @@ TEST(SimpleSpecTest, BadHyperParametersNameTheField) {
   }
   ExpectInvalid(Preprocessed(CategoricalSpec(0), 256, true, false), cat, "model.preprocessing");
   // And good specs pass, with their defaults filled in.
-  EXPECT_TRUE(ValidateModelSpec(MixtureSpec(256, true), cont).ok());
+  EXPECT_TRUE(ResolveModelSpec(MixtureSpec(256, true), cont).ok());
   v1::ModelSpec bare;
   bare.set_family(v1::MODEL_FAMILY_GAUSSIAN_MIXTURE);
   bare.mutable_preprocessing()->set_logit(true);
-  const auto d = ModelSpecWithDefaults(bare);
+  const v1::ModelSpec d = ResolveModelSpec(bare, cont).value();
   EXPECT_EQ(d.gaussian_mixture().components(), 5);
   EXPECT_EQ(d.gaussian_mixture().covariance(), v1::COVARIANCE_TYPE_DIAGONAL);
   EXPECT_EQ(d.gaussian_mixture().training(), v1::MIXTURE_TRAINING_EM);
   EXPECT_EQ(d.gaussian_mixture().min_variance(), 1e-6);
   EXPECT_EQ(d.preprocessing().levels(), 256);
   EXPECT_EQ(d.preprocessing().logit_alpha(), 1e-6);
-  EXPECT_EQ(ModelSpecWithDefaults(GaussianSpec()).gaussian().min_variance(), 1e-6);
-  EXPECT_FALSE(ModelSpecWithDefaults(GaussianSpec()).has_preprocessing());
+  EXPECT_EQ(ResolveModelSpec(GaussianSpec(), cont).value().gaussian().min_variance(), 1e-6);
+  EXPECT_FALSE(ResolveModelSpec(GaussianSpec(), cont).value().has_preprocessing());
 }
 
 TEST(SimpleSpecTest, WrongKindIsFailedPrecondition) {
@@ -690,16 +690,16 @@ TEST(SimpleSpecTest, WrongKindIsFailedPrecondition) {
   const DataShape cat{v1::DATA_KIND_CATEGORICAL, 4, 3};
   const DataShape cont = ContinuousShape(4);
   for (const auto& shape : {binary, cont}) {
-    absl::Status st = ValidateModelSpec(CategoricalSpec(0), shape);
+    absl::Status st = ResolveModelSpec(CategoricalSpec(0), shape).status();
     EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
     EXPECT_NE(st.message().find("categorical"), std::string::npos) << st;
     EXPECT_EQ(Model::Create(CategoricalSpec(0), shape, 1).status().code(),
               absl::StatusCode::kFailedPrecondition);
   }
   for (const auto& shape : {binary, cat}) {
-    EXPECT_EQ(ValidateModelSpec(GaussianSpec(), shape).code(),
+    EXPECT_EQ(ResolveModelSpec(GaussianSpec(), shape).status().code(),
               absl::StatusCode::kFailedPrecondition);
-    EXPECT_EQ(ValidateModelSpec(MixtureSpec(2, true), shape).code(),
+    EXPECT_EQ(ResolveModelSpec(MixtureSpec(2, true), shape).status().code(),
               absl::StatusCode::kFailedPrecondition);
   }
 }
