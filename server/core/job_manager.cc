@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -22,15 +21,11 @@
 #include "proto/cc/status_macros.h"
 #include "server/core/files.h"
 #include "server/core/job_memory.h"
+#include "server/core/job_spec.h"
 #include "server/core/time_util.h"
 
 namespace logp {
 namespace {
-
-constexpr double kDefaultLearningRate = 1e-3;
-constexpr int kDefaultBatchSize = 100;
-constexpr int kDefaultEpochs = 10;
-constexpr double kDefaultValidationFraction = 0.1;
 
 bool IsFinal(v1::JobState s) {
   return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
@@ -262,85 +257,6 @@ void JobManager::Shutdown() {
   if (notifier_.joinable()) notifier_.join();
 }
 
-absl::Status JobManager::ValidateSpec(v1::JobSpec* spec) {
-  if (spec->dataset_id().empty()) return absl::InvalidArgumentError("spec.dataset_id is required");
-  ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec->dataset_id()));
-  const DataShape shape{ds.kind(), ds.dim(), static_cast<int32_t>(ds.num_categories())};
-  ASSIGN_OR_RETURN(*spec->mutable_model(), ResolveModelSpec(spec->model(), shape));
-  switch (spec->validation_case()) {
-    case v1::JobSpec::kValidationDatasetId: {
-      auto vs = datasets_->Get(spec->validation_dataset_id());
-      if (absl::IsNotFound(vs.status())) {
-        return absl::NotFoundError(
-            absl::StrCat("validation dataset '", spec->validation_dataset_id(), "' not found"));
-      }
-      RETURN_IF_ERROR(vs.status());
-      if (vs->kind() != ds.kind() || vs->dim() != ds.dim() ||
-          vs->num_categories() != ds.num_categories()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "spec.validation_dataset_id: ", KindName(vs->kind()), " data of dim ", vs->dim(),
-            " does not match the training data (", KindName(ds.kind()), ", dim ", ds.dim(), ")"));
-      }
-      break;
-    }
-    case v1::JobSpec::kValidationFraction: {
-      const double f = spec->validation_fraction();
-      if (!(f > 0 && f < 1)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("spec.validation_fraction must be in (0, 1), got ", f));
-      }
-      const double held = std::llround(f * static_cast<double>(ds.num_records()));
-      if (held < 1 || held >= static_cast<double>(ds.num_records())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("spec.validation_fraction ", f, " of ", ds.num_records(),
-                         " records leaves an empty training or validation set"));
-      }
-      break;
-    }
-    default:
-      if (ds.num_records() < 2) {
-        return absl::InvalidArgumentError(
-            "the dataset has one record: give spec.validation_dataset_id");
-      }
-      spec->set_validation_fraction(
-          std::max(kDefaultValidationFraction, 1.0 / static_cast<double>(ds.num_records())));
-  }
-  auto* opt = spec->mutable_optimizer();
-  if (!opt->has_learning_rate()) opt->set_learning_rate(kDefaultLearningRate);
-  if (!(opt->learning_rate() > 0 && opt->learning_rate() <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.optimizer.learning_rate must be in (0, 1], got ", opt->learning_rate()));
-  }
-  if (!(opt->weight_decay() >= 0) || !std::isfinite(opt->weight_decay())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.optimizer.weight_decay must be finite and >= 0, got ", opt->weight_decay()));
-  }
-  if (!spec->has_batch_size()) spec->set_batch_size(kDefaultBatchSize);
-  if (spec->batch_size() < 1 || spec->batch_size() > 65536) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.batch_size must be in [1, 65536], got ", spec->batch_size()));
-  }
-  if (spec->max_steps() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.max_steps must be >= 0 (0: no limit), got ", spec->max_steps()));
-  }
-  if (!(spec->max_seconds() >= 0) || !std::isfinite(spec->max_seconds())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.max_seconds must be finite and >= 0 (0: no limit), got ", spec->max_seconds()));
-  }
-  if (spec->early_stopping_patience() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.early_stopping_patience must be >= 0 (0: off), got ",
-                     spec->early_stopping_patience()));
-  }
-  if (!spec->has_epochs()) spec->set_epochs(kDefaultEpochs);
-  if (spec->epochs() < 1 || spec->epochs() > 10000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.epochs must be in [1, 10000], got ", spec->epochs()));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<v1::MemoryEstimate> JobManager::EstimateMemory(const v1::JobSpec& spec) {
   ASSIGN_OR_RETURN(v1::Dataset train, datasets_->Get(spec.dataset_id()));
   std::optional<v1::Dataset> validation;
@@ -377,8 +293,15 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
     ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, EarlierJob(*request));
     if (earlier) return *std::move(earlier);
   }
-  v1::JobSpec spec = raw;
-  RETURN_IF_ERROR(ValidateSpec(&spec));
+  // The datasets the spec names, then its effective values (job_spec.h).
+  if (raw.dataset_id().empty()) return absl::InvalidArgumentError("spec.dataset_id is required");
+  ASSIGN_OR_RETURN(const v1::Dataset train, datasets_->Get(raw.dataset_id()));
+  std::optional<absl::StatusOr<v1::Dataset>> validation;
+  if (raw.validation_case() == v1::JobSpec::kValidationDatasetId) {
+    validation = datasets_->Get(raw.validation_dataset_id());
+  }
+  ASSIGN_OR_RETURN(const v1::JobSpec spec,
+                   ResolveJobSpec(raw, train, validation ? &*validation : nullptr));
   ASSIGN_OR_RETURN(v1::MemoryEstimate memory, EstimateMemory(spec));
   RETURN_IF_ERROR(CheckJobMemory(memory, options_.max_job_memory_bytes));
   auto active = std::make_shared<ActiveJob>();
