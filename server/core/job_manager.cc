@@ -257,18 +257,6 @@ void JobManager::Shutdown() {
   if (notifier_.joinable()) notifier_.join();
 }
 
-absl::StatusOr<v1::MemoryEstimate> JobManager::EstimateMemory(const v1::JobSpec& spec) {
-  ASSIGN_OR_RETURN(v1::Dataset train, datasets_->Get(spec.dataset_id()));
-  std::optional<v1::Dataset> validation;
-  if (spec.has_validation_dataset_id()) {
-    ASSIGN_OR_RETURN(validation, datasets_->Get(spec.validation_dataset_id()));
-  }
-  const int threads = options_.threads_per_slot > 0
-                          ? options_.threads_per_slot
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return EstimateJobMemory(spec, train, validation ? &*validation : nullptr, threads);
-}
-
 // The job an earlier CreateJob under request.request_id created; nullopt if none;
 // ALREADY_EXISTS if that call had another spec.
 absl::StatusOr<std::optional<v1::Job>> JobManager::EarlierJob(const CreateRequest& request) {
@@ -302,7 +290,13 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
   }
   ASSIGN_OR_RETURN(const v1::JobSpec spec,
                    ResolveJobSpec(raw, train, validation ? &*validation : nullptr));
-  ASSIGN_OR_RETURN(v1::MemoryEstimate memory, EstimateMemory(spec));
+  // ResolveJobSpec succeeded, so a validation dataset named was found.
+  const int threads = options_.threads_per_slot > 0
+                          ? options_.threads_per_slot
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ASSIGN_OR_RETURN(
+      const v1::MemoryEstimate memory,
+      EstimateJobMemory(spec, train, validation ? &validation->value() : nullptr, threads));
   RETURN_IF_ERROR(CheckJobMemory(memory, options_.max_job_memory_bytes));
   auto active = std::make_shared<ActiveJob>();
   v1::Job& job = active->job;

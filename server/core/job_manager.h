@@ -157,8 +157,6 @@ class JobManager {
   v1::Job ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobState state,
                       const std::string& message,
                       const std::function<void(v1::Job*)>& update = nullptr);
-  // The job's estimated peak memory (server/core/job_memory.h) for a validated spec.
-  absl::StatusOr<v1::MemoryEstimate> EstimateMemory(const v1::JobSpec& spec);
 
   const JobManagerOptions options_;
   Catalog* const catalog_;
