@@ -74,17 +74,34 @@ bool SmallSpec(const google::protobuf::Message& msg) {
   return true;
 }
 
-// False for a model file (layout of Model::SerializeTo) that declares a large model.
-bool SmallModelFile(absl::string_view bytes) {
-  if (bytes.size() < 12 || bytes.substr(0, 8) != "LOGPMDL1") return true;
+// The header of a model file (layout of Model::SerializeTo): its spec and data shape, and where
+// its LibTorch archive starts; nullopt for bytes that are not a model file or whose header is cut
+// short or does not parse (Deserialize refuses those before LibTorch reads anything).
+struct ModelFileHeader {
+  v1::ModelSpec spec;
+  DataShape shape;
+  size_t archive_offset = 0;
+};
+std::optional<ModelFileHeader> ReadModelFileHeader(absl::string_view bytes) {
+  if (bytes.size() < 12 || bytes.substr(0, 8) != "LOGPMDL1") return std::nullopt;
   uint32_t spec_len;
   std::memcpy(&spec_len, bytes.data() + 8, 4);
-  if (bytes.size() < 12 + uint64_t{spec_len} + 16) return true;
-  v1::ModelSpec spec;
-  if (!spec.ParseFromArray(bytes.data() + 12, static_cast<int>(spec_len))) return true;
-  int64_t dim;
-  std::memcpy(&dim, bytes.data() + 12 + spec_len + 4, 8);
-  return dim <= kMaxSize && SmallSpec(spec);
+  if (bytes.size() < 12 + uint64_t{spec_len} + 16) return std::nullopt;
+  ModelFileHeader h;
+  if (!h.spec.ParseFromArray(bytes.data() + 12, static_cast<int>(spec_len))) return std::nullopt;
+  int32_t kind;
+  std::memcpy(&kind, bytes.data() + 12 + spec_len, 4);
+  std::memcpy(&h.shape.dim, bytes.data() + 12 + spec_len + 4, 8);
+  std::memcpy(&h.shape.num_categories, bytes.data() + 12 + spec_len + 12, 4);
+  h.shape.kind = static_cast<v1::DataKind>(kind);
+  h.archive_offset = 12 + spec_len + 16;
+  return h;
+}
+
+// False for a model file that declares a large model.
+bool SmallModelFile(absl::string_view bytes) {
+  const std::optional<ModelFileHeader> h = ReadModelFileHeader(bytes);
+  return !h || (h->shape.dim <= kMaxSize && SmallSpec(h->spec));
 }
 
 // The records of a LibTorch archive other than its tensors' bytes, by name; nullopt if the zip
@@ -108,26 +125,15 @@ std::optional<std::map<std::string, std::string>> SourceRecords(absl::string_vie
 // False for a model file whose archive's records other than tensor bytes differ from those of a
 // fresh model of the spec and shape it declares (see the top of the file).
 bool CanonicalSource(absl::string_view bytes) {
-  if (bytes.size() < 12 || bytes.substr(0, 8) != "LOGPMDL1") return true;
-  uint32_t spec_len;
-  std::memcpy(&spec_len, bytes.data() + 8, 4);
-  if (bytes.size() < 12 + uint64_t{spec_len} + 16) return true;
-  v1::ModelSpec spec;
-  if (!spec.ParseFromArray(bytes.data() + 12, static_cast<int>(spec_len))) return true;
-  DataShape shape;
-  int32_t kind;
-  std::memcpy(&kind, bytes.data() + 12 + spec_len, 4);
-  std::memcpy(&shape.dim, bytes.data() + 12 + spec_len + 4, 8);
-  std::memcpy(&shape.num_categories, bytes.data() + 12 + spec_len + 12, 4);
-  shape.kind = static_cast<v1::DataKind>(kind);
-  absl::StatusOr<std::unique_ptr<Model>> fresh = Model::Create(spec, shape, 0);
+  const std::optional<ModelFileHeader> h = ReadModelFileHeader(bytes);
+  if (!h) return true;
+  absl::StatusOr<std::unique_ptr<Model>> fresh = Model::Create(h->spec, h->shape, 0);
   if (!fresh.ok()) return true;  // Deserialize refuses it before LibTorch reads the archive
   absl::StatusOr<std::string> canonical = (*fresh)->Serialize();
   FUZZ_CHECK(canonical.ok());
-  const size_t header = 12 + spec_len + 16;
-  const auto got = SourceRecords(bytes.substr(header));
+  const auto got = SourceRecords(bytes.substr(h->archive_offset));
   if (!got.has_value()) return true;  // LibTorch refuses the zip as this reader did
-  return got == SourceRecords(absl::string_view(*canonical).substr(header));
+  return got == SourceRecords(absl::string_view(*canonical).substr(h->archive_offset));
 }
 
 // The model part of a checkpoint (layout of the checkpoint encoder), or the bytes themselves.
