@@ -1,0 +1,33 @@
+// Per-tenant quotas the core enforces (the file that sets them is read by server/auth/quotas.h).
+#ifndef LOGP_SERVER_CORE_QUOTA_H_
+#define LOGP_SERVER_CORE_QUOTA_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace logp {
+
+// Limits of one tenant; an unset limit is no limit.
+struct TenantQuota {
+  // Bytes of the tenant's stored datasets and models (their stored_bytes).
+  std::optional<int64_t> stored_bytes;
+  // Datasets the tenant has stored.
+  std::optional<int64_t> datasets;
+  // Jobs of the tenant waiting in the queue (CreateJob is refused beyond it).
+  std::optional<int64_t> queued_jobs;
+  // Jobs of the tenant training at the same time (the scheduler starts no more; the others wait
+  // in the queue).
+  std::optional<int64_t> running_jobs;
+  // Records a tenant may score per second (Score and Evaluate), enforced by the adapters.
+  std::optional<double> records_scored_per_second;
+};
+
+// The quota of a tenant, current at the time of the call (the file behind it may be re-read).
+// Must be thread-safe. Null: no quotas.
+using QuotaFn = std::function<TenantQuota(const std::string& tenant)>;
+
+}  // namespace logp
+
+#endif  // LOGP_SERVER_CORE_QUOTA_H_
