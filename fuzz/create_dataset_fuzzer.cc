@@ -82,6 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t next = 0;
   int polls = 0;
   absl::StatusOr<v1::Dataset> ds = env->store->CreateFromStream(
+      kDefaultTenant,
       [&](v1::CreateDatasetRequest* req) {
         if (next == requests.size()) return false;
         *req = requests[next++];

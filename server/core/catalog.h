@@ -18,6 +18,7 @@
 #include "logp/v1/dataset_service.pb.h"
 #include "logp/v1/job_service.pb.h"
 #include "logp/v1/model_service.pb.h"
+#include "server/core/scope.h"
 
 namespace logp {
 
@@ -34,6 +35,18 @@ struct CreateRequest {
   std::string request_id;   // the client's id
   std::string fingerprint;  // what was asked for; a retry must carry the same
   std::string resource_id;  // what the first call created
+  // Whose request it was: each tenant has its own namespace of request ids, so a retry never
+  // returns another tenant's object.
+  std::string tenant = kDefaultTenant;
+};
+
+// What one tenant stores, for its quotas.
+struct TenantStorage {
+  int64_t datasets = 0;
+  int64_t dataset_bytes = 0;  // sum of their stored_bytes
+  int64_t models = 0;
+  int64_t model_bytes = 0;  // sum of their stored_bytes
+  int64_t total_bytes() const { return dataset_bytes + model_bytes; }
 };
 
 // What a create request asked for, to compare a retry with the first call: the hex of the
@@ -56,7 +69,9 @@ class Catalog {
   // Insert fails with ALREADY_EXISTS for a duplicate id. Get fails with NOT_FOUND.
   virtual absl::Status InsertDataset(const v1::Dataset& dataset) = 0;
   virtual absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) = 0;
-  virtual absl::StatusOr<Page<v1::Dataset>> ListDatasets(int page_size,
+  // Listings are filtered by `tenant` (an object's owner, see OwnerOf); empty lists every
+  // tenant's. A page token is only meaningful with the same filter.
+  virtual absl::StatusOr<Page<v1::Dataset>> ListDatasets(const std::string& tenant, int page_size,
                                                          const std::string& page_token) = 0;
   // Also forgets the create request that made the dataset, if any.
   virtual absl::Status DeleteDataset(const std::string& id) = 0;
@@ -65,7 +80,8 @@ class Catalog {
   // Replaces the stored job with the same id.
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& id) = 0;
-  virtual absl::StatusOr<Page<v1::Job>> ListJobs(int page_size, const std::string& page_token) = 0;
+  virtual absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int page_size,
+                                                 const std::string& page_token) = 0;
   // Every job in one of `states`, oldest first (used at startup).
   virtual absl::StatusOr<std::vector<v1::Job>> JobsInStates(
       const std::vector<v1::JobState>& states) = 0;
@@ -77,8 +93,9 @@ class Catalog {
   virtual absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                                int64_t from_seq) = 0;
 
-  // Idempotent creates. The request (kind, request_id) recorded, NOT_FOUND if none.
+  // Idempotent creates. The request (kind, tenant, request_id) recorded, NOT_FOUND if none.
   virtual absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+                                                         const std::string& tenant,
                                                          const std::string& request_id) = 0;
   // Insert the dataset or job together with the request that made it (request.resource_id is
   // its id), in one transaction: ALREADY_EXISTS, with nothing inserted, if the request (or the
@@ -89,8 +106,10 @@ class Catalog {
 
   virtual absl::Status InsertModel(const v1::Model& model) = 0;
   virtual absl::StatusOr<v1::Model> GetModel(const std::string& id) = 0;
-  virtual absl::StatusOr<Page<v1::Model>> ListModels(int page_size,
+  virtual absl::StatusOr<Page<v1::Model>> ListModels(const std::string& tenant, int page_size,
                                                      const std::string& page_token) = 0;
+  // The datasets and models `tenant` owns, counted with their bytes.
+  virtual absl::StatusOr<TenantStorage> StoredBy(const std::string& tenant) = 0;
 };
 
 // Opens (creating if needed) the SQLite catalogue at `path`.

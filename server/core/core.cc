@@ -20,14 +20,16 @@ absl::StatusOr<std::unique_ptr<Core>> Core::Open(const CoreOptions& options) {
   ds.dir = options.data_dir;
   ds.max_dataset_bytes = options.max_dataset_bytes;
   ds.fs = options.fs;
+  ds.quotas = options.quotas;
   ASSIGN_OR_RETURN(core->datasets_, DatasetStore::Open(ds, core->catalog_));
   ASSIGN_OR_RETURN(core->models_, ModelStore::Open(options.data_dir, core->catalog_, options.fs));
   ASSIGN_OR_RETURN(
       core->checkpoints_,
       CheckpointStore::Open(options.data_dir, options.jobs.checkpoints_kept, options.fs));
-  ASSIGN_OR_RETURN(core->jobs_,
-                   JobManager::Start(options.jobs, core->catalog_, core->datasets_.get(),
-                                     core->models_.get(), core->checkpoints_.get()));
+  JobManagerOptions jobs = options.jobs;
+  jobs.quotas = options.quotas;
+  ASSIGN_OR_RETURN(core->jobs_, JobManager::Start(jobs, core->catalog_, core->datasets_.get(),
+                                                  core->models_.get(), core->checkpoints_.get()));
   return core;
 }
 

@@ -11,6 +11,7 @@
 #include "server/core/dataset_store.h"
 #include "server/core/job_manager.h"
 #include "server/core/model_store.h"
+#include "server/core/quota.h"
 #include "server/core/scoring.h"
 
 namespace logp {
@@ -25,6 +26,8 @@ struct CoreOptions {
   // The file system every store uses; must outlive the Core. Default: the real one. Tests pass
   // a FaultyFileSystem.
   FileSystem* fs = FileSystem::Default();
+  // Per-tenant quotas (stored bytes, datasets, queued and running jobs); default none.
+  QuotaFn quotas;
   // The catalogue to use instead of the SQLite one in data_dir (must outlive the Core); for
   // tests (a FaultyCatalog, a MemoryCatalog). Default: null, SQLite.
   Catalog* catalog = nullptr;

@@ -131,7 +131,7 @@ std::string DatasetStore::PathOf(const std::string& id) const {
 }
 
 absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
-    const std::function<bool(v1::CreateDatasetRequest*)>& next,
+    const std::string& tenant, const std::function<bool(v1::CreateDatasetRequest*)>& next,
     const std::function<bool()>& cancelled) {
   v1::CreateDatasetRequest req;
   if (!next(&req)) return absl::InvalidArgumentError("upload is empty: no header");
@@ -150,6 +150,17 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
         absl::StrFormat("dataset of %d records x %d bytes exceeds the server's limit of %d bytes",
                         declared, row_bytes, options_.max_dataset_bytes));
   }
+  const int64_t stored_bytes = static_cast<int64_t>(sizeof(FileHeader)) + declared * row_bytes;
+  // Refused before any record is read, unless it may be the retry of an upload already stored
+  // (its first call counted; the check at the commit decides).
+  bool retry = false;
+  if (!header.request_id().empty()) {
+    absl::StatusOr<CreateRequest> earlier =
+        catalog_->GetCreateRequest("dataset", tenant, header.request_id());
+    if (!earlier.ok() && !absl::IsNotFound(earlier.status())) return earlier.status();
+    retry = earlier.ok();
+  }
+  if (!retry) RETURN_IF_ERROR(CheckQuota(tenant, stored_bytes));
 
   TempFile tmp(options_.fs, absl::StrCat(tmp_dir_, "/upload-", RandomHex(16)));
   if (absl::Status st = tmp.Open(); !st.ok()) return UploadStorageError(st);
@@ -208,8 +219,9 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
   ds.set_num_categories(static_cast<uint32_t>(scratch.num_categories));
   if (header.has_image_shape()) *ds.mutable_image_shape() = header.image_shape();
   ds.set_content_hash(absl::StrFormat("fnv1a64:%016x", hash));
-  ds.set_stored_bytes(sizeof(FileHeader) + static_cast<uint64_t>(declared * row_bytes));
+  ds.set_stored_bytes(static_cast<uint64_t>(stored_bytes));
   *ds.mutable_create_time() = ToProto(absl::Now());
+  ds.set_tenant(tenant);
 
   // An upload named with a request_id: a retry of one already stored returns that dataset.
   std::optional<CreateRequest> request;
@@ -219,11 +231,14 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
     v1::Dataset asked = ds;
     asked.clear_id();
     asked.clear_create_time();
-    request = CreateRequest{"dataset", header.request_id(), RequestFingerprint(asked), ds.id()};
+    request =
+        CreateRequest{"dataset", header.request_id(), RequestFingerprint(asked), ds.id(), tenant};
     ASSIGN_OR_RETURN(std::optional<v1::Dataset> earlier, EarlierUpload(*request));
     if (earlier) return *std::move(earlier);  // the temporary file is removed
   }
 
+  absl::MutexLock commit(&commit_mu_);
+  RETURN_IF_ERROR(CheckQuota(tenant, stored_bytes));
   const std::string path = PathOf(ds.id());
   if (absl::Status st = options_.fs->Rename(tmp.path(), path); !st.ok()) {
     return UploadStorageError(st);
@@ -248,7 +263,7 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
 absl::StatusOr<std::optional<v1::Dataset>> DatasetStore::EarlierUpload(
     const CreateRequest& request) {
   absl::StatusOr<CreateRequest> earlier =
-      catalog_->GetCreateRequest(request.kind, request.request_id);
+      catalog_->GetCreateRequest(request.kind, request.tenant, request.request_id);
   if (absl::IsNotFound(earlier.status())) return std::nullopt;
   if (!earlier.ok()) return earlier.status();
   if (earlier->fingerprint != request.fingerprint) {
@@ -263,8 +278,25 @@ absl::StatusOr<v1::Dataset> DatasetStore::Get(const std::string& id) {
   return catalog_->GetDataset(id);
 }
 
-absl::StatusOr<Page<v1::Dataset>> DatasetStore::List(int page_size, const std::string& page_token) {
-  return catalog_->ListDatasets(page_size, page_token);
+absl::StatusOr<Page<v1::Dataset>> DatasetStore::List(const std::string& tenant, int page_size,
+                                                     const std::string& page_token) {
+  return catalog_->ListDatasets(tenant, page_size, page_token);
+}
+
+absl::Status DatasetStore::CheckQuota(const std::string& tenant, int64_t bytes) {
+  const TenantQuota quota = QuotaOf(options_.quotas, tenant);
+  if (!quota.datasets && !quota.stored_bytes) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const TenantStorage used, catalog_->StoredBy(tenant));
+  if (quota.datasets && used.datasets + 1 > *quota.datasets) {
+    return QuotaExceededError(tenant, "datasets", absl::StrCat(*quota.datasets),
+                              absl::StrCat(used.datasets));
+  }
+  if (quota.stored_bytes && used.total_bytes() + bytes > *quota.stored_bytes) {
+    return QuotaExceededError(tenant, "stored_bytes", QuotaBytes(*quota.stored_bytes),
+                              QuotaBytes(used.total_bytes()),
+                              absl::StrCat("this upload ", QuotaBytes(bytes)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DatasetStore::Delete(const std::string& id) {

@@ -18,6 +18,7 @@
 #include "proto/cc/records.h"
 #include "server/core/catalog.h"
 #include "server/core/file_system.h"
+#include "server/core/quota.h"
 
 namespace logp {
 
@@ -28,6 +29,8 @@ struct DatasetStoreOptions {
   int64_t max_dataset_bytes = int64_t{4} << 30;
   // Where the files are; must outlive the store. Default: the real file system.
   FileSystem* fs = FileSystem::Default();
+  // Per-tenant limits on datasets and stored bytes (default: none).
+  QuotaFn quotas;
 };
 
 class DatasetStore {
@@ -42,14 +45,19 @@ class DatasetStore {
   // INVALID_ARGUMENT names the record and column at fault; RESOURCE_EXHAUSTED over the size limit
   // or when the disk is full ("no space left on device"; the temporary file is removed).
   // `cancelled`, if given, is polled between chunks (CANCELLED when it returns true).
-  // A header with a request_id already used for the same header and content returns the dataset
-  // that upload stored (nothing new is stored); for another header or content ALREADY_EXISTS.
+  // A header with a request_id already used by `tenant` for the same header and content returns
+  // the dataset that upload stored (nothing new is stored); for another header or content
+  // ALREADY_EXISTS. The dataset belongs to `tenant`; an upload that would take it over its
+  // datasets or stored_bytes quota is RESOURCE_EXHAUSTED (checked at the header, and again at
+  // the commit, so that concurrent uploads cannot overrun it).
   absl::StatusOr<v1::Dataset> CreateFromStream(
-      const std::function<bool(v1::CreateDatasetRequest*)>& next,
+      const std::string& tenant, const std::function<bool(v1::CreateDatasetRequest*)>& next,
       const std::function<bool()>& cancelled = nullptr);
 
   absl::StatusOr<v1::Dataset> Get(const std::string& id);
-  absl::StatusOr<Page<v1::Dataset>> List(int page_size, const std::string& page_token);
+  // `tenant` filters the listing (empty: every tenant's).
+  absl::StatusOr<Page<v1::Dataset>> List(const std::string& tenant, int page_size,
+                                         const std::string& page_token);
   // Removes the row, then the file. Whether a job still needs the dataset is the caller's check
   // (Core::DeleteDataset).
   absl::Status Delete(const std::string& id);
@@ -67,10 +75,14 @@ class DatasetStore {
   // The dataset an earlier upload under request.request_id stored; nullopt if none;
   // ALREADY_EXISTS if that upload had a different fingerprint.
   absl::StatusOr<std::optional<v1::Dataset>> EarlierUpload(const CreateRequest& request);
+  // OK unless one more dataset of `bytes` would take `tenant` over its quotas.
+  absl::Status CheckQuota(const std::string& tenant, int64_t bytes);
 
   const DatasetStoreOptions options_;
   Catalog* const catalog_;
   const std::string data_dir_, tmp_dir_;
+  // Held from an upload's last quota check to its commit.
+  absl::Mutex commit_mu_;
   absl::Mutex mu_;
   std::map<std::string, std::weak_ptr<const RecordMatrix>> cache_ ABSL_GUARDED_BY(mu_);
 };

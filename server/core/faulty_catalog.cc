@@ -30,9 +30,10 @@ absl::StatusOr<v1::Dataset> FaultyCatalog::GetDataset(const std::string& id) {
   return base_->GetDataset(id);
 }
 
-absl::StatusOr<Page<v1::Dataset>> FaultyCatalog::ListDatasets(int n, const std::string& token) {
+absl::StatusOr<Page<v1::Dataset>> FaultyCatalog::ListDatasets(const std::string& tenant, int n,
+                                                              const std::string& token) {
   if (absl::Status st = Check("ListDatasets"); !st.ok()) return st;
-  return base_->ListDatasets(n, token);
+  return base_->ListDatasets(tenant, n, token);
 }
 
 absl::Status FaultyCatalog::DeleteDataset(const std::string& id) {
@@ -55,9 +56,10 @@ absl::StatusOr<v1::Job> FaultyCatalog::GetJob(const std::string& id) {
   return base_->GetJob(id);
 }
 
-absl::StatusOr<Page<v1::Job>> FaultyCatalog::ListJobs(int n, const std::string& token) {
+absl::StatusOr<Page<v1::Job>> FaultyCatalog::ListJobs(const std::string& tenant, int n,
+                                                      const std::string& token) {
   if (absl::Status st = Check("ListJobs"); !st.ok()) return st;
-  return base_->ListJobs(n, token);
+  return base_->ListJobs(tenant, n, token);
 }
 
 absl::StatusOr<std::vector<v1::Job>> FaultyCatalog::JobsInStates(
@@ -79,9 +81,10 @@ absl::StatusOr<std::vector<v1::JobEvent>> FaultyCatalog::ListEvents(const std::s
 }
 
 absl::StatusOr<CreateRequest> FaultyCatalog::GetCreateRequest(const std::string& kind,
+                                                              const std::string& tenant,
                                                               const std::string& request_id) {
   if (absl::Status st = Check("GetCreateRequest"); !st.ok()) return st;
-  return base_->GetCreateRequest(kind, request_id);
+  return base_->GetCreateRequest(kind, tenant, request_id);
 }
 
 absl::Status FaultyCatalog::InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) {
@@ -104,9 +107,15 @@ absl::StatusOr<v1::Model> FaultyCatalog::GetModel(const std::string& id) {
   return base_->GetModel(id);
 }
 
-absl::StatusOr<Page<v1::Model>> FaultyCatalog::ListModels(int n, const std::string& token) {
+absl::StatusOr<Page<v1::Model>> FaultyCatalog::ListModels(const std::string& tenant, int n,
+                                                          const std::string& token) {
   if (absl::Status st = Check("ListModels"); !st.ok()) return st;
-  return base_->ListModels(n, token);
+  return base_->ListModels(tenant, n, token);
+}
+
+absl::StatusOr<TenantStorage> FaultyCatalog::StoredBy(const std::string& tenant) {
+  if (absl::Status st = Check("StoredBy"); !st.ok()) return st;
+  return base_->StoredBy(tenant);
 }
 
 }  // namespace logp

@@ -27,24 +27,28 @@ class FaultyCatalog final : public Catalog {
 
   absl::Status InsertDataset(const v1::Dataset& d) override;
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) override;
-  absl::StatusOr<Page<v1::Dataset>> ListDatasets(int n, const std::string& token) override;
+  absl::StatusOr<Page<v1::Dataset>> ListDatasets(const std::string& tenant, int n,
+                                                 const std::string& token) override;
   absl::Status DeleteDataset(const std::string& id) override;
   absl::Status InsertJob(const v1::Job& job) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override;
-  absl::StatusOr<Page<v1::Job>> ListJobs(int n, const std::string& token) override;
+  absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int n,
+                                         const std::string& token) override;
   absl::StatusOr<std::vector<v1::Job>> JobsInStates(
       const std::vector<v1::JobState>& states) override;
   absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override;
   absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                        int64_t from_seq) override;
-  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind, const std::string& tenant,
                                                  const std::string& request_id) override;
   absl::Status InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) override;
   absl::Status InsertJobForRequest(const v1::Job& job, const CreateRequest& r) override;
   absl::Status InsertModel(const v1::Model& model) override;
   absl::StatusOr<v1::Model> GetModel(const std::string& id) override;
-  absl::StatusOr<Page<v1::Model>> ListModels(int n, const std::string& token) override;
+  absl::StatusOr<Page<v1::Model>> ListModels(const std::string& tenant, int n,
+                                             const std::string& token) override;
+  absl::StatusOr<TenantStorage> StoredBy(const std::string& tenant) override;
 
  private:
   struct Failure {

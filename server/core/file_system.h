@@ -62,6 +62,7 @@ absl::Status WriteFileDurably(FileSystem* fs, const std::string& path, absl::str
 
 // Checksummed payloads (models, checkpoints): WriteFileDurably of a 24-byte frame header (magic
 // "LOGPSUM1", payload length, CRC-32 of the payload) followed by the payload.
+inline constexpr uint64_t kChecksumFrameBytes = 24;
 absl::Status WriteChecksummedFile(FileSystem* fs, const std::string& path,
                                   absl::string_view payload);
 // The payload of a checksummed file. DATA_LOSS "<what>: ..." when it cannot be read, is torn

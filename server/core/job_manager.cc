@@ -261,7 +261,7 @@ void JobManager::Shutdown() {
 // ALREADY_EXISTS if that call had another spec.
 absl::StatusOr<std::optional<v1::Job>> JobManager::EarlierJob(const CreateRequest& request) {
   absl::StatusOr<CreateRequest> earlier =
-      catalog_->GetCreateRequest(request.kind, request.request_id);
+      catalog_->GetCreateRequest(request.kind, request.tenant, request.request_id);
   if (absl::IsNotFound(earlier.status())) return std::nullopt;
   if (!earlier.ok()) return earlier.status();
   if (earlier->fingerprint != request.fingerprint) {
@@ -272,21 +272,28 @@ absl::StatusOr<std::optional<v1::Job>> JobManager::EarlierJob(const CreateReques
   return GetJob(earlier->resource_id);
 }
 
-absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
+absl::StatusOr<v1::Job> JobManager::CreateJob(const Scope& scope, const v1::JobSpec& raw,
                                               const std::string& request_id) {
+  const std::string& tenant = scope.tenant();
   // A retry is answered before validation: the queue may be full or the dataset deleted since.
   std::optional<CreateRequest> request;
   if (!request_id.empty()) {
-    request = CreateRequest{"job", request_id, RequestFingerprint(raw), ""};
+    request = CreateRequest{"job", request_id, RequestFingerprint(raw), "", tenant};
     ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, EarlierJob(*request));
     if (earlier) return *std::move(earlier);
   }
-  // The datasets the spec names, then its effective values (job_spec.h).
+  // The datasets the spec names (another tenant's are unknown), then its effective values
+  // (job_spec.h).
   if (raw.dataset_id().empty()) return absl::InvalidArgumentError("spec.dataset_id is required");
-  ASSIGN_OR_RETURN(const v1::Dataset train, datasets_->Get(raw.dataset_id()));
+  auto visible_dataset = [&](const std::string& id) -> absl::StatusOr<v1::Dataset> {
+    absl::StatusOr<v1::Dataset> ds = datasets_->Get(id);
+    if (ds.ok() && !scope.Sees(ds->tenant())) return UnknownIdError("dataset", id);
+    return ds;
+  };
+  ASSIGN_OR_RETURN(const v1::Dataset train, visible_dataset(raw.dataset_id()));
   std::optional<absl::StatusOr<v1::Dataset>> validation;
   if (raw.validation_case() == v1::JobSpec::kValidationDatasetId) {
-    validation = datasets_->Get(raw.validation_dataset_id());
+    validation = visible_dataset(raw.validation_dataset_id());
   }
   ASSIGN_OR_RETURN(const v1::JobSpec spec,
                    ResolveJobSpec(raw, train, validation ? &*validation : nullptr));
@@ -298,6 +305,15 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
       const v1::MemoryEstimate memory,
       EstimateJobMemory(spec, train, validation ? &validation->value() : nullptr, threads));
   RETURN_IF_ERROR(CheckJobMemory(memory, options_.max_job_memory_bytes));
+  const TenantQuota quota = QuotaOf(options_.quotas, tenant);
+  if (quota.stored_bytes) {  // its model would add to what the tenant stores
+    ASSIGN_OR_RETURN(const TenantStorage used, catalog_->StoredBy(tenant));
+    if (used.total_bytes() >= *quota.stored_bytes) {
+      return QuotaExceededError(tenant, "stored_bytes", QuotaBytes(*quota.stored_bytes),
+                                QuotaBytes(used.total_bytes()),
+                                "no room for the job's model: delete datasets first");
+    }
+  }
   auto active = std::make_shared<ActiveJob>();
   v1::Job& job = active->job;
   *job.mutable_memory_estimate() = memory;
@@ -305,6 +321,7 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
   *job.mutable_spec() = spec;
   job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_create_time() = ToProto(absl::Now());
+  job.set_tenant(tenant);
   const v1::Job initial = job;
   {
     // Reserve a queue place before writing, so concurrent calls cannot overrun the bound, and
@@ -315,7 +332,15 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
       return absl::ResourceExhaustedError(
           absl::StrCat("the job queue is full (", options_.max_queued, " jobs waiting)"));
     }
+    if (quota.queued_jobs) {
+      const int64_t queued = QueuedOfLocked(tenant) + reserved_by_tenant_[tenant];
+      if (queued >= *quota.queued_jobs) {
+        return QuotaExceededError(tenant, "queued_jobs", absl::StrCat(*quota.queued_jobs),
+                                  absl::StrCat(queued));
+      }
+    }
     ++reserved_places_;
+    ++reserved_by_tenant_[tenant];
     active_[initial.id()] = active;
   }
   if (request) request->resource_id = initial.id();
@@ -325,6 +350,7 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
     {
       absl::MutexLock lock(&mu_);
       --reserved_places_;
+      --reserved_by_tenant_[tenant];
       active_.erase(initial.id());
     }
     if (request && absl::IsAlreadyExists(inserted)) {
@@ -338,6 +364,7 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::JobSpec& raw,
   v1::Job out = ChangeState(active, v1::JOB_STATE_QUEUED, "queued");
   absl::MutexLock lock(&mu_);
   --reserved_places_;
+  --reserved_by_tenant_[tenant];
   queue_.push_back(initial.id());
   work_cv_.Signal();
   return out;
@@ -350,14 +377,13 @@ absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& id) {
     if (it != active_.end()) return it->second->job;
   }
   auto job = catalog_->GetJob(id);
-  if (absl::IsNotFound(job.status())) {
-    return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
-  }
+  if (absl::IsNotFound(job.status())) return UnknownIdError("job", id);
   return job;
 }
 
-absl::StatusOr<Page<v1::Job>> JobManager::ListJobs(int page_size, const std::string& page_token) {
-  ASSIGN_OR_RETURN(Page<v1::Job> page, catalog_->ListJobs(page_size, page_token));
+absl::StatusOr<Page<v1::Job>> JobManager::ListJobs(const std::string& tenant, int page_size,
+                                                   const std::string& page_token) {
+  ASSIGN_OR_RETURN(Page<v1::Job> page, catalog_->ListJobs(tenant, page_size, page_token));
   absl::MutexLock lock(&mu_);
   for (auto& j : page.items) {  // live progress of active jobs
     auto it = active_.find(j.id());
@@ -569,29 +595,74 @@ void JobManager::SlotLoop() {
   }
   while (true) {
     std::shared_ptr<ActiveJob> job;
+    std::string tenant;
     {
       absl::MutexLock lock(&mu_);
-      while (!shutting_down_ && queue_.empty()) work_cv_.Wait(&mu_);
+      std::deque<std::string>::iterator next;
+      while (!shutting_down_ && (next = NextJobLocked()) == queue_.end()) {
+        // Queued jobs may all wait for their tenants' running_jobs quota, which a reload of the
+        // quotas can raise: look again now and then.
+        if (queue_.empty()) {
+          work_cv_.Wait(&mu_);
+        } else {
+          work_cv_.WaitWithTimeout(&mu_, absl::Seconds(1));
+        }
+      }
       if (shutting_down_) return;
-      job = active_[queue_.front()];
-      queue_.pop_front();
+      job = active_[*next];
+      queue_.erase(next);
+      tenant = OwnerOf(job->job.tenant());
+      ++running_by_tenant_[tenant];
+      last_start_[tenant] = ++starts_;
     }
     if (job->cancel_requested.load()) {
       ChangeState(job, v1::JOB_STATE_CANCELLED, "cancelled before it started",
                   [](v1::Job* j) { *j->mutable_end_time() = ToProto(absl::Now()); });
-      continue;
+    } else {
+      RunJob(job);
     }
-    RunJob(job);
+    absl::MutexLock lock(&mu_);
+    --running_by_tenant_[tenant];
+    work_cv_.SignalAll();  // a job of this tenant may wait for its running_jobs quota
   }
+}
+
+int64_t JobManager::QueuedOfLocked(const std::string& tenant) {
+  int64_t n = 0;
+  for (const std::string& id : queue_) {
+    if (OwnerOf(active_[id]->job.tenant()) == tenant) ++n;
+  }
+  return n;
+}
+
+std::deque<std::string>::iterator JobManager::NextJobLocked() {
+  auto best = queue_.end();
+  int64_t best_turn = 0;
+  std::set<std::string> seen;
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    const std::string tenant = OwnerOf(active_[*it]->job.tenant());
+    if (!seen.insert(tenant).second) continue;  // FIFO within a tenant: only its oldest
+    const TenantQuota quota = QuotaOf(options_.quotas, tenant);
+    if (quota.running_jobs && running_by_tenant_[tenant] >= *quota.running_jobs) continue;
+    auto last = last_start_.find(tenant);
+    const int64_t turn = last == last_start_.end() ? 0 : last->second;
+    if (best == queue_.end() || turn < best_turn) {
+      best = it;
+      best_turn = turn;
+    }
+  }
+  return best;
 }
 
 void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
   v1::JobSpec spec;
   std::string id;
+  std::string tenant;
   {
     absl::MutexLock lock(&mu_);
     spec = job->job.spec();
     id = job->job.id();
+    tenant = OwnerOf(job->job.tenant());
   }
   auto finish = [&](v1::JobState state, const std::string& message, const std::string& model_id,
                     const std::string& stop_reason) {
@@ -677,6 +748,7 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     meta.set_num_categories(ds.num_categories());
     if (ds.has_image_shape()) *meta.mutable_image_shape() = ds.image_shape();
     meta.set_validation_nll(result->best_validation_nll);
+    meta.set_tenant(tenant);
     return models_->Publish(meta, std::shared_ptr<const Model>(std::move(result->model)));
   }();
   if (published.ok()) {

@@ -36,6 +36,8 @@
 #include "server/core/checkpoint_store.h"
 #include "server/core/dataset_store.h"
 #include "server/core/model_store.h"
+#include "server/core/quota.h"
+#include "server/core/scope.h"
 
 namespace logp {
 
@@ -83,6 +85,9 @@ struct JobManagerOptions {
   // CreateJob refuses a job whose estimated peak memory (Job.memory_estimate) is above this,
   // with RESOURCE_EXHAUSTED. 0: no limit (logpd's default: DefaultMaxJobMemoryBytes).
   int64_t max_job_memory_bytes = 0;
+  // Per-tenant limits on queued and running jobs (default: none). The queue is fair across
+  // tenants whatever the quotas: see NextJobLocked.
+  QuotaFn quotas;
 };
 
 // A model to score with and where it came from.
@@ -103,13 +108,18 @@ class JobManager {
   // Calls Shutdown().
   ~JobManager();
 
-  // Validates `spec` (INVALID_ARGUMENT naming the field, NOT_FOUND for unknown datasets,
-  // FAILED_PRECONDITION when the family cannot model the data) and queues it. With a
-  // `request_id` already used for the same spec, returns the job that call created (nothing is
-  // queued; also after a restart); for another spec ALREADY_EXISTS.
-  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec, const std::string& request_id = "");
+  // Validates `spec` (INVALID_ARGUMENT naming the field, NOT_FOUND for unknown datasets and for
+  // datasets `scope` does not see, FAILED_PRECONDITION when the family cannot model the data)
+  // and queues it as a job of scope.tenant(). RESOURCE_EXHAUSTED when the queue is full or the
+  // tenant is at its queued_jobs or stored_bytes quota. With a `request_id` the tenant already
+  // used for the same spec, returns the job that call created (nothing is queued; also after a
+  // restart); for another spec ALREADY_EXISTS.
+  absl::StatusOr<v1::Job> CreateJob(const Scope& scope, const v1::JobSpec& spec,
+                                    const std::string& request_id = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
-  absl::StatusOr<Page<v1::Job>> ListJobs(int page_size, const std::string& page_token);
+  // `tenant` filters the listing (empty: every tenant's).
+  absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int page_size,
+                                         const std::string& page_token);
   // Cancels a QUEUED job at once, a RUNNING one at its next step boundary (the returned job may
   // still say RUNNING; its final state change follows on the watch stream). FAILED_PRECONDITION
   // for a job that has already ended.
@@ -146,6 +156,13 @@ class JobManager {
   JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
              ModelStore* models, CheckpointStore* checkpoints);
   void SlotLoop();
+  // The queued job a free slot starts next, queue_.end() if none may start. Round-robin across
+  // tenants: of each tenant's oldest queued job, the one whose tenant started a job least
+  // recently (never: first; ties: the oldest job) goes first, skipping tenants at their
+  // running_jobs quota. Within a tenant, jobs start in creation order.
+  std::deque<std::string>::iterator NextJobLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The tenant's jobs waiting in queue_.
+  int64_t QueuedOfLocked(const std::string& tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls the listeners of changed jobs until Shutdown.
   void NotifierLoop();
   void RunJob(const std::shared_ptr<ActiveJob>& job);
@@ -170,6 +187,11 @@ class JobManager {
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
   // Queue places taken by CreateJob calls still writing their job.
   int reserved_places_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int64_t> reserved_by_tenant_ ABSL_GUARDED_BY(mu_);
+  // Jobs each tenant has on a slot; when each tenant last started one (a count of starts).
+  std::map<std::string, int64_t> running_by_tenant_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> last_start_ ABSL_GUARDED_BY(mu_);
+  int64_t starts_ ABSL_GUARDED_BY(mu_) = 0;
   // QUEUED and RUNNING jobs; ended jobs live only in the catalogue.
   std::map<std::string, std::shared_ptr<ActiveJob>> active_ ABSL_GUARDED_BY(mu_);
   // Mirrors shutting_down_ for lock-free polling at every training step.

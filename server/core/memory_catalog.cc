@@ -55,7 +55,8 @@ absl::StatusOr<T> MemoryCatalog::GetLocked(const Table<T>& table, const std::str
 // Newest first from the row before `start.before_seq`; the token is the seq of the last row
 // returned, and is set only when an older row remains.
 template <typename T>
-Page<T> MemoryCatalog::ListLocked(const Table<T>& table, const PageStart& start) {
+Page<T> MemoryCatalog::ListLocked(const Table<T>& table, const std::string& tenant,
+                                  const PageStart& start) {
   Page<T> page;
   auto it = std::make_reverse_iterator(table.rows.lower_bound(start.before_seq));
   int64_t last = 0;
@@ -64,6 +65,7 @@ Page<T> MemoryCatalog::ListLocked(const Table<T>& table, const PageStart& start)
       page.next_page_token = absl::StrCat(last);
       break;
     }
+    if (!tenant.empty() && OwnerOf(it->second.tenant()) != tenant) continue;
     last = it->first;
     page.items.push_back(it->second);
   }
@@ -80,10 +82,11 @@ absl::StatusOr<v1::Dataset> MemoryCatalog::GetDataset(const std::string& id) {
   return GetLocked(datasets_, id, "dataset");
 }
 
-absl::StatusOr<Page<v1::Dataset>> MemoryCatalog::ListDatasets(int n, const std::string& token) {
+absl::StatusOr<Page<v1::Dataset>> MemoryCatalog::ListDatasets(const std::string& tenant, int n,
+                                                              const std::string& token) {
   ASSIGN_OR_RETURN(const PageStart start, ParsePage(n, token));
   absl::MutexLock lock(&mu_);
-  return ListLocked(datasets_, start);
+  return ListLocked(datasets_, tenant, start);
 }
 
 absl::Status MemoryCatalog::DeleteDataset(const std::string& id) {
@@ -124,10 +127,11 @@ absl::StatusOr<v1::Job> MemoryCatalog::GetJob(const std::string& id) {
   return GetLocked(jobs_, id, "job");
 }
 
-absl::StatusOr<Page<v1::Job>> MemoryCatalog::ListJobs(int n, const std::string& token) {
+absl::StatusOr<Page<v1::Job>> MemoryCatalog::ListJobs(const std::string& tenant, int n,
+                                                      const std::string& token) {
   ASSIGN_OR_RETURN(const PageStart start, ParsePage(n, token));
   absl::MutexLock lock(&mu_);
-  return ListLocked(jobs_, start);
+  return ListLocked(jobs_, tenant, start);
 }
 
 absl::StatusOr<std::vector<v1::Job>> MemoryCatalog::JobsInStates(
@@ -164,15 +168,16 @@ absl::StatusOr<std::vector<v1::JobEvent>> MemoryCatalog::ListEvents(const std::s
 }
 
 absl::StatusOr<CreateRequest> MemoryCatalog::GetCreateRequest(const std::string& kind,
+                                                              const std::string& tenant,
                                                               const std::string& request_id) {
   absl::MutexLock lock(&mu_);
-  auto it = requests_.find({kind, request_id});
+  auto it = requests_.find({kind, OwnerOf(tenant), request_id});
   if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("no ", kind, " request"));
   return it->second;
 }
 
 absl::Status MemoryCatalog::CheckRequestFreeLocked(const CreateRequest& r) {
-  if (requests_.count({r.kind, r.request_id}) > 0) {
+  if (requests_.count(KeyOf(r)) > 0) {
     return absl::AlreadyExistsError("request_id already used");
   }
   return absl::OkStatus();
@@ -185,7 +190,7 @@ absl::Status MemoryCatalog::InsertDatasetForRequest(const v1::Dataset& d, const 
     return absl::AlreadyExistsError(absl::StrCat("id ", d.id()));
   RETURN_IF_ERROR(CheckRequestFreeLocked(r));
   RETURN_IF_ERROR(InsertLocked(&datasets_, d, "id"));
-  requests_.emplace(RequestKey{r.kind, r.request_id}, r);
+  requests_.emplace(KeyOf(r), r);
   return absl::OkStatus();
 }
 
@@ -194,7 +199,7 @@ absl::Status MemoryCatalog::InsertJobForRequest(const v1::Job& j, const CreateRe
   if (jobs_.by_id.count(j.id()) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
   RETURN_IF_ERROR(CheckRequestFreeLocked(r));
   RETURN_IF_ERROR(InsertLocked(&jobs_, j, "job"));
-  requests_.emplace(RequestKey{r.kind, r.request_id}, r);
+  requests_.emplace(KeyOf(r), r);
   return absl::OkStatus();
 }
 
@@ -208,10 +213,27 @@ absl::StatusOr<v1::Model> MemoryCatalog::GetModel(const std::string& id) {
   return GetLocked(models_, id, "model");
 }
 
-absl::StatusOr<Page<v1::Model>> MemoryCatalog::ListModels(int n, const std::string& token) {
+absl::StatusOr<Page<v1::Model>> MemoryCatalog::ListModels(const std::string& tenant, int n,
+                                                          const std::string& token) {
   ASSIGN_OR_RETURN(const PageStart start, ParsePage(n, token));
   absl::MutexLock lock(&mu_);
-  return ListLocked(models_, start);
+  return ListLocked(models_, tenant, start);
+}
+
+absl::StatusOr<TenantStorage> MemoryCatalog::StoredBy(const std::string& tenant) {
+  absl::MutexLock lock(&mu_);
+  TenantStorage out;
+  for (const auto& [seq, d] : datasets_.rows) {
+    if (OwnerOf(d.tenant()) != OwnerOf(tenant)) continue;
+    ++out.datasets;
+    out.dataset_bytes += static_cast<int64_t>(d.stored_bytes());
+  }
+  for (const auto& [seq, m] : models_.rows) {
+    if (OwnerOf(m.tenant()) != OwnerOf(tenant)) continue;
+    ++out.models;
+    out.model_bytes += static_cast<int64_t>(m.stored_bytes());
+  }
+  return out;
 }
 
 }  // namespace logp

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -30,14 +31,15 @@ class MemoryCatalog final : public Catalog {
 
   absl::Status InsertDataset(const v1::Dataset& dataset) override;
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) override;
-  absl::StatusOr<Page<v1::Dataset>> ListDatasets(int page_size,
+  absl::StatusOr<Page<v1::Dataset>> ListDatasets(const std::string& tenant, int page_size,
                                                  const std::string& page_token) override;
   absl::Status DeleteDataset(const std::string& id) override;
 
   absl::Status InsertJob(const v1::Job& job) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override;
-  absl::StatusOr<Page<v1::Job>> ListJobs(int page_size, const std::string& page_token) override;
+  absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int page_size,
+                                         const std::string& page_token) override;
   absl::StatusOr<std::vector<v1::Job>> JobsInStates(
       const std::vector<v1::JobState>& states) override;
 
@@ -45,7 +47,7 @@ class MemoryCatalog final : public Catalog {
   absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                        int64_t from_seq) override;
 
-  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind, const std::string& tenant,
                                                  const std::string& request_id) override;
   absl::Status InsertDatasetForRequest(const v1::Dataset& dataset,
                                        const CreateRequest& request) override;
@@ -53,7 +55,9 @@ class MemoryCatalog final : public Catalog {
 
   absl::Status InsertModel(const v1::Model& model) override;
   absl::StatusOr<v1::Model> GetModel(const std::string& id) override;
-  absl::StatusOr<Page<v1::Model>> ListModels(int page_size, const std::string& page_token) override;
+  absl::StatusOr<Page<v1::Model>> ListModels(const std::string& tenant, int page_size,
+                                             const std::string& page_token) override;
+  absl::StatusOr<TenantStorage> StoredBy(const std::string& tenant) override;
 
  private:
   // Rows of one kind keyed by a sequence number that only grows (never reused after a delete,
@@ -64,7 +68,7 @@ class MemoryCatalog final : public Catalog {
     std::map<int64_t, T> rows;             // seq -> row
     std::map<std::string, int64_t> by_id;  // id -> seq
   };
-  using RequestKey = std::pair<std::string, std::string>;  // (kind, request_id)
+  using RequestKey = std::tuple<std::string, std::string, std::string>;  // kind, tenant, id
 
   // Where a page starts and how long it is, from a List call's arguments (INVALID_ARGUMENT
   // for a bad page_size or page_token).
@@ -81,7 +85,11 @@ class MemoryCatalog final : public Catalog {
   static absl::StatusOr<T> GetLocked(const Table<T>& table, const std::string& id,
                                      const char* what);
   template <typename T>
-  static Page<T> ListLocked(const Table<T>& table, const PageStart& start);
+  static Page<T> ListLocked(const Table<T>& table, const std::string& tenant,
+                            const PageStart& start);
+  static RequestKey KeyOf(const CreateRequest& r) {
+    return RequestKey{r.kind, OwnerOf(r.tenant), r.request_id};
+  }
   absl::Status UpdateJobLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckRequestFreeLocked(const CreateRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -32,6 +32,7 @@ absl::StatusOr<v1::Model> ModelStore::Publish(v1::Model meta, std::shared_ptr<co
   meta.set_score_kind(model->score_kind());
   *meta.mutable_create_time() = ToProto(absl::Now());
   ASSIGN_OR_RETURN(std::string bytes, model->Serialize());
+  meta.set_stored_bytes(kChecksumFrameBytes + bytes.size());
   absl::Status st = WriteChecksummedFile(fs_, PathOf(meta.id()), bytes);
   if (!st.ok()) {
     LOG(ERROR) << "model " << meta.id() << " not written: " << st;
@@ -52,8 +53,9 @@ absl::StatusOr<v1::Model> ModelStore::Publish(v1::Model meta, std::shared_ptr<co
 
 absl::StatusOr<v1::Model> ModelStore::Get(const std::string& id) { return catalog_->GetModel(id); }
 
-absl::StatusOr<Page<v1::Model>> ModelStore::List(int page_size, const std::string& page_token) {
-  return catalog_->ListModels(page_size, page_token);
+absl::StatusOr<Page<v1::Model>> ModelStore::List(const std::string& tenant, int page_size,
+                                                 const std::string& page_token) {
+  return catalog_->ListModels(tenant, page_size, page_token);
 }
 
 absl::StatusOr<std::shared_ptr<const Model>> ModelStore::Load(const std::string& id) {

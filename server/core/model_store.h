@@ -31,7 +31,9 @@ class ModelStore {
   // nothing is left: no file, no row (RESOURCE_EXHAUSTED when the disk is full).
   absl::StatusOr<v1::Model> Publish(v1::Model meta, std::shared_ptr<const Model> model);
   absl::StatusOr<v1::Model> Get(const std::string& id);
-  absl::StatusOr<Page<v1::Model>> List(int page_size, const std::string& page_token);
+  // `tenant` filters the listing (empty: every tenant's).
+  absl::StatusOr<Page<v1::Model>> List(const std::string& tenant, int page_size,
+                                       const std::string& page_token);
   // The loaded model (NOT_FOUND for an unknown id; DATA_LOSS naming the model when its file
   // cannot be read, is torn or fails its checksum).
   absl::StatusOr<std::shared_ptr<const Model>> Load(const std::string& id);

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
+
 namespace logp {
 
 // Limits of one tenant; an unset limit is no limit.
@@ -27,6 +29,21 @@ struct TenantQuota {
 // The quota of a tenant, current at the time of the call (the file behind it may be re-read).
 // Must be thread-safe. Null: no quotas.
 using QuotaFn = std::function<TenantQuota(const std::string& tenant)>;
+
+// RESOURCE_EXHAUSTED naming the quota, its limit and the tenant's use, e.g. "tenant 'team-a' is
+// at its quota datasets: limit 3, in use 3". `asked`, if not empty, says what the refused
+// request would have added ("this upload 1.2 MiB").
+absl::Status QuotaExceededError(const std::string& tenant, const std::string& quota,
+                                const std::string& limit, const std::string& in_use,
+                                const std::string& asked = "");
+
+// Bytes as quota messages write them: "10485760 bytes (10.0 MiB)".
+std::string QuotaBytes(int64_t bytes);
+
+// The quota of `tenant` from `quotas` (none when null).
+inline TenantQuota QuotaOf(const QuotaFn& quotas, const std::string& tenant) {
+  return quotas ? quotas(tenant) : TenantQuota{};
+}
 
 }  // namespace logp
 

@@ -7,6 +7,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
 namespace logp {
 
 // The tenant of every call when the server runs without authentication, and the owner of every
@@ -16,6 +19,12 @@ inline constexpr char kDefaultTenant[] = "default";
 // The owner named by an object's `tenant` field.
 inline std::string OwnerOf(const std::string& tenant_field) {
   return tenant_field.empty() ? std::string(kDefaultTenant) : tenant_field;
+}
+
+// NOT_FOUND "<what> '<id>' not found": the one answer for an unknown id and for another tenant's
+// object alike, so that the message does not tell them apart.
+inline absl::Status UnknownIdError(const char* what, const std::string& id) {
+  return absl::NotFoundError(absl::StrCat(what, " '", id, "' not found"));
 }
 
 class Scope {

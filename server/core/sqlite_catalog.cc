@@ -38,6 +38,24 @@ CREATE TABLE create_requests (
   resource_id TEXT NOT NULL, PRIMARY KEY (kind, request_id));
 CREATE INDEX create_requests_by_resource ON create_requests (resource_id);
 )sql",
+    // 2: tenants. Every row belongs to one; the rows already there to "default". Request ids
+    // get one namespace per tenant.
+    R"sql(
+ALTER TABLE datasets ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE models ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX datasets_by_tenant ON datasets (tenant, seq);
+CREATE INDEX jobs_by_tenant ON jobs (tenant, seq);
+CREATE INDEX models_by_tenant ON models (tenant, seq);
+CREATE TABLE create_requests_by_tenant (
+  kind TEXT NOT NULL, tenant TEXT NOT NULL, request_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  resource_id TEXT NOT NULL, PRIMARY KEY (kind, tenant, request_id));
+INSERT INTO create_requests_by_tenant (kind, tenant, request_id, fingerprint, resource_id)
+  SELECT kind, 'default', request_id, fingerprint, resource_id FROM create_requests;
+DROP TABLE create_requests;
+ALTER TABLE create_requests_by_tenant RENAME TO create_requests;
+CREATE INDEX create_requests_by_resource ON create_requests (resource_id);
+)sql",
 };
 constexpr int64_t kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -98,13 +116,15 @@ class SqliteCatalog : public Catalog {
   }
 
   absl::Status InsertDataset(const v1::Dataset& d) override {
-    return Insert("INSERT INTO datasets (id, proto) VALUES (?, ?)", d.id(), d.SerializeAsString());
+    return Insert("INSERT INTO datasets (id, tenant, proto) VALUES (?, ?, ?)", d.id(),
+                  OwnerOf(d.tenant()), d.SerializeAsString());
   }
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) override {
     return Get<v1::Dataset>("SELECT proto FROM datasets WHERE id = ?", id, "dataset");
   }
-  absl::StatusOr<Page<v1::Dataset>> ListDatasets(int n, const std::string& token) override {
-    return List<v1::Dataset>("datasets", n, token);
+  absl::StatusOr<Page<v1::Dataset>> ListDatasets(const std::string& tenant, int n,
+                                                 const std::string& token) override {
+    return List<v1::Dataset>("datasets", tenant, n, token);
   }
   absl::Status DeleteDataset(const std::string& id) override {
     absl::MutexLock lock(&mu_);
@@ -133,8 +153,9 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
     return Get<v1::Job>("SELECT proto FROM jobs WHERE id = ?", id, "job");
   }
-  absl::StatusOr<Page<v1::Job>> ListJobs(int n, const std::string& token) override {
-    return List<v1::Job>("jobs", n, token);
+  absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int n,
+                                         const std::string& token) override {
+    return List<v1::Job>("jobs", tenant, n, token);
   }
   absl::StatusOr<std::vector<v1::Job>> JobsInStates(
       const std::vector<v1::JobState>& states) override {
@@ -193,25 +214,26 @@ class SqliteCatalog : public Catalog {
     return out;
   }
 
-  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind,
+  absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind, const std::string& tenant,
                                                  const std::string& request_id) override {
     absl::MutexLock lock(&mu_);
     Stmt s(db_,
-           "SELECT fingerprint, resource_id FROM create_requests WHERE kind = ? AND "
-           "request_id = ?");
+           "SELECT fingerprint, resource_id FROM create_requests WHERE kind = ? AND tenant = ? "
+           "AND request_id = ?");
     if (!s.ok()) return Err("prepare get request");
     s.Bind(1, kind);
-    s.Bind(2, request_id);
+    s.Bind(2, OwnerOf(tenant));
+    s.Bind(3, request_id);
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("no ", kind, " request"));
     if (rc != SQLITE_ROW) return Err("get request");
-    return CreateRequest{kind, request_id, s.Blob(0), s.Blob(1)};
+    return CreateRequest{kind, request_id, s.Blob(0), s.Blob(1), OwnerOf(tenant)};
   }
   absl::Status InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) override {
     absl::MutexLock lock(&mu_);
     return TransactionLocked([&] {
-      RETURN_IF_ERROR(InsertLocked("INSERT INTO datasets (id, proto) VALUES (?, ?)", d.id(),
-                                   d.SerializeAsString()));
+      RETURN_IF_ERROR(InsertLocked("INSERT INTO datasets (id, tenant, proto) VALUES (?, ?, ?)",
+                                   d.id(), OwnerOf(d.tenant()), d.SerializeAsString()));
       return InsertRequestLocked(r);
     });
   }
@@ -224,13 +246,29 @@ class SqliteCatalog : public Catalog {
   }
 
   absl::Status InsertModel(const v1::Model& m) override {
-    return Insert("INSERT INTO models (id, proto) VALUES (?, ?)", m.id(), m.SerializeAsString());
+    return Insert("INSERT INTO models (id, tenant, proto) VALUES (?, ?, ?)", m.id(),
+                  OwnerOf(m.tenant()), m.SerializeAsString());
   }
   absl::StatusOr<v1::Model> GetModel(const std::string& id) override {
     return Get<v1::Model>("SELECT proto FROM models WHERE id = ?", id, "model");
   }
-  absl::StatusOr<Page<v1::Model>> ListModels(int n, const std::string& token) override {
-    return List<v1::Model>("models", n, token);
+  absl::StatusOr<Page<v1::Model>> ListModels(const std::string& tenant, int n,
+                                             const std::string& token) override {
+    return List<v1::Model>("models", tenant, n, token);
+  }
+  absl::StatusOr<TenantStorage> StoredBy(const std::string& tenant) override {
+    TenantStorage out;
+    ASSIGN_OR_RETURN(std::vector<v1::Dataset> datasets, OwnedBy<v1::Dataset>("datasets", tenant));
+    for (const auto& d : datasets) {
+      ++out.datasets;
+      out.dataset_bytes += static_cast<int64_t>(d.stored_bytes());
+    }
+    ASSIGN_OR_RETURN(std::vector<v1::Model> models, OwnedBy<v1::Model>("models", tenant));
+    for (const auto& m : models) {
+      ++out.models;
+      out.model_bytes += static_cast<int64_t>(m.stored_bytes());
+    }
+    return out;
   }
 
  private:
@@ -284,11 +322,12 @@ class SqliteCatalog : public Catalog {
     return Commit();
   }
   absl::Status InsertJobLocked(const v1::Job& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Stmt s(db_, "INSERT INTO jobs (id, state, proto) VALUES (?, ?, ?)");
+    Stmt s(db_, "INSERT INTO jobs (id, tenant, state, proto) VALUES (?, ?, ?, ?)");
     if (!s.ok()) return Err("prepare insert job");
     s.Bind(1, j.id());
-    s.Bind(2, static_cast<int64_t>(j.state()));
-    s.BindBlob(3, j.SerializeAsString());
+    s.Bind(2, OwnerOf(j.tenant()));
+    s.Bind(3, static_cast<int64_t>(j.state()));
+    s.BindBlob(4, j.SerializeAsString());
     const int rc = s.Step();
     if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
     if (rc != SQLITE_DONE) return Err("insert job");
@@ -296,28 +335,32 @@ class SqliteCatalog : public Catalog {
   }
   absl::Status InsertRequestLocked(const CreateRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt s(db_,
-           "INSERT INTO create_requests (kind, request_id, fingerprint, resource_id) "
-           "VALUES (?, ?, ?, ?)");
+           "INSERT INTO create_requests (kind, tenant, request_id, fingerprint, resource_id) "
+           "VALUES (?, ?, ?, ?, ?)");
     if (!s.ok()) return Err("prepare insert request");
     s.Bind(1, r.kind);
-    s.Bind(2, r.request_id);
-    s.Bind(3, r.fingerprint);
-    s.Bind(4, r.resource_id);
+    s.Bind(2, OwnerOf(r.tenant));
+    s.Bind(3, r.request_id);
+    s.Bind(4, r.fingerprint);
+    s.Bind(5, r.resource_id);
     const int rc = s.Step();
     if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError("request_id already used");
     if (rc != SQLITE_DONE) return Err("insert request");
     return absl::OkStatus();
   }
-  absl::Status Insert(const char* sql, const std::string& id, const std::string& blob) {
+  // `sql` inserts (id, tenant, proto).
+  absl::Status Insert(const char* sql, const std::string& id, const std::string& tenant,
+                      const std::string& blob) {
     absl::MutexLock lock(&mu_);
-    return InsertLocked(sql, id, blob);
+    return InsertLocked(sql, id, tenant, blob);
   }
-  absl::Status InsertLocked(const char* sql, const std::string& id, const std::string& blob)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status InsertLocked(const char* sql, const std::string& id, const std::string& tenant,
+                            const std::string& blob) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt s(db_, sql);
     if (!s.ok()) return Err("prepare insert");
     s.Bind(1, id);
-    s.BindBlob(2, blob);
+    s.Bind(2, tenant);
+    s.BindBlob(3, blob);
     const int rc = s.Step();
     if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(absl::StrCat("id ", id));
     if (rc != SQLITE_DONE) return Err("insert");
@@ -336,9 +379,28 @@ class SqliteCatalog : public Catalog {
     if (!t.ParseFromString(s.Blob(0))) return absl::DataLossError(absl::StrCat("corrupt ", what));
     return t;
   }
+  // Every row of `table` that `tenant` owns.
+  template <typename T>
+  absl::StatusOr<std::vector<T>> OwnedBy(const std::string& table, const std::string& tenant) {
+    absl::MutexLock lock(&mu_);
+    const std::string sql = absl::StrCat("SELECT proto FROM ", table, " WHERE tenant = ?");
+    Stmt s(db_, sql.c_str());
+    if (!s.ok()) return Err("prepare owned rows");
+    s.Bind(1, OwnerOf(tenant));
+    std::vector<T> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      T t;
+      if (!t.ParseFromString(s.Blob(0))) return absl::DataLossError("corrupt row");
+      out.push_back(std::move(t));
+    }
+    if (rc != SQLITE_DONE) return Err("owned rows");
+    return out;
+  }
   // Pages go newest first; the token is the internal sequence number of the last row returned.
   template <typename T>
-  absl::StatusOr<Page<T>> List(const std::string& table, int page_size, const std::string& token) {
+  absl::StatusOr<Page<T>> List(const std::string& table, const std::string& tenant, int page_size,
+                               const std::string& token) {
     if (page_size < 0 || page_size > kMaxPage) {
       return absl::InvalidArgumentError(
           absl::StrCat("page_size must be in [0, ", kMaxPage, "], got ", page_size));
@@ -350,11 +412,14 @@ class SqliteCatalog : public Catalog {
     }
     absl::MutexLock lock(&mu_);
     const std::string sql =
-        absl::StrCat("SELECT seq, proto FROM ", table, " WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+        absl::StrCat("SELECT seq, proto FROM ", table, " WHERE seq < ?",
+                     tenant.empty() ? "" : " AND tenant = ?", " ORDER BY seq DESC LIMIT ?");
     Stmt s(db_, sql.c_str());
     if (!s.ok()) return Err("prepare list");
-    s.Bind(1, before);
-    s.Bind(2, static_cast<int64_t>(page_size) + 1);
+    int column = 1;
+    s.Bind(column++, before);
+    if (!tenant.empty()) s.Bind(column++, tenant);
+    s.Bind(column, static_cast<int64_t>(page_size) + 1);
     Page<T> page;
     int64_t last = 0;
     int rc;

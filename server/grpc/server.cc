@@ -15,6 +15,7 @@
 #include "logp/v1/job_service.grpc.pb.h"
 #include "logp/v1/model_service.grpc.pb.h"
 #include "proto/cc/field_limits.h"
+#include "server/core/tenant_view.h"
 #include "server/grpc/checked_service.h"
 #include "server/grpc/in_flight_calls.h"
 #include "server/grpc/protobuf_log.h"
@@ -115,9 +116,9 @@ class DatasetServiceImpl final : public v1::DatasetService::Service {
   grpc::Status CreateDataset(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* raw,
                              v1::Dataset* response) {
     ParsingReader<v1::CreateDatasetRequest> reader(raw);
-    auto ds = core_->datasets().CreateFromStream(
-        [&reader](v1::CreateDatasetRequest* r) { return reader.Read(r); },
-        [ctx] { return ctx->IsCancelled(); });
+    auto ds =
+        View().CreateDataset([&reader](v1::CreateDatasetRequest* r) { return reader.Read(r); },
+                             [ctx] { return ctx->IsCancelled(); });
     if (!reader.status().ok()) return reader.status();
     if (!ds.ok()) return ToGrpcStatus(ds.status());
     *response = *ds;
@@ -126,24 +127,25 @@ class DatasetServiceImpl final : public v1::DatasetService::Service {
   }
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* req,
                           v1::Dataset* response) override {
-    auto ds = core_->datasets().Get(req->id());
+    auto ds = View().GetDataset(req->id());
     if (!ds.ok()) return ToGrpcStatus(ds.status());
     *response = *ds;
     return grpc::Status::OK;
   }
   grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest* req,
                             v1::ListDatasetsResponse* response) override {
-    auto page = core_->datasets().List(req->page_size(), req->page_token());
+    auto page = View().ListDatasets(req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpcStatus(page.status());
     CopyPage(*page, response->mutable_datasets(), response->mutable_next_page_token());
     return grpc::Status::OK;
   }
   grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest* req,
                              v1::DeleteDatasetResponse*) override {
-    return ToGrpcStatus(core_->DeleteDataset(req->id()));
+    return ToGrpcStatus(View().DeleteDataset(req->id()));
   }
 
  private:
+  TenantView View() { return TenantView(core_, Scope::AllTenants()); }
   Core* core_;
 };
 
@@ -275,22 +277,22 @@ class JobServiceImpl final
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* req,
                          v1::Job* response) override {
-    return Reply(core_->jobs().CreateJob(req->spec(), req->request_id()), response);
+    return Reply(View().CreateJob(req->spec(), req->request_id()), response);
   }
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
                       v1::Job* response) override {
-    return Reply(core_->jobs().GetJob(req->id()), response);
+    return Reply(View().GetJob(req->id()), response);
   }
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
                         v1::ListJobsResponse* response) override {
-    auto page = core_->jobs().ListJobs(req->page_size(), req->page_token());
+    auto page = View().ListJobs(req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpcStatus(page.status());
     CopyPage(*page, response->mutable_jobs(), response->mutable_next_page_token());
     return grpc::Status::OK;
   }
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
                          v1::Job* response) override {
-    return Reply(core_->jobs().CancelJob(req->id()), response);
+    return Reply(View().CancelJob(req->id()), response);
   }
   grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
                                                    const v1::WatchJobRequest* req) override {
@@ -300,6 +302,7 @@ class JobServiceImpl final
   }
 
  private:
+  TenantView View() { return TenantView(core_, Scope::AllTenants()); }
   static grpc::Status Reply(absl::StatusOr<v1::Job> job, v1::Job* response) {
     if (!job.ok()) return ToGrpcStatus(job.status());
     *response = std::move(*job);
@@ -317,17 +320,14 @@ class ModelServiceImpl final : public v1::ModelService::Service {
 
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest* req,
                         v1::Model* response) override {
-    auto m = core_->models().Get(req->id());
-    if (absl::IsNotFound(m.status())) {
-      return ToGrpcStatus(absl::NotFoundError("model '" + req->id() + "' not found"));
-    }
+    auto m = View().GetModel(req->id());
     if (!m.ok()) return ToGrpcStatus(m.status());
     *response = *m;
     return grpc::Status::OK;
   }
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest* req,
                           v1::ListModelsResponse* response) override {
-    auto page = core_->models().List(req->page_size(), req->page_token());
+    auto page = View().ListModels(req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpcStatus(page.status());
     CopyPage(*page, response->mutable_models(), response->mutable_next_page_token());
     return grpc::Status::OK;
@@ -335,7 +335,7 @@ class ModelServiceImpl final : public v1::ModelService::Service {
   grpc::Status Score(grpc::ServerContext* ctx, const v1::ScoreRequest* req,
                      v1::ScoreResponse* response) override {
     const CallControl call = Control(ctx);
-    auto r = ScoreRecords(Resolver(), *req, core_->options().scoring, call);
+    auto r = View().Score(*req, call);
     if (!r.ok()) return CallStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
@@ -343,7 +343,7 @@ class ModelServiceImpl final : public v1::ModelService::Service {
   grpc::Status Evaluate(grpc::ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* response) override {
     const CallControl call = Control(ctx);
-    auto r = EvaluateDataset(Resolver(), core_->datasets(), *req, call);
+    auto r = View().Evaluate(*req, call);
     if (!r.ok()) return CallStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
@@ -351,9 +351,8 @@ class ModelServiceImpl final : public v1::ModelService::Service {
   grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* req,
                       grpc::ServerWriter<v1::SampleResponse>* writer) override {
     const CallControl call = Control(ctx);
-    return CallStatus(SampleRecords(
-        Resolver(), *req, core_->options().scoring,
-        [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
+    return CallStatus(View().Sample(
+        *req, [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
   }
 
  private:
@@ -369,11 +368,7 @@ class ModelServiceImpl final : public v1::ModelService::Service {
     if (absl::IsCancelled(status) && calls_->stopping()) return ToGrpcStatus(ShuttingDownError());
     return ToGrpcStatus(status);
   }
-  ModelResolver Resolver() {
-    return [core = core_](const std::string& model_id, const std::string& job_id) {
-      return core->ResolveModel(model_id, job_id);
-    };
-  }
+  TenantView View() { return TenantView(core_, Scope::AllTenants()); }
   Core* core_;
   InFlightCalls* calls_;
 };

@@ -165,9 +165,9 @@ TEST_P(CatalogContractTest, ListingsPageNewestFirst) {
     for (int i = 7; i >= 1; --i) ids.push_back(absl::StrCat(prefix, i));
     return ids;
   };
-  auto datasets = [&](int n, const std::string& t) { return catalog_->ListDatasets(n, t); };
-  auto jobs = [&](int n, const std::string& t) { return catalog_->ListJobs(n, t); };
-  auto models = [&](int n, const std::string& t) { return catalog_->ListModels(n, t); };
+  auto datasets = [&](int n, const std::string& t) { return catalog_->ListDatasets("", n, t); };
+  auto jobs = [&](int n, const std::string& t) { return catalog_->ListJobs("", n, t); };
+  auto models = [&](int n, const std::string& t) { return catalog_->ListModels("", n, t); };
   for (int size : {1, 3, 7, 1000}) {
     SCOPED_TRACE(absl::StrCat("page size ", size));
     EXPECT_EQ(ReadAll<v1::Dataset>(datasets, size), expected("ds-"));
@@ -175,16 +175,16 @@ TEST_P(CatalogContractTest, ListingsPageNewestFirst) {
     EXPECT_EQ(ReadAll<v1::Model>(models, size), expected("model-"));
   }
   // Pages of 3: 3, 3, 1; a listing that ends exactly at a page's end has no empty extra page.
-  auto first = catalog_->ListJobs(3, "");
+  auto first = catalog_->ListJobs("", 3, "");
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(Ids(first->items), (std::vector<std::string>{"job-7", "job-6", "job-5"}));
   ASSERT_FALSE(first->next_page_token.empty());
-  auto all = catalog_->ListJobs(7, "");
+  auto all = catalog_->ListJobs("", 7, "");
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->items.size(), 7u);
   EXPECT_TRUE(all->next_page_token.empty());
   // 0 is the default page size (50).
-  auto by_default = catalog_->ListModels(0, "");
+  auto by_default = catalog_->ListModels("", 0, "");
   ASSERT_TRUE(by_default.ok());
   EXPECT_EQ(by_default->items.size(), 7u);
   EXPECT_TRUE(by_default->next_page_token.empty());
@@ -194,11 +194,11 @@ TEST_P(CatalogContractTest, DefaultPageIsFiftyRows) {
   for (int i = 0; i < 51; ++i) {
     ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("ds-", i))).ok());
   }
-  auto page = catalog_->ListDatasets(0, "");
+  auto page = catalog_->ListDatasets("", 0, "");
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->items.size(), 50u);
   ASSERT_FALSE(page->next_page_token.empty());
-  auto rest = catalog_->ListDatasets(0, page->next_page_token);
+  auto rest = catalog_->ListDatasets("", 0, page->next_page_token);
   ASSERT_TRUE(rest.ok());
   EXPECT_EQ(Ids(rest->items), std::vector<std::string>{"ds-0"});
 }
@@ -206,25 +206,25 @@ TEST_P(CatalogContractTest, DefaultPageIsFiftyRows) {
 TEST_P(CatalogContractTest, BadPageArgumentsAreInvalid) {
   ASSERT_TRUE(catalog_->InsertJob(MakeJob("job-1")).ok());
   for (int size : {-1, 1001}) {
-    EXPECT_TRUE(Is(catalog_->ListDatasets(size, "").status(), absl::StatusCode::kInvalidArgument,
+    EXPECT_TRUE(Is(catalog_->ListDatasets("", size, "").status(),
+                   absl::StatusCode::kInvalidArgument, "page_size"));
+    EXPECT_TRUE(Is(catalog_->ListJobs("", size, "").status(), absl::StatusCode::kInvalidArgument,
                    "page_size"));
-    EXPECT_TRUE(
-        Is(catalog_->ListJobs(size, "").status(), absl::StatusCode::kInvalidArgument, "page_size"));
-    EXPECT_TRUE(Is(catalog_->ListModels(size, "").status(), absl::StatusCode::kInvalidArgument,
+    EXPECT_TRUE(Is(catalog_->ListModels("", size, "").status(), absl::StatusCode::kInvalidArgument,
                    "page_size"));
   }
-  EXPECT_TRUE(catalog_->ListJobs(1000, "").ok());
+  EXPECT_TRUE(catalog_->ListJobs("", 1000, "").ok());
   for (const char* token : {"bogus", "-1", "12x", "99999999999999999999"}) {
     SCOPED_TRACE(token);
-    EXPECT_TRUE(Is(catalog_->ListJobs(10, token).status(), absl::StatusCode::kInvalidArgument,
+    EXPECT_TRUE(Is(catalog_->ListJobs("", 10, token).status(), absl::StatusCode::kInvalidArgument,
                    "page_token"));
-    EXPECT_TRUE(Is(catalog_->ListDatasets(10, token).status(), absl::StatusCode::kInvalidArgument,
-                   "page_token"));
-    EXPECT_TRUE(Is(catalog_->ListModels(10, token).status(), absl::StatusCode::kInvalidArgument,
+    EXPECT_TRUE(Is(catalog_->ListDatasets("", 10, token).status(),
+                   absl::StatusCode::kInvalidArgument, "page_token"));
+    EXPECT_TRUE(Is(catalog_->ListModels("", 10, token).status(), absl::StatusCode::kInvalidArgument,
                    "page_token"));
   }
   // An empty catalogue lists nothing, without a token.
-  auto none = catalog_->ListModels(10, "");
+  auto none = catalog_->ListModels("", 10, "");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->items.empty());
   EXPECT_TRUE(none->next_page_token.empty());
@@ -235,7 +235,7 @@ TEST_P(CatalogContractTest, BadPageArgumentsAreInvalid) {
 TEST_P(CatalogContractTest, ListingOrderIsCreationOrderThroughUpdatesAndDeletes) {
   for (int i = 1; i <= 3; ++i) ASSERT_TRUE(catalog_->InsertJob(MakeJob(absl::StrCat("j", i))).ok());
   ASSERT_TRUE(catalog_->UpdateJob(MakeJob("j1", v1::JOB_STATE_RUNNING)).ok());
-  auto jobs = catalog_->ListJobs(10, "");
+  auto jobs = catalog_->ListJobs("", 10, "");
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(Ids(jobs->items), (std::vector<std::string>{"j3", "j2", "j1"}));
   EXPECT_EQ(jobs->items[2].state(), v1::JOB_STATE_RUNNING);
@@ -243,19 +243,19 @@ TEST_P(CatalogContractTest, ListingOrderIsCreationOrderThroughUpdatesAndDeletes)
   for (int i = 1; i <= 5; ++i) {
     ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("d", i))).ok());
   }
-  auto first = catalog_->ListDatasets(2, "");
+  auto first = catalog_->ListDatasets("", 2, "");
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(Ids(first->items), (std::vector<std::string>{"d5", "d4"}));
   ASSERT_TRUE(catalog_->DeleteDataset("d4").ok());  // the row the token points after
   ASSERT_TRUE(catalog_->DeleteDataset("d2").ok());
-  auto second = catalog_->ListDatasets(2, first->next_page_token);
+  auto second = catalog_->ListDatasets("", 2, first->next_page_token);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(Ids(second->items), (std::vector<std::string>{"d3", "d1"}));
   EXPECT_TRUE(second->next_page_token.empty());
   // Deleting the newest row and inserting its id again: it is the newest again, listed once.
   ASSERT_TRUE(catalog_->DeleteDataset("d5").ok());
   ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("d4", "again")).ok());
-  auto now = catalog_->ListDatasets(10, "");
+  auto now = catalog_->ListDatasets("", 10, "");
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(Ids(now->items), (std::vector<std::string>{"d4", "d3", "d1"}));
   EXPECT_EQ(now->items[0].name(), "again");
@@ -267,16 +267,16 @@ TEST_P(CatalogContractTest, RowsInsertedWhilePagingAreNotOnLaterPages) {
   for (int i = 1; i <= 3; ++i) {
     ASSERT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("d", i))).ok());
   }
-  auto first = catalog_->ListDatasets(1, "");
+  auto first = catalog_->ListDatasets("", 1, "");
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(Ids(first->items), std::vector<std::string>{"d3"});
   ASSERT_TRUE(catalog_->DeleteDataset("d3").ok());
   ASSERT_TRUE(catalog_->DeleteDataset("d2").ok());
   ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("d4")).ok());
-  auto rest = catalog_->ListDatasets(10, first->next_page_token);
+  auto rest = catalog_->ListDatasets("", 10, first->next_page_token);
   ASSERT_TRUE(rest.ok());
   EXPECT_EQ(Ids(rest->items), std::vector<std::string>{"d1"});
-  auto fresh = catalog_->ListDatasets(10, "");
+  auto fresh = catalog_->ListDatasets("", 10, "");
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(Ids(fresh->items), (std::vector<std::string>{"d4", "d1"}));
 }
@@ -289,7 +289,7 @@ TEST_P(CatalogContractTest, DeleteDataset) {
   EXPECT_TRUE(Is(catalog_->DeleteDataset("ds-1"), absl::StatusCode::kNotFound, "ds-1"));
   EXPECT_TRUE(Is(catalog_->DeleteDataset("never"), absl::StatusCode::kNotFound, "never"));
   EXPECT_TRUE(catalog_->GetDataset("ds-2").ok());
-  auto page = catalog_->ListDatasets(10, "");
+  auto page = catalog_->ListDatasets("", 10, "");
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(Ids(page->items), std::vector<std::string>{"ds-2"});
 }
@@ -378,11 +378,11 @@ TEST_P(CatalogContractTest, AppendEventsForAnUnknownJobWritesNothing) {
 }
 
 TEST_P(CatalogContractTest, CreateRequestsInsertTheResourceAndTheRequestTogether) {
-  EXPECT_TRUE(
-      Is(catalog_->GetCreateRequest("job", "r1").status(), absl::StatusCode::kNotFound, "job"));
+  EXPECT_TRUE(Is(catalog_->GetCreateRequest("job", "default", "r1").status(),
+                 absl::StatusCode::kNotFound, "job"));
   const CreateRequest r1{"job", "r1", "fingerprint-1", "job-1"};
   ASSERT_TRUE(catalog_->InsertJobForRequest(MakeJob("job-1"), r1).ok());
-  auto got = catalog_->GetCreateRequest("job", "r1");
+  auto got = catalog_->GetCreateRequest("job", "default", "r1");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->kind, "job");
   EXPECT_EQ(got->request_id, "r1");
@@ -394,22 +394,24 @@ TEST_P(CatalogContractTest, CreateRequestsInsertTheResourceAndTheRequestTogether
   EXPECT_TRUE(Is(catalog_->InsertJobForRequest(MakeJob("job-2"), {"job", "r1", "other", "job-2"}),
                  absl::StatusCode::kAlreadyExists));
   EXPECT_TRUE(Is(catalog_->GetJob("job-2").status(), absl::StatusCode::kNotFound));
-  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "r1")).fingerprint, "fingerprint-1");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "default", "r1")).fingerprint,
+            "fingerprint-1");
   // A new request with a job id already taken: refused, and the request is not recorded.
   EXPECT_TRUE(Is(catalog_->InsertJobForRequest(MakeJob("job-1"), {"job", "r2", "f", "job-1"}),
                  absl::StatusCode::kAlreadyExists));
-  EXPECT_TRUE(Is(catalog_->GetCreateRequest("job", "r2").status(), absl::StatusCode::kNotFound));
-  auto jobs = catalog_->ListJobs(10, "");
+  EXPECT_TRUE(
+      Is(catalog_->GetCreateRequest("job", "default", "r2").status(), absl::StatusCode::kNotFound));
+  auto jobs = catalog_->ListJobs("", 10, "");
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(Ids(jobs->items), std::vector<std::string>{"job-1"});
 
   // Datasets: the same rules, in their own namespace of request ids.
-  EXPECT_TRUE(
-      Is(catalog_->GetCreateRequest("dataset", "r1").status(), absl::StatusCode::kNotFound));
+  EXPECT_TRUE(Is(catalog_->GetCreateRequest("dataset", "default", "r1").status(),
+                 absl::StatusCode::kNotFound));
   ASSERT_TRUE(
       catalog_->InsertDatasetForRequest(MakeDataset("ds-1"), {"dataset", "r1", "fd", "ds-1"}).ok());
-  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "r1")).resource_id, "ds-1");
-  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "r1")).resource_id, "job-1");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "default", "r1")).resource_id, "ds-1");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "default", "r1")).resource_id, "job-1");
   EXPECT_TRUE(catalog_->GetDataset("ds-1").ok());
   EXPECT_TRUE(
       Is(catalog_->InsertDatasetForRequest(MakeDataset("ds-2"), {"dataset", "r1", "fd", "ds-2"}),
@@ -418,8 +420,8 @@ TEST_P(CatalogContractTest, CreateRequestsInsertTheResourceAndTheRequestTogether
   EXPECT_TRUE(
       Is(catalog_->InsertDatasetForRequest(MakeDataset("ds-1"), {"dataset", "r3", "fd", "ds-1"}),
          absl::StatusCode::kAlreadyExists));
-  EXPECT_TRUE(
-      Is(catalog_->GetCreateRequest("dataset", "r3").status(), absl::StatusCode::kNotFound));
+  EXPECT_TRUE(Is(catalog_->GetCreateRequest("dataset", "default", "r3").status(),
+                 absl::StatusCode::kNotFound));
   // A plain insert of an id that a request inserted is a duplicate too.
   EXPECT_TRUE(Is(catalog_->InsertDataset(MakeDataset("ds-1")), absl::StatusCode::kAlreadyExists));
 }
@@ -433,14 +435,14 @@ TEST_P(CatalogContractTest, DeleteDatasetForgetsItsCreateRequestOnly) {
       catalog_->InsertDatasetForRequest(MakeDataset("ds-2"), {"dataset", "r2", "f2", "ds-2"}).ok());
   ASSERT_TRUE(catalog_->InsertJobForRequest(MakeJob("job-1"), {"job", "r1", "fj", "ds-1"}).ok());
   ASSERT_TRUE(catalog_->DeleteDataset("ds-1").ok());
-  EXPECT_TRUE(
-      Is(catalog_->GetCreateRequest("dataset", "r1").status(), absl::StatusCode::kNotFound));
-  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "r2")).resource_id, "ds-2");
-  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "r1")).fingerprint, "fj");
+  EXPECT_TRUE(Is(catalog_->GetCreateRequest("dataset", "default", "r1").status(),
+                 absl::StatusCode::kNotFound));
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "default", "r2")).resource_id, "ds-2");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "default", "r1")).fingerprint, "fj");
   // The request id is free again.
   EXPECT_TRUE(
       catalog_->InsertDatasetForRequest(MakeDataset("ds-3"), {"dataset", "r1", "f3", "ds-3"}).ok());
-  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "r1")).resource_id, "ds-3");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", "default", "r1")).resource_id, "ds-3");
 }
 
 // Many threads writing and reading at once lose nothing and tear nothing.
@@ -457,13 +459,13 @@ TEST_P(CatalogContractTest, ConcurrentCallsLoseNothing) {
           j.set_last_seq(s);
           EXPECT_TRUE(catalog_->AppendEvents(j, {Progress(s, s * 10)}).ok());
         }
-        EXPECT_TRUE(catalog_->ListJobs(5, "").ok());
+        EXPECT_TRUE(catalog_->ListJobs("", 5, "").ok());
         EXPECT_TRUE(catalog_->InsertDataset(MakeDataset(absl::StrCat("ds-", t, "-", i))).ok());
       }
     });
   }
   for (auto& t : threads) t.join();
-  auto jobs = catalog_->ListJobs(1000, "");
+  auto jobs = catalog_->ListJobs("", 1000, "");
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(jobs->items.size(), static_cast<size_t>(kThreads * kJobsEach));
   for (const auto& j : jobs->items) {
@@ -471,7 +473,7 @@ TEST_P(CatalogContractTest, ConcurrentCallsLoseNothing) {
     EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents(j.id(), 0))), (std::vector<int64_t>{1, 2, 3}))
         << j.id();
   }
-  EXPECT_EQ(ValueOf(catalog_->ListDatasets(1000, "")).items.size(),
+  EXPECT_EQ(ValueOf(catalog_->ListDatasets("", 1000, "")).items.size(),
             static_cast<size_t>(kThreads * kJobsEach));
 }
 

@@ -69,8 +69,8 @@ class FaultTest : public ::testing::Test {
   std::vector<std::string> Files(const std::string& sub) {
     return FileSystem::Default()->ListDir(dir_ + "/" + sub);
   }
-  int64_t Datasets() { return core_->datasets().List(100, "").value().items.size(); }
-  int64_t Models() { return core_->models().List(100, "").value().items.size(); }
+  int64_t Datasets() { return core_->datasets().List("", 100, "").value().items.size(); }
+  int64_t Models() { return core_->models().List("", 100, "").value().items.size(); }
 
   int64_t checkpoint_interval_steps_ = 0;
   // Destroyed in reverse: the core, the catalogues, then the directory they used.
@@ -130,7 +130,7 @@ TEST_F(FaultTest, CheckpointFailureWarnsTrainingGoesOnAndTheLastGoodOneResumes) 
   ASSERT_TRUE(ds.ok()) << ds.status();
   // The second checkpoint (step 100) runs out of space; the third is written.
   fs_.Inject({Op::kWrite, "/checkpoints/", ENOSPC, 100, {}, /*skip=*/1, /*times=*/1});
-  auto job = core_->jobs().CreateJob(Spec(ds->id(), 100000));
+  auto job = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 100000));
   ASSERT_TRUE(job.ok()) << job.status();
   v1::Job j = WaitFor(job->id(), [](const v1::Job& j) { return j.checkpoint_step() >= 150; });
   ASSERT_EQ(j.state(), v1::JOB_STATE_RUNNING);
@@ -184,7 +184,7 @@ TEST_F(FaultTest, PublishFailureFailsTheJobAndLeavesNoModel) {
                          {{Op::kRename, "/models/", EIO}, "publishing the model: I/O error"}}) {
     SCOPED_TRACE(c.error);
     fs_.Inject(c.fault);
-    auto job = core_->jobs().CreateJob(Spec(ds->id(), 20));
+    auto job = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20));
     ASSERT_TRUE(job.ok()) << job.status();
     const v1::Job end = WaitForEnd(job->id());
     fs_.Clear();
@@ -194,7 +194,7 @@ TEST_F(FaultTest, PublishFailureFailsTheJobAndLeavesNoModel) {
     EXPECT_EQ(Models(), 0);
     EXPECT_TRUE(Files("models").empty());
   }
-  auto job = core_->jobs().CreateJob(Spec(ds->id(), 20));
+  auto job = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20));
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(WaitForEnd(job->id()).state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(Models(), 1);
@@ -205,10 +205,10 @@ TEST_F(FaultTest, PublishFailureFailsTheJobAndLeavesNoModel) {
 TEST_F(FaultTest, UnreadableOrCorruptFilesAreDataLossNamingTheObject) {
   auto a = Store(400, 1), b = Store(400, 2);
   ASSERT_TRUE(a.ok() && b.ok());
-  auto ja = core_->jobs().CreateJob(Spec(a->id(), 20));
+  auto ja = core_->jobs().CreateJob(Scope::AllTenants(), Spec(a->id(), 20));
   ASSERT_TRUE(ja.ok());
   const std::string ma = WaitForEnd(ja->id()).model_id();
-  auto jb = core_->jobs().CreateJob(Spec(b->id(), 20));
+  auto jb = core_->jobs().CreateJob(Scope::AllTenants(), Spec(b->id(), 20));
   ASSERT_TRUE(jb.ok());
   const std::string mb = WaitForEnd(jb->id()).model_id();
   ASSERT_FALSE(ma.empty() || mb.empty());
@@ -245,7 +245,7 @@ TEST_F(FaultTest, UnreadableOrCorruptFilesAreDataLossNamingTheObject) {
 TEST_F(FaultTest, DamagedFilesOnDiskAreDetectedNotTrusted) {
   auto a = Store(400, 1);
   ASSERT_TRUE(a.ok());
-  auto job = core_->jobs().CreateJob(Spec(a->id(), 20));
+  auto job = core_->jobs().CreateJob(Scope::AllTenants(), Spec(a->id(), 20));
   ASSERT_TRUE(job.ok());
   const std::string model = WaitForEnd(job->id()).model_id();
   ASSERT_FALSE(model.empty());
@@ -294,12 +294,12 @@ TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
   ASSERT_TRUE(ds.ok()) << ds.status();
   // A job whose row cannot be written does not exist and never runs.
   catalog_->Fail("InsertJob", full, 1);
-  EXPECT_TRUE(Is(core_->jobs().CreateJob(Spec(ds->id(), 20)).status(),
+  EXPECT_TRUE(Is(core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20)).status(),
                  absl::StatusCode::kResourceExhausted, "no space left on device"));
-  EXPECT_TRUE(core_->jobs().ListJobs(100, "")->items.empty());
+  EXPECT_TRUE(core_->jobs().ListJobs("", 100, "")->items.empty());
   // A model whose row cannot be written: the job fails, the file goes.
   catalog_->Fail("InsertModel", io, 1);
-  auto failing = core_->jobs().CreateJob(Spec(ds->id(), 20));
+  auto failing = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20));
   ASSERT_TRUE(failing.ok()) << failing.status();
   const v1::Job failed = WaitForEnd(failing->id());
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
@@ -309,7 +309,7 @@ TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
   // Events refused five times in a row are written with later ones: the stored history of the
   // finished job, read back after a restart, runs 1..N with nothing missing.
   catalog_->Fail("AppendEvents", full, 5);
-  auto job = core_->jobs().CreateJob(Spec(ds->id(), 300));
+  auto job = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 300));
   ASSERT_TRUE(job.ok()) << job.status();
   const v1::Job done = WaitForEnd(job->id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();

@@ -153,7 +153,8 @@ class JobManagerTest : public ::testing::Test {
   }
   // Trains the Bernoulli model to its end; the finished job.
   v1::Job TrainBernoulli(double pseudo_count) {
-    absl::StatusOr<v1::Job> job = jobs().CreateJob(BernoulliSpec(pseudo_count));
+    absl::StatusOr<v1::Job> job =
+        jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(pseudo_count));
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return v1::Job();
     const v1::Job done = WaitForEnd(jobs(), job->id());
@@ -176,7 +177,7 @@ class JobManagerTest : public ::testing::Test {
     spec.set_batch_size(1);
     spec.set_epochs(10000);
     spec.set_seed(5);
-    absl::StatusOr<v1::Job> job = jobs().CreateJob(spec);
+    absl::StatusOr<v1::Job> job = jobs().CreateJob(Scope::AllTenants(), spec);
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return v1::Job();
     const v1::Job running = WaitForJob(jobs(), job->id(), [](const v1::Job& j) {
@@ -257,7 +258,7 @@ class JobManagerTest : public ::testing::Test {
 // the catalogue) and publishes its model; the model's validation NLL is the closed form's.
 TEST_F(JobManagerTest, BernoulliJobSucceedsWithContiguousEventsAndPublishesItsModel) {
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> created = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> created = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_EQ(created->state(), v1::JOB_STATE_QUEUED);
   const v1::Job done = WaitForEnd(jobs(), created->id());
@@ -330,11 +331,11 @@ TEST_F(JobManagerTest, BernoulliJobSucceedsWithContiguousEventsAndPublishesItsMo
                  "max_events"));
   EXPECT_TRUE(Is(jobs().ReadEvents("job-nope", 1, 1).status(), absl::StatusCode::kNotFound));
   EXPECT_TRUE(Is(jobs().GetJob("job-nope").status(), absl::StatusCode::kNotFound, "job-nope"));
-  absl::StatusOr<Page<v1::Job>> listed = jobs().ListJobs(10, "");
+  absl::StatusOr<Page<v1::Job>> listed = jobs().ListJobs("", 10, "");
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->items.size(), 1u);
   EXPECT_EQ(listed->items[0].id(), done.id());
-  EXPECT_EQ(ValueOf(core_->models().List(10, "")).items.size(), 1u);
+  EXPECT_EQ(ValueOf(core_->models().List("", 10, "")).items.size(), 1u);
 }
 
 // Score gives exactly log p(x) = sum_d x_d log p_d + (1 - x_d) log(1 - p_d) with the smoothed
@@ -516,45 +517,51 @@ TEST_F(JobManagerTest, CreateJobRefusesBadSpecsAndStoresNothing) {
   StoreBernoulliData();
   v1::JobSpec spec = BernoulliSpec(0.5);
   spec.clear_dataset_id();
-  EXPECT_TRUE(
-      Is(jobs().CreateJob(spec).status(), absl::StatusCode::kInvalidArgument, "spec.dataset_id"));
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), spec).status(),
+                 absl::StatusCode::kInvalidArgument, "spec.dataset_id"));
   spec = BernoulliSpec(0.5);
   spec.set_dataset_id("ds-nope");
-  EXPECT_TRUE(Is(jobs().CreateJob(spec).status(), absl::StatusCode::kNotFound, "ds-nope"));
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), spec).status(), absl::StatusCode::kNotFound,
+                 "ds-nope"));
   spec = BernoulliSpec(0.5);
   spec.mutable_model()->set_family(v1::MODEL_FAMILY_CATEGORICAL);
-  EXPECT_TRUE(Is(jobs().CreateJob(spec).status(), absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), spec).status(),
+                 absl::StatusCode::kFailedPrecondition));
   spec = BernoulliSpec(0.5);
   spec.set_batch_size(0);
-  EXPECT_TRUE(
-      Is(jobs().CreateJob(spec).status(), absl::StatusCode::kInvalidArgument, "spec.batch_size"));
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), spec).status(),
+                 absl::StatusCode::kInvalidArgument, "spec.batch_size"));
   spec = BernoulliSpec(0.5);
   spec.set_validation_dataset_id(Store(RandomBinaryUpload(10, 2, 5)).id());
-  EXPECT_TRUE(Is(jobs().CreateJob(spec).status(), absl::StatusCode::kInvalidArgument,
-                 "spec.validation_dataset_id"));
-  EXPECT_TRUE(ValueOf(jobs().ListJobs(10, "")).items.empty());
-  EXPECT_TRUE(ValueOf(catalog_.ListJobs(10, "")).items.empty());
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), spec).status(),
+                 absl::StatusCode::kInvalidArgument, "spec.validation_dataset_id"));
+  EXPECT_TRUE(ValueOf(jobs().ListJobs("", 10, "")).items.empty());
+  EXPECT_TRUE(ValueOf(catalog_.ListJobs("", 10, "")).items.empty());
 }
 
 // A request_id names one job: a retry returns it (also after a restart, once it has ended), the
 // same id with another spec is ALREADY_EXISTS.
 TEST_F(JobManagerTest, CreateJobWithARequestIdIsIdempotentAcrossARestart) {
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> first = jobs().CreateJob(BernoulliSpec(0.5), "request-1");
+  absl::StatusOr<v1::Job> first =
+      jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5), "request-1");
   ASSERT_TRUE(first.ok()) << first.status();
-  absl::StatusOr<v1::Job> retry = jobs().CreateJob(BernoulliSpec(0.5), "request-1");
+  absl::StatusOr<v1::Job> retry =
+      jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5), "request-1");
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_EQ(retry->id(), first->id());
-  EXPECT_TRUE(Is(jobs().CreateJob(BernoulliSpec(1.0), "request-1").status(),
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(1.0), "request-1").status(),
                  absl::StatusCode::kAlreadyExists, "request-1"));
-  EXPECT_EQ(ValueOf(catalog_.GetCreateRequest("job", "request-1")).resource_id, first->id());
+  EXPECT_EQ(ValueOf(catalog_.GetCreateRequest("job", "default", "request-1")).resource_id,
+            first->id());
   EXPECT_EQ(WaitForEnd(jobs(), first->id()).state(), v1::JOB_STATE_SUCCEEDED);
   Open();
-  absl::StatusOr<v1::Job> after = jobs().CreateJob(BernoulliSpec(0.5), "request-1");
+  absl::StatusOr<v1::Job> after =
+      jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5), "request-1");
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->id(), first->id());
   EXPECT_EQ(after->state(), v1::JOB_STATE_SUCCEEDED);
-  EXPECT_EQ(ValueOf(jobs().ListJobs(10, "")).items.size(), 1u);
+  EXPECT_EQ(ValueOf(jobs().ListJobs("", 10, "")).items.size(), 1u);
 }
 
 // A QUEUED job is cancelled at once and never runs; a RUNNING one stops at a step boundary
@@ -562,7 +569,7 @@ TEST_F(JobManagerTest, CreateJobWithARequestIdIsIdempotentAcrossARestart) {
 TEST_F(JobManagerTest, CancelQueuedAndRunningJobs) {
   const v1::Job blocker = StartBlocker();
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> queued = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> queued = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(queued.ok()) << queued.status();
   EXPECT_EQ(queued->state(), v1::JOB_STATE_QUEUED);
   EXPECT_TRUE(Is(ScoreWithJob(queued->id(), Block(kValid)).status(),
@@ -608,7 +615,7 @@ TEST_F(JobManagerTest, CancelQueuedAndRunningJobs) {
   EXPECT_GT(progress, 0);
   EXPECT_EQ(ValueOf(catalog_.GetJob(blocker.id())).last_seq(),
             static_cast<int64_t>(history.size()));
-  EXPECT_TRUE(ValueOf(catalog_.ListModels(10, "")).items.empty());
+  EXPECT_TRUE(ValueOf(catalog_.ListModels("", 10, "")).items.empty());
   EXPECT_TRUE(Is(jobs().CancelJob(blocker.id()).status(), absl::StatusCode::kFailedPrecondition));
 }
 
@@ -619,19 +626,19 @@ TEST_F(JobManagerTest, FullQueueIsResourceExhausted) {
   Open();
   const v1::Job blocker = StartBlocker();  // running: not in the queue
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> b = jobs().CreateJob(BernoulliSpec(0.5));
-  absl::StatusOr<v1::Job> c = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> b = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> c = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(b.ok() && c.ok());
-  EXPECT_TRUE(Is(jobs().CreateJob(BernoulliSpec(0.5)).status(),
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5)).status(),
                  absl::StatusCode::kResourceExhausted, "queue is full"));
-  EXPECT_EQ(ValueOf(catalog_.ListJobs(10, "")).items.size(), 3u);
+  EXPECT_EQ(ValueOf(catalog_.ListJobs("", 10, "")).items.size(), 3u);
   ASSERT_TRUE(jobs().CancelJob(b->id()).ok());
-  absl::StatusOr<v1::Job> d = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> d = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->state(), v1::JOB_STATE_QUEUED);
-  EXPECT_TRUE(
-      Is(jobs().CreateJob(BernoulliSpec(0.5)).status(), absl::StatusCode::kResourceExhausted));
-  EXPECT_EQ(ValueOf(catalog_.ListJobs(10, "")).items.size(), 4u);
+  EXPECT_TRUE(Is(jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5)).status(),
+                 absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ValueOf(catalog_.ListJobs("", 10, "")).items.size(), 4u);
   EXPECT_EQ(ValueOf(jobs().GetJob(blocker.id())).state(), v1::JOB_STATE_RUNNING);
 }
 
@@ -646,7 +653,7 @@ TEST_F(JobManagerTest, DeleteDatasetInUseIsFailedPrecondition) {
   EXPECT_TRUE(Is(core_->DeleteDataset(validation.id()), absl::StatusCode::kFailedPrecondition,
                  blocker.id()));
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> queued = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> queued = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(queued.ok()) << queued.status();
   EXPECT_TRUE(Is(core_->DeleteDataset(train_.id()), absl::StatusCode::kFailedPrecondition,
                  queued->id() + " is JOB_STATE_QUEUED"));
@@ -669,7 +676,7 @@ TEST_F(JobManagerTest, DeleteDatasetInUseIsFailedPrecondition) {
 TEST_F(JobManagerTest, RestartRequeuesAJobLeftRunningAheadOfQueuedOnes) {
   const v1::Job blocker = StartBlocker();
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> job = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> job = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(job.ok()) << job.status();
   core_.reset();  // graceful: the blocker checkpoints and goes back to the queue
   const v1::Job suspended = ValueOf(catalog_.GetJob(blocker.id()));
@@ -721,7 +728,7 @@ TEST_F(JobManagerTest, RepeatedCrashesWithoutANewCheckpointFailTheJob) {
   Open();
   const v1::Job blocker = StartBlocker();
   StoreBernoulliData();
-  absl::StatusOr<v1::Job> job = jobs().CreateJob(BernoulliSpec(0.5));
+  absl::StatusOr<v1::Job> job = jobs().CreateJob(Scope::AllTenants(), BernoulliSpec(0.5));
   ASSERT_TRUE(job.ok()) << job.status();
   core_.reset();
   const v1::Job suspended = ValueOf(catalog_.GetJob(blocker.id()));

@@ -53,6 +53,7 @@ class StoreTest : public ::testing::Test {
                                    std::function<bool()> cancelled = nullptr) {
     size_t i = 0;
     return store_->CreateFromStream(
+        kDefaultTenant,
         [&](v1::CreateDatasetRequest* r) {
           if (i == reqs.size()) return false;
           *r = reqs[i++];
@@ -61,7 +62,7 @@ class StoreTest : public ::testing::Test {
         cancelled);
   }
   void ExpectNothingVisible() {
-    EXPECT_TRUE(store_->List(0, "").value().items.empty());
+    EXPECT_TRUE(store_->List("", 0, "").value().items.empty());
     EXPECT_TRUE(FileSystem::Default()->ListDir(store_->TEST_tmp_dir()).empty());
     EXPECT_TRUE(FileSystem::Default()->ListDir(store_->TEST_data_dir()).empty());
   }
@@ -152,14 +153,14 @@ TEST_F(StoreTest, ListPaginatesNewestFirst) {
   std::vector<std::string> seen;
   std::string token;
   do {
-    auto page = store_->List(2, token).value();
+    auto page = store_->List("", 2, token).value();
     EXPECT_LE(page.items.size(), 2u);
     for (auto& d : page.items) seen.push_back(d.id());
     token = page.next_page_token;
   } while (!token.empty());
   EXPECT_EQ(seen, std::vector<std::string>(ids.rbegin(), ids.rend()));
-  EXPECT_EQ(store_->List(-1, "").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store_->List(2, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->List("", -1, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->List("", 2, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // Runs `sql` on the SQLite file at `path` (outside the catalogue).
@@ -201,7 +202,7 @@ CREATE TABLE models (
     auto ds = (*catalog)->GetDataset(old_ds.id());
     ASSERT_TRUE(ds.ok()) << ds.status();
     EXPECT_EQ(ds->name(), "old");
-    EXPECT_EQ((*catalog)->GetCreateRequest("job", "r1").status().code(),
+    EXPECT_EQ((*catalog)->GetCreateRequest("job", "default", "r1").status().code(),
               absl::StatusCode::kNotFound);
     v1::Job job;
     job.set_id("job-1");
@@ -218,14 +219,14 @@ CREATE TABLE models (
     ds2.set_id("ds-2");
     ASSERT_TRUE((*catalog)->InsertDatasetForRequest(ds2, {"dataset", "r1", "f", ds2.id()}).ok());
     ASSERT_TRUE((*catalog)->DeleteDataset(ds2.id()).ok());
-    EXPECT_EQ((*catalog)->GetCreateRequest("dataset", "r1").status().code(),
+    EXPECT_EQ((*catalog)->GetCreateRequest("dataset", "default", "r1").status().code(),
               absl::StatusCode::kNotFound);
   }
   // Reopened (no second upgrade), the request is still there.
   {
     auto catalog = OpenSqliteCatalog(path);
     ASSERT_TRUE(catalog.ok()) << catalog.status();
-    auto request = (*catalog)->GetCreateRequest("job", "r1");
+    auto request = (*catalog)->GetCreateRequest("job", "default", "r1");
     ASSERT_TRUE(request.ok()) << request.status();
     EXPECT_EQ(request->fingerprint, "fingerprint");
     EXPECT_EQ(request->resource_id, "job-1");

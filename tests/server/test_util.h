@@ -117,7 +117,7 @@ inline std::vector<v1::CreateDatasetRequest> RandomBinaryUpload(int64_t n, uint3
 inline absl::StatusOr<v1::Dataset> StoreUpload(DatasetStore& store,
                                                const std::vector<v1::CreateDatasetRequest>& reqs) {
   size_t i = 0;
-  return store.CreateFromStream([&](v1::CreateDatasetRequest* r) {
+  return store.CreateFromStream(kDefaultTenant, [&](v1::CreateDatasetRequest* r) {
     if (i == reqs.size()) return false;
     *r = reqs[i++];
     return true;
