@@ -446,6 +446,101 @@ TEST_P(CatalogContractTest, DeleteDatasetForgetsItsCreateRequestOnly) {
 }
 
 // Many threads writing and reading at once lose nothing and tear nothing.
+template <typename T>
+T OwnedBy(T row, const std::string& tenant) {
+  row.set_tenant(tenant);
+  return row;
+}
+
+TEST_P(CatalogContractTest, ListingsFilterByTenantAndEmptyTenantIsDefault) {
+  // Rows of two tenants interleaved, and one stored without a tenant (as before tenants).
+  for (int i = 1; i <= 6; ++i) {
+    const std::string tenant = i % 2 == 0 ? "team-b" : "team-a";
+    ASSERT_TRUE(catalog_->InsertDataset(OwnedBy(MakeDataset(absl::StrCat("ds-", i)), tenant)).ok());
+    ASSERT_TRUE(catalog_->InsertJob(OwnedBy(MakeJob(absl::StrCat("job-", i)), tenant)).ok());
+    ASSERT_TRUE(catalog_->InsertModel(OwnedBy(MakeModel(absl::StrCat("model-", i)), tenant)).ok());
+  }
+  ASSERT_TRUE(catalog_->InsertDataset(MakeDataset("ds-legacy")).ok());
+  ASSERT_TRUE(catalog_->InsertJob(MakeJob("job-legacy")).ok());
+  ASSERT_TRUE(catalog_->InsertModel(MakeModel("model-legacy")).ok());
+
+  auto datasets = [&](const std::string& tenant) {
+    return [this, tenant](int n, const std::string& t) {
+      return catalog_->ListDatasets(tenant, n, t);
+    };
+  };
+  for (int size : {1, 2, 1000}) {
+    SCOPED_TRACE(absl::StrCat("page size ", size));
+    EXPECT_EQ(ReadAll<v1::Dataset>(datasets("team-a"), size),
+              (std::vector<std::string>{"ds-5", "ds-3", "ds-1"}));
+    EXPECT_EQ(ReadAll<v1::Dataset>(datasets("team-b"), size),
+              (std::vector<std::string>{"ds-6", "ds-4", "ds-2"}));
+    EXPECT_EQ(ReadAll<v1::Dataset>(datasets(kDefaultTenant), size),
+              (std::vector<std::string>{"ds-legacy"}));
+    EXPECT_TRUE(ReadAll<v1::Dataset>(datasets("team-c"), size).empty());
+    EXPECT_EQ(ReadAll<v1::Dataset>(datasets(""), size).size(), 7u);
+  }
+  EXPECT_EQ(Ids(ValueOf(catalog_->ListJobs("team-b", 10, "")).items),
+            (std::vector<std::string>{"job-6", "job-4", "job-2"}));
+  EXPECT_EQ(Ids(ValueOf(catalog_->ListJobs(kDefaultTenant, 10, "")).items),
+            (std::vector<std::string>{"job-legacy"}));
+  EXPECT_EQ(Ids(ValueOf(catalog_->ListModels("team-a", 10, "")).items),
+            (std::vector<std::string>{"model-5", "model-3", "model-1"}));
+  EXPECT_EQ(ValueOf(catalog_->ListModels("", 10, "")).items.size(), 7u);
+}
+
+TEST_P(CatalogContractTest, StoredByCountsATenantsDatasetsAndModelsWithTheirBytes) {
+  v1::Dataset a1 = OwnedBy(MakeDataset("ds-a1"), "team-a");
+  a1.set_stored_bytes(1000);
+  v1::Dataset a2 = OwnedBy(MakeDataset("ds-a2"), "team-a");
+  a2.set_stored_bytes(24);
+  v1::Dataset b1 = OwnedBy(MakeDataset("ds-b1"), "team-b");
+  b1.set_stored_bytes(5);
+  v1::Model am = OwnedBy(MakeModel("model-a"), "team-a");
+  am.set_stored_bytes(300);
+  for (const auto& d : {a1, a2, b1}) ASSERT_TRUE(catalog_->InsertDataset(d).ok());
+  ASSERT_TRUE(catalog_->InsertModel(am).ok());
+  v1::Dataset legacy = MakeDataset("ds-legacy");
+  legacy.set_stored_bytes(7);
+  ASSERT_TRUE(catalog_->InsertDataset(legacy).ok());
+
+  const TenantStorage a = ValueOf(catalog_->StoredBy("team-a"));
+  EXPECT_EQ(a.datasets, 2);
+  EXPECT_EQ(a.dataset_bytes, 1024);
+  EXPECT_EQ(a.models, 1);
+  EXPECT_EQ(a.model_bytes, 300);
+  EXPECT_EQ(a.total_bytes(), 1324);
+  EXPECT_EQ(ValueOf(catalog_->StoredBy("team-b")).total_bytes(), 5);
+  EXPECT_EQ(ValueOf(catalog_->StoredBy(kDefaultTenant)).datasets, 1);
+  EXPECT_EQ(ValueOf(catalog_->StoredBy(kDefaultTenant)).dataset_bytes, 7);
+  EXPECT_EQ(ValueOf(catalog_->StoredBy("team-c")).datasets, 0);
+  ASSERT_TRUE(catalog_->DeleteDataset("ds-a1").ok());
+  EXPECT_EQ(ValueOf(catalog_->StoredBy("team-a")).dataset_bytes, 24);
+}
+
+TEST_P(CatalogContractTest, EachTenantHasItsOwnRequestIds) {
+  CreateRequest a{"job", "r1", "fa", "job-a", "team-a"};
+  CreateRequest b{"job", "r1", "fb", "job-b", "team-b"};
+  ASSERT_TRUE(catalog_->InsertJobForRequest(OwnedBy(MakeJob("job-a"), "team-a"), a).ok());
+  // The same request id from another tenant is another request.
+  ASSERT_TRUE(catalog_->InsertJobForRequest(OwnedBy(MakeJob("job-b"), "team-b"), b).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "team-a", "r1")).resource_id, "job-a");
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("job", "team-b", "r1")).resource_id, "job-b");
+  EXPECT_TRUE(
+      Is(catalog_->GetCreateRequest("job", "team-c", "r1").status(), absl::StatusCode::kNotFound));
+  EXPECT_TRUE(Is(catalog_->GetCreateRequest("job", kDefaultTenant, "r1").status(),
+                 absl::StatusCode::kNotFound));
+  // Within a tenant it is still used once.
+  CreateRequest again{"job", "r1", "fa2", "job-a2", "team-a"};
+  EXPECT_TRUE(Is(catalog_->InsertJobForRequest(OwnedBy(MakeJob("job-a2"), "team-a"), again),
+                 absl::StatusCode::kAlreadyExists));
+  // An empty tenant is the default one.
+  CreateRequest legacy{"dataset", "r1", "f", "ds-1", ""};
+  ASSERT_TRUE(catalog_->InsertDatasetForRequest(MakeDataset("ds-1"), legacy).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetCreateRequest("dataset", kDefaultTenant, "r1")).resource_id,
+            "ds-1");
+}
+
 TEST_P(CatalogContractTest, ConcurrentCallsLoseNothing) {
   constexpr int kThreads = 4, kJobsEach = 20, kEvents = 3;
   std::vector<std::thread> threads;

@@ -11,6 +11,7 @@
 #include "server/core/catalog.h"
 #include "server/core/dataset_store.h"
 #include "server/core/file_system.h"
+#include "tests/server/test_util.h"
 
 namespace logp {
 namespace {
@@ -232,9 +233,82 @@ CREATE TABLE models (
     EXPECT_EQ(request->resource_id, "job-1");
     EXPECT_TRUE((*catalog)->GetDataset(old_ds.id()).ok());
   }
+  // Version 1 -> 2 (tenants): what was there belongs to "default", request ids included.
+  {
+    auto catalog = OpenSqliteCatalog(path);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    EXPECT_EQ(ValueOf((*catalog)->ListDatasets(kDefaultTenant, 10, "")).items.size(), 1u);
+    EXPECT_TRUE(ValueOf((*catalog)->ListDatasets("team-a", 10, "")).items.empty());
+    EXPECT_EQ(ValueOf((*catalog)->ListJobs(kDefaultTenant, 10, "")).items.size(), 1u);
+    EXPECT_EQ(ValueOf((*catalog)->StoredBy(kDefaultTenant)).datasets, 1);
+    EXPECT_EQ((*catalog)->GetCreateRequest("job", "team-a", "r1").status().code(),
+              absl::StatusCode::kNotFound);
+  }
   // A catalogue from a newer logpd is refused rather than misread.
   RawSql(path, "PRAGMA user_version = 99;");
   EXPECT_EQ(OpenSqliteCatalog(path).status().code(), absl::StatusCode::kFailedPrecondition);
+  system(("rm -rf " + dir).c_str());
+}
+
+// A catalogue of schema version 1 (before tenants), rows and a create request in it.
+TEST(CatalogTest, VersionOneCatalogueGivesItsRowsAndRequestsToTheDefaultTenant) {
+  char tmpl[] = "/tmp/logp-catalog-v1-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/catalog.db";
+  auto hex = [](const google::protobuf::MessageLite& m) {
+    std::string out;
+    for (unsigned char c : m.SerializeAsString()) out += absl::StrFormat("%02x", c);
+    return out;
+  };
+  v1::Dataset ds;
+  ds.set_id("ds-old");
+  ds.set_stored_bytes(100);
+  v1::Job job;
+  job.set_id("job-old");
+  v1::Model model;
+  model.set_id("model-old");
+  RawSql(path,
+         absl::StrCat(R"sql(
+CREATE TABLE datasets (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
+CREATE TABLE jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, state INTEGER NOT NULL,
+  proto BLOB NOT NULL);
+CREATE TABLE job_events (
+  job_id TEXT NOT NULL, seq INTEGER NOT NULL, proto BLOB NOT NULL, PRIMARY KEY (job_id, seq));
+CREATE TABLE models (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, proto BLOB NOT NULL);
+CREATE TABLE create_requests (
+  kind TEXT NOT NULL, request_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  resource_id TEXT NOT NULL, PRIMARY KEY (kind, request_id));
+CREATE INDEX create_requests_by_resource ON create_requests (resource_id);
+PRAGMA user_version = 1;
+)sql",
+                      "INSERT INTO datasets (id, proto) VALUES ('ds-old', x'", hex(ds), "');",
+                      "INSERT INTO jobs (id, state, proto) VALUES ('job-old', 1, x'", hex(job),
+                      "');", "INSERT INTO models (id, proto) VALUES ('model-old', x'", hex(model),
+                      "');", "INSERT INTO create_requests VALUES ('job', 'r1', 'fp', 'job-old');"));
+  {
+    auto catalog = OpenSqliteCatalog(path);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    EXPECT_EQ(ValueOf((*catalog)->ListDatasets(kDefaultTenant, 10, "")).items.size(), 1u);
+    EXPECT_EQ(ValueOf((*catalog)->ListJobs(kDefaultTenant, 10, "")).items.size(), 1u);
+    EXPECT_EQ(ValueOf((*catalog)->ListModels(kDefaultTenant, 10, "")).items.size(), 1u);
+    EXPECT_TRUE(ValueOf((*catalog)->ListDatasets("team-a", 10, "")).items.empty());
+    EXPECT_EQ(ValueOf((*catalog)->StoredBy(kDefaultTenant)).dataset_bytes, 100);
+    const CreateRequest request =
+        ValueOf((*catalog)->GetCreateRequest("job", kDefaultTenant, "r1"));
+    EXPECT_EQ(request.resource_id, "job-old");
+    EXPECT_EQ(request.fingerprint, "fp");
+    EXPECT_EQ((*catalog)->GetCreateRequest("job", "team-a", "r1").status().code(),
+              absl::StatusCode::kNotFound);
+    // Another tenant may now use the same request id.
+    v1::Job other;
+    other.set_id("job-a");
+    other.set_tenant("team-a");
+    EXPECT_TRUE(
+        (*catalog)->InsertJobForRequest(other, {"job", "r1", "fa", other.id(), "team-a"}).ok());
+  }
   system(("rm -rf " + dir).c_str());
 }
 
