@@ -15,6 +15,7 @@
 #include "logp/v1/job_service.grpc.pb.h"
 #include "logp/v1/model_service.grpc.pb.h"
 #include "proto/cc/field_limits.h"
+#include "proto/cc/status_macros.h"
 #include "server/core/tenant_view.h"
 #include "server/grpc/checked_service.h"
 #include "server/grpc/in_flight_calls.h"
@@ -436,10 +437,21 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
   s->core_ = core;
   s->services_ = std::make_unique<Services>(core);
   if (absl::Status complete = s->services_->CheckComplete(); !complete.ok()) return complete;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options.tls.enabled()) {
+    ASSIGN_OR_RETURN(s->certificates_, ServerCertificates::Load(options.tls));
+    credentials = s->certificates_->credentials();
+  }
+  // Process-wide settings: every server built from now on gets them (the health port's too;
+  // it takes reflection off its own builder).
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (!options.health_listen_address.empty()) {
+    ASSIGN_OR_RETURN(s->health_, HealthOnlyServer::Start(options.health_listen_address));
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &s->port_);
+  if (!options.reflection) builder.SetOption(WithoutServerReflection());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(&s->services_->checked_datasets);
@@ -447,9 +459,11 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
   builder.RegisterService(&s->services_->checked_models);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
+    s->server_.reset();  // nothing to drain
     return absl::UnavailableError("cannot listen on " + options.listen_address);
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (s->health_) s->health_->SetServing(true);
   return s;
 }
 
@@ -470,11 +484,12 @@ void LogpServer::Shutdown(absl::Duration grace) {
 }
 
 void LogpServer::Drain(absl::Duration grace) {
-  if (drained_) return;
+  if (drained_ || server_ == nullptr) return;  // done, or never started
   drained_ = true;
   const absl::Time deadline = absl::Now() + grace;
   InFlightCalls& calls = services_->calls;
   server_->GetHealthCheckService()->SetServingStatus(false);
+  if (health_) health_->SetServing(false);
   calls.BeginShutdown();  // new calls are refused; Score, Evaluate and Sample stop
   core_->Shutdown();      // ends watch streams and training (running jobs checkpoint)
   // A stopped call ends within a batch or an event, and its client is told why; one that has not
@@ -491,13 +506,14 @@ void LogpServer::Drain(absl::Duration grace) {
 
 void LogpServer::Close() {
   Drain(absl::ZeroDuration());
-  if (closed_) return;
+  if (closed_ || server_ == nullptr) return;
   closed_ = true;
   // No call is left that may still finish. gRPC's graceful shutdown would now wait for every
   // client to close its connection after the GOAWAY, which an idle client only notices when its
   // channel next polls (every 5 s by default) and a stopped one never does: a deadline of now
   // closes the connections, cancelling what is left.
   server_->Shutdown(std::chrono::system_clock::now());
+  if (health_) health_->Shutdown();
 }
 
 }  // namespace logp
