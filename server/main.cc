@@ -58,6 +58,17 @@ ABSL_FLAG(int, training_nice, 10,
           "server's own)");
 ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "Time calls in flight get to finish on shutdown");
 ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain of the server; with --tls_key_file, --listen serves TLS only. "
+          "Re-read when it changes (checked every second)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file (unencrypted)");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificates: with it, every client must present a valid certificate signed "
+          "by one of them (mutual TLS). Re-read when it changes");
+ABSL_FLAG(std::string, health_listen, "",
+          "If set, HOST:PORT of a second, plaintext port that serves only the grpc.health.v1 "
+          "health service (for probes that cannot present client certificates)");
+ABSL_FLAG(bool, reflection, true, "Serve gRPC server reflection on --listen");
 
 // How long closing the connections may take once the server has drained (normally a few ms; see
 // LogpServer::Close for what can hold it up).
@@ -102,6 +113,16 @@ int main(int argc, char** argv) {
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.scoring.max_request_seconds = absl::GetFlag(FLAGS_max_request_seconds);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
+  logp::TlsOptions tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  if (tls.enabled()) {  // before the data directory is opened (LogpServer::Start checks again)
+    if (auto checked = logp::ReadTlsMaterial(tls); !checked.ok()) {
+      LOG(ERROR) << checked.status();
+      return 1;
+    }
+  }
   auto core = logp::Core::Open(options);
   if (!core.ok()) {
     LOG(ERROR) << "cannot open data directory " << options.data_dir << ": " << core.status();
@@ -110,12 +131,29 @@ int main(int argc, char** argv) {
   logp::ServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  server_options.tls = tls;
+  server_options.health_listen_address = absl::GetFlag(FLAGS_health_listen);
+  server_options.reflection = absl::GetFlag(FLAGS_reflection);
   auto server = logp::LogpServer::Start(core->get(), server_options);
   if (!server.ok()) {
     LOG(ERROR) << server.status();
     return 1;
   }
-  LOG(INFO) << "logpd serving on port " << (*server)->port() << ", data in " << options.data_dir;
+  LOG(INFO) << "logpd serving on port " << (*server)->port()
+            << (server_options.tls.mutual()    ? " (mutual TLS)"
+                : server_options.tls.enabled() ? " (TLS)"
+                                               : " (plaintext)")
+            << ", data in " << options.data_dir;
+  if ((*server)->health_port() != 0) {
+    LOG(INFO) << "health service alone, in plaintext, on port " << (*server)->health_port();
+  }
+  // Whether clients are authenticated: client certificates do (token authentication counts too
+  // once it is on).
+  const bool clients_authenticated = server_options.tls.mutual();
+  for (const std::string& line : logp::ExposureWarnings(
+           server_options.listen_address, server_options.tls.enabled(), clients_authenticated)) {
+    LOG(WARNING) << line;
+  }
   if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
     const std::string tmp = pf + ".tmp";
     std::ofstream(tmp) << (*server)->port() << "\n";
