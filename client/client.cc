@@ -1,14 +1,20 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/cc/status_macros.h"
 
 namespace logp {
 
@@ -18,9 +24,55 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+namespace {
+
+// The contents of a PEM file named by `flag`.
+absl::StatusOr<std::string> ReadPemFile(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", flag, " ", path, ": ", std::strerror(errno)));
+  }
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat("cannot read ", flag, " ", path));
+  if (!absl::StrContains(bytes, "-----BEGIN ")) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, " is not a PEM file"));
+  }
+  return bytes;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentials(
+    const ClientOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert_file and --tls_key_file go together: a client certificate needs its key");
+  }
+  grpc::SslCredentialsOptions ssl;  // empty roots: the system's
+  if (!options.tls_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile("--tls_ca_file", options.tls_ca_file));
+  }
+  if (!options.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadPemFile("--tls_cert_file", options.tls_cert_file));
+    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadPemFile("--tls_key_file", options.tls_key_file));
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+// gRPC sends metadata values of visible ASCII characters and spaces only.
+bool IsValidToken(const std::string& token) {
+  return std::all_of(token.begin(), token.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
                                                         const ClientOptions& options) {
   if (target.empty()) return absl::InvalidArgumentError("empty server address");
+  if (!IsValidToken(options.token)) {
+    // Never quote the token.
+    return absl::InvalidArgumentError(
+        "the token holds a character other than visible ASCII and spaces (a line break?)");
+  }
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(options.max_message_bytes);
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
@@ -29,12 +81,18 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
               static_cast<int>(absl::ToInt64Milliseconds(options.initial_backoff)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options.max_backoff)));
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls()) {
+    ASSIGN_OR_RETURN(credentials, TlsCredentials(options));
+    if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, credentials, args);
   if (channel == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot create a channel to ", target));
   }
-  return std::make_unique<Client>(std::move(channel), options);
+  auto client = std::make_unique<Client>(std::move(channel), options);
+  client->target_ = target;
+  return client;
 }
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
@@ -44,10 +102,57 @@ Client::Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& opti
       jobs_(v1::JobService::NewStub(channel_)),
       models_(v1::ModelService::NewStub(channel_)) {}
 
-void Client::SetDeadline(grpc::ClientContext* context) const {
-  if (options_.rpc_timeout == absl::InfiniteDuration()) return;
+void Client::Prepare(grpc::ClientContext* context, bool deadline) const {
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  if (!deadline || options_.rpc_timeout == absl::InfiniteDuration()) return;
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(options_.rpc_timeout));
+}
+
+absl::Status Client::StatusOf(const grpc::Status& grpc_status) const {
+  absl::Status status = FromGrpcStatus(grpc_status);
+  if (!absl::IsUnavailable(status)) return status;
+  const std::string original(status.message());
+  // What gRPC 1.51 reports when the connection, not the call, failed.
+  if (!absl::StrContains(original, "failed to connect")) return status;
+  const std::string server = target_.empty() ? "the server" : "the server at " + target_;
+  const std::string with = target_.empty() ? "the server" : target_;
+  const bool closed = absl::StrContains(original, "Socket closed") ||
+                      absl::StrContains(original, "Connection reset");
+  std::string explained;
+  if (!options_.tls()) {
+    if (closed) {
+      explained = absl::StrCat(
+          server,
+          " closed the connection during the handshake: it may require TLS; connect with TLS "
+          "(--tls_ca_file=CA.pem, or --tls to trust the system's CAs)");
+    }
+  } else if (absl::StrContains(absl::AsciiStrToLower(original), "wrong version number")) {
+    explained = absl::StrCat("TLS handshake with ", with,
+                             " failed: it may not serve TLS; connect in plaintext (without the "
+                             "--tls* flags)");
+  } else if (absl::StrContains(original, "certificate verify failed")) {
+    explained = absl::StrCat(
+        "TLS handshake with ", with, " failed: its certificate is not signed by a trusted CA (",
+        options_.tls_ca_file.empty() ? std::string("the system's; pass --tls_ca_file=CA.pem")
+                                     : "--tls_ca_file " + options_.tls_ca_file,
+        ")");
+  } else if (absl::StrContains(original, "not in peer certificate")) {
+    explained = absl::StrCat(
+        "TLS handshake with ", with, " failed: its certificate does not carry the name ",
+        options_.tls_server_name.empty()
+            ? "connected to; connect by a name it carries, or pass --tls_server_name=NAME"
+            : options_.tls_server_name + " (--tls_server_name)");
+  } else if (closed) {
+    explained = absl::StrCat(
+        server, " closed the connection during the TLS handshake: ",
+        options_.tls_cert_file.empty()
+            ? "it may require a client certificate (--tls_cert_file and --tls_key_file)"
+            : "it may refuse the client certificate --tls_cert_file " + options_.tls_cert_file +
+                  " (expired, or not signed by a CA it trusts)");
+  }
+  if (explained.empty()) return status;
+  return absl::UnavailableError(absl::StrCat(explained, " [gRPC: ", original, "]"));
 }
 
 absl::Status Client::Call(const std::function<grpc::Status(grpc::ClientContext*)>& attempt,
@@ -56,8 +161,8 @@ absl::Status Client::Call(const std::function<grpc::Status(grpc::ClientContext*)
   absl::Duration backoff = options_.initial_backoff;
   for (int n = 1;; ++n) {
     grpc::ClientContext context;
-    if (deadline) SetDeadline(&context);
-    absl::Status status = FromGrpcStatus(attempt(&context));
+    Prepare(&context, deadline);
+    absl::Status status = StatusOf(attempt(&context));
     if (!retry || !absl::IsUnavailable(status) || n >= options_.max_attempts) return status;
     absl::SleepFor(backoff * std::uniform_real_distribution<double>(0.8, 1.2)(rng));
     backoff = std::min(options_.max_backoff, backoff * 2);
@@ -110,6 +215,7 @@ absl::StatusOr<v1::Dataset> Client::UploadDataset(const std::string& name,
 absl::StatusOr<v1::Dataset> Client::UploadRaw(
     const std::vector<v1::CreateDatasetRequest>& requests) {
   grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);
   v1::Dataset dataset;
   std::unique_ptr<grpc::ClientWriter<v1::CreateDatasetRequest>> writer =
       datasets_->CreateDataset(&context, &dataset);
@@ -118,7 +224,7 @@ absl::StatusOr<v1::Dataset> Client::UploadRaw(
     if (!(writing = writer->Write(request))) break;
   }
   if (writing) writer->WritesDone();
-  absl::Status status = FromGrpcStatus(writer->Finish());
+  absl::Status status = StatusOf(writer->Finish());
   if (!status.ok()) return status;
   return dataset;
 }
@@ -153,11 +259,11 @@ absl::StatusOr<v1::ListDatasetsResponse> Client::ListDatasets(int32_t page_size,
 
 absl::Status Client::DeleteDataset(const std::string& id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::DeleteDatasetRequest request;
   request.set_id(id);
   v1::DeleteDatasetResponse response;
-  return FromGrpcStatus(datasets_->DeleteDataset(&context, request, &response));
+  return StatusOf(datasets_->DeleteDataset(&context, request, &response));
 }
 
 // --- jobs ---
@@ -200,17 +306,18 @@ absl::StatusOr<v1::ListJobsResponse> Client::ListJobs(int32_t page_size,
 
 absl::StatusOr<v1::Job> Client::CancelJob(const std::string& id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::CancelJobRequest request;
   request.set_id(id);
   v1::Job response;
-  absl::Status status = FromGrpcStatus(jobs_->CancelJob(&context, request, &response));
+  absl::Status status = StatusOf(jobs_->CancelJob(&context, request, &response));
   if (!status.ok()) return status;
   return response;
 }
 
 absl::Status Client::WatchJob(const std::string& id, int64_t from_seq, const JobEventFn& on_event) {
   grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);
   v1::WatchJobRequest request;
   request.set_id(id);
   request.set_from_seq(from_seq);
@@ -224,7 +331,7 @@ absl::Status Client::WatchJob(const std::string& id, int64_t from_seq, const Job
       return absl::OkStatus();
     }
   }
-  return FromGrpcStatus(reader->Finish());
+  return StatusOf(reader->Finish());
 }
 
 absl::StatusOr<v1::Job> Client::WaitForJob(const std::string& id, const JobEventFn& on_event) {
@@ -360,6 +467,7 @@ absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_
   samples->Reserve(static_cast<int64_t>(n));
 
   grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);
   v1::SampleRequest request;
   SetTarget(model_id, &request);
   request.set_num_samples(n);
@@ -375,7 +483,7 @@ absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_
       return absl::InternalError(absl::StrCat("server sent malformed samples: ", status.message()));
     }
   }
-  absl::Status status = FromGrpcStatus(reader->Finish());
+  absl::Status status = StatusOf(reader->Finish());
   if (!status.ok()) return status;
   if (samples->rows != static_cast<int64_t>(n)) {
     return absl::InternalError(

@@ -44,6 +44,29 @@ struct ClientOptions {
   int max_attempts = 5;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(2);
+
+  // --- transport security (Connect only) ---
+  // TLS is on when use_tls is true or any tls_* field below is set; plaintext otherwise (the
+  // default).
+  bool use_tls = false;
+  // PEM CA certificates the server's certificate must chain to; empty with TLS on: the
+  // system's roots.
+  std::string tls_ca_file;
+  // PEM client certificate chain and its private key, for servers that require client
+  // certificates (mutual TLS). Both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name the server's certificate must carry, instead of the host of the target (e.g. when
+  // connecting by IP address to a certificate issued for a DNS name).
+  std::string tls_server_name;
+  bool tls() const {
+    return use_tls || !tls_ca_file.empty() || !tls_cert_file.empty() || !tls_key_file.empty() ||
+           !tls_server_name.empty();
+  }
+
+  // If set, every call carries the metadata "authorization: Bearer <token>" (over TLS or
+  // plaintext alike). The client never logs or prints it.
+  std::string token;
 };
 
 // How to score families without an exact likelihood (the VAE); exact families ignore it.
@@ -61,7 +84,22 @@ using JobEventFn = std::function<bool(const v1::JobEvent& event)>;
 
 class Client {
  public:
-  // Connects (lazily) to `target`, e.g. "localhost:50051", over an insecure channel.
+  // Connects (lazily) to `target`, e.g. "localhost:50051", in plaintext or over TLS (see
+  // ClientOptions::tls()). INVALID_ARGUMENT if a TLS file cannot be read or a client certificate
+  // comes without its key (or the reverse).
+  //
+  // When the connection fails because one side speaks TLS and the other does not, or the TLS
+  // handshake fails, calls return UNAVAILABLE with a message that says so and what to change,
+  // naming the settings by logpctl's flags (--tls_ca_file for tls_ca_file, and so on); gRPC's
+  // own message follows in brackets:
+  // - plaintext client, the server closes the connection at once (a TLS server does):
+  //   "the server at T closed the connection during the handshake: it may require TLS; ...";
+  // - TLS client, the server answers something else than TLS ("wrong version number"):
+  //   "TLS handshake with T failed: it may not serve TLS; ...";
+  // - TLS client, the server's certificate does not verify: "... is not trusted ...";
+  // - TLS client, the server closes the connection during the handshake (a mutual-TLS server
+  //   refusing a missing, expired or foreign client certificate): "... it may require a client
+  //   certificate signed by a CA it trusts ...".
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
                                                          const ClientOptions& options = {});
   // Uses an existing channel (in-process tests).
@@ -119,13 +157,18 @@ class Client {
   absl::StatusOr<RecordMatrix> Sample(const std::string& model_id, uint64_t n, uint64_t seed);
 
  private:
-  void SetDeadline(grpc::ClientContext* context) const;
+  // Every call's context is prepared here: rpc_timeout if `deadline`, the token if any.
+  void Prepare(grpc::ClientContext* context, bool deadline = true) const;
+  // A call's status, with a connection failure that looks like a TLS mismatch explained (see
+  // Connect).
+  absl::Status StatusOf(const grpc::Status& status) const;
   // Runs `attempt` (with a fresh context, carrying rpc_timeout if `deadline`) once, or, if `retry`,
   // again with backoff while it returns UNAVAILABLE (see ClientOptions::max_attempts).
   absl::Status Call(const std::function<grpc::Status(grpc::ClientContext*)>& attempt, bool retry,
                     bool deadline = true) const;
 
   ClientOptions options_;
+  std::string target_ = "the server";  // as given to Connect, for messages
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DatasetService::Stub> datasets_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

@@ -31,6 +31,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/connection_flags.h"
 #include "client/data_files.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/cc/status_macros.h"
@@ -119,7 +120,9 @@ namespace {
 
 constexpr char kUsage[] = R"(client of the logp density-model service.
 
-usage: logpctl [--server=HOST:PORT] [--json] COMMAND ...
+usage: logpctl [--server=HOST:PORT] [--json] [TLS flags] [--token=T] COMMAND ...
+TLS flags: --tls_ca_file=CA.pem (or --tls for the system's CAs) [--tls_cert_file=C.pem
+           --tls_key_file=K.pem] [--tls_server_name=NAME]; --token defaults to $LOGP_TOKEN
 
 datasets upload FILE --kind=binary|categorical|continuous [--name=N]
                 [--binarize_threshold=T] [--num_categories=K] [--max_records=N]
@@ -1026,7 +1029,8 @@ int Main(int argc, char** argv) {
   std::unique_ptr<Client> client;
   ctx.client = [&client]() -> absl::StatusOr<Client*> {
     if (client == nullptr) {
-      ASSIGN_OR_RETURN(client, Client::Connect(absl::GetFlag(FLAGS_server)));
+      ASSIGN_OR_RETURN(client,
+                       Client::Connect(absl::GetFlag(FLAGS_server), ConnectionOptionsFromFlags()));
     }
     return client.get();
   };
