@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "glog/logging.h"
 #include "server/auth/credentials.h"
+#include "server/auth/quotas.h"
 #include "tests/auth/auth_test_util.h"
 
 namespace logp {
@@ -318,6 +319,24 @@ TEST(AuthTokensFileTest, OpenErrorsNameTheFile) {
   EXPECT_EQ(status, absl::InvalidArgumentError(absl::StrCat(
                         "auth tokens file '", bad,
                         "': line 2: the role (third field) must be reader, writer or admin")));
+}
+
+TEST(QuotasFileTest, ReloadsAndTheQuotaFnOutlivesTheFile) {
+  TempDir dir;
+  const std::string path = dir.File("quotas");
+  WriteFile(path, "* datasets=3\n");
+  absl::StatusOr<std::unique_ptr<QuotasFile>> opened = QuotasFile::Open(path, absl::ZeroDuration());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ((*opened)->For("team-a").datasets, 3);
+  QuotaFn fn = (*opened)->AsQuotaFn();
+  opened->reset();
+  EXPECT_EQ(fn("team-a").datasets, 3);
+  WriteFile(path, "* datasets=3\nteam-a datasets=10\n");
+  EXPECT_EQ(fn("team-a").datasets, 10);
+  EXPECT_EQ(fn("team-b").datasets, 3);
+  // A broken version keeps the last good table.
+  WriteFile(path, "* datasets=three\n");
+  EXPECT_EQ(fn("team-a").datasets, 10);
 }
 
 }  // namespace
