@@ -160,15 +160,6 @@ absl::Status ParseSetting(int line, const std::string& field, LineQuota* out) {
 
 }  // namespace
 
-absl::Status QuotaExceeded(std::string_view tenant, std::string_view quota, std::string_view limit,
-                           std::string_view in_use, std::string_view detail) {
-  std::string message =
-      absl::StrCat("tenant '", ToAbsl(tenant), "' is over its quota ", ToAbsl(quota), ": limit ",
-                   ToAbsl(limit), ", in use ", ToAbsl(in_use));
-  if (!detail.empty()) absl::StrAppend(&message, "; ", ToAbsl(detail));
-  return absl::ResourceExhaustedError(message);
-}
-
 absl::StatusOr<QuotaTable> QuotaTable::Parse(std::string_view contents) {
   std::optional<LineQuota> defaults;
   std::vector<std::pair<std::string, LineQuota>> lines;

@@ -1,5 +1,5 @@
-// Per-tenant quotas: the quotas file (--quotas_file), its parsed table, and the one message of a
-// request a quota refuses.
+// Per-tenant quotas: the quotas file (--quotas_file) and its parsed table. (A request a quota
+// refuses is answered with QuotaExceededError of server/core/quota.h.)
 //
 // The quotas file
 // ---------------
@@ -41,30 +41,18 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/auth/watched_file.h"
 #include "server/core/quota.h"
 
 namespace logp {
 
-// The quotas' names, in the file and in messages.
+// The quotas' names, in the file and in messages (QuotaExceededError's `quota`).
 inline constexpr char kQuotaStoredBytes[] = "stored_bytes";
 inline constexpr char kQuotaDatasets[] = "datasets";
 inline constexpr char kQuotaQueuedJobs[] = "queued_jobs";
 inline constexpr char kQuotaRunningJobs[] = "running_jobs";
 inline constexpr char kQuotaRecordsScoredPerSecond[] = "records_scored_per_second";
-
-// The status of a request a quota refuses: RESOURCE_EXHAUSTED
-// "tenant 'TENANT' is over its quota QUOTA: limit LIMIT, in use IN_USE", followed by "; DETAIL"
-// when `detail` is not empty, e.g. "tenant 'team-a' is over its quota datasets: limit 3, in use
-// 3".
-absl::Status QuotaExceeded(std::string_view tenant, std::string_view quota, std::string_view limit,
-                           std::string_view in_use, std::string_view detail = {});
-inline absl::Status QuotaExceeded(std::string_view tenant, std::string_view quota, int64_t limit,
-                                  int64_t in_use, std::string_view detail = {}) {
-  return QuotaExceeded(tenant, quota, absl::StrCat(limit), absl::StrCat(in_use), detail);
-}
 
 // The quotas of one version of the quotas file. Immutable; thread-safe.
 class QuotaTable {

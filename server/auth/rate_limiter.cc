@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/auth/quotas.h"
+#include "server/core/quota.h"
 
 namespace logp {
 
@@ -23,9 +24,11 @@ absl::Status ScoringRateLimiter::Admit(const std::string& tenant, int64_t record
   }
   const double rate = *limit;
   const std::string limit_text = absl::StrFormat("%.15g", rate);
+  const std::string asked =
+      absl::StrCat("this request ", records, records == 1 ? " record" : " records");
   if (rate <= 0) {
-    return QuotaExceeded(tenant, kQuotaRecordsScoredPerSecond, limit_text, "0",
-                         "the limit admits no records");
+    return QuotaExceededError(tenant, kQuotaRecordsScoredPerSecond, limit_text, "0",
+                              absl::StrCat(asked, ", the limit admits no records"));
   }
 
   Bucket& bucket = buckets_[tenant];
@@ -46,8 +49,8 @@ absl::Status ScoringRateLimiter::Admit(const std::string& tenant, int64_t record
   // The first whole millisecond at which `owed` is under one second.
   const absl::Duration retry =
       absl::Ceil(owed - absl::Seconds(1) + absl::Nanoseconds(1), absl::Milliseconds(1));
-  return QuotaExceeded(tenant, kQuotaRecordsScoredPerSecond, limit_text, absl::StrCat(in_use),
-                       absl::StrCat("retry in ", absl::FormatDuration(retry)));
+  return QuotaExceededError(tenant, kQuotaRecordsScoredPerSecond, limit_text, absl::StrCat(in_use),
+                            absl::StrCat(asked, ", retry in ", absl::FormatDuration(retry)));
 }
 
 }  // namespace logp

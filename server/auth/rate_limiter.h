@@ -21,13 +21,15 @@ namespace logp {
 // balance may go negative, so one request larger than R is admitted, and the next ones wait
 // until the refill has paid the debt back.
 //
-// A refused request takes nothing and is RESOURCE_EXHAUSTED
-//   "tenant 'T' is over its quota records_scored_per_second: limit R, in use U; retry in D"
+// A refused request takes nothing and is RESOURCE_EXHAUSTED (QuotaExceededError)
+//   "tenant 'T' is at its quota records_scored_per_second: limit R, in use U, this request N
+//   records, retry in D"
 // where U is the number of records the bucket still counts, R minus its balance (R plus the
 // debt), rounded to an integer: the records admitted that the refill has not yet paid back.
 // D (absl::FormatDuration, whole milliseconds, e.g. "301ms") is the wait after which the same
-// request is admitted, if no other is admitted meanwhile. A limit of 0 refuses every request
-// with "...: limit 0, in use 0; the limit admits no records".
+// request is admitted, if no other is admitted meanwhile ("1 record" for N = 1). A limit of 0
+// refuses every request with "...: limit 0, in use 0, this request N records, the limit admits
+// no records".
 //
 // A request of 0 records is always admitted. A change of the tenant's limit keeps the records
 // the bucket counts. Thread-safe.

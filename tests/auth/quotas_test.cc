@@ -1,4 +1,4 @@
-// The quotas file: inheritance from `*`, `unlimited`, units, every error; QuotaExceeded.
+// The quotas file: inheritance from `*`, `unlimited`, units, every error.
 #include "server/auth/quotas.h"
 
 #include <gtest/gtest.h>
@@ -170,19 +170,6 @@ TEST(QuotaTableTest, EveryParseErrorNamesItsLine) {
     EXPECT_EQ(QuotaTable::Parse(c.contents).status(), absl::InvalidArgumentError(c.message))
         << c.contents;
   }
-}
-
-TEST(QuotaExceededTest, NamesTheQuotaItsLimitAndTheUse) {
-  EXPECT_EQ(QuotaExceeded("team-a", kQuotaDatasets, 3, 3),
-            absl::ResourceExhaustedError(
-                "tenant 'team-a' is over its quota datasets: limit 3, in use 3"));
-  EXPECT_EQ(QuotaExceeded("team-a", kQuotaStoredBytes, int64_t{1000}, int64_t{990},
-                          "the upload needs 20 more bytes"),
-            absl::ResourceExhaustedError("tenant 'team-a' is over its quota stored_bytes: limit "
-                                         "1000, in use 990; the upload needs 20 more bytes"));
-  EXPECT_EQ(QuotaExceeded("t", kQuotaRecordsScoredPerSecond, "2.5", "3"),
-            absl::ResourceExhaustedError(
-                "tenant 't' is over its quota records_scored_per_second: limit 2.5, in use 3"));
 }
 
 }  // namespace

@@ -41,11 +41,13 @@ const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 
 absl::Time At(int64_t ms) { return kT0 + absl::Milliseconds(ms); }
 
+// The refusal of a request of `records` records.
 absl::Status Refused(const std::string& tenant, const std::string& limit, int64_t in_use,
-                     const std::string& retry) {
+                     const std::string& retry, int64_t records = 1) {
   return absl::ResourceExhaustedError(
-      "tenant '" + tenant + "' is over its quota records_scored_per_second: limit " + limit +
-      ", in use " + std::to_string(in_use) + "; retry in " + retry);
+      "tenant '" + tenant + "' is at its quota records_scored_per_second: limit " + limit +
+      ", in use " + std::to_string(in_use) + ", this request " + std::to_string(records) +
+      (records == 1 ? " record" : " records") + ", retry in " + retry);
 }
 
 TEST(ScoringRateLimiterTest, NoQuotaFnOrNoLimitAdmitsEverything) {
@@ -93,7 +95,7 @@ TEST(ScoringRateLimiterTest, TheRetryHintIsExact) {
   limits.Set("t", 1000);
   ScoringRateLimiter limiter(limits.Fn());
   EXPECT_TRUE(limiter.Admit("t", 2345, At(0)).ok());  // owed 2.345 s
-  EXPECT_EQ(limiter.Admit("t", 10, At(0)), Refused("t", "1000", 2345, "1.346s"));
+  EXPECT_EQ(limiter.Admit("t", 10, At(0)), Refused("t", "1000", 2345, "1.346s", 10));
   EXPECT_FALSE(limiter.Admit("t", 10, At(1345)).ok());
   EXPECT_TRUE(limiter.Admit("t", 10, At(1346)).ok());
 }
@@ -124,8 +126,9 @@ TEST(ScoringRateLimiterTest, ALimitOfZeroAdmitsNothing) {
   limits.Set("t", 0);
   ScoringRateLimiter limiter(limits.Fn());
   EXPECT_EQ(limiter.Admit("t", 1, At(0)),
-            absl::ResourceExhaustedError("tenant 't' is over its quota records_scored_per_second: "
-                                         "limit 0, in use 0; the limit admits no records"));
+            absl::ResourceExhaustedError("tenant 't' is at its quota records_scored_per_second: "
+                                         "limit 0, in use 0, this request 1 record, the limit "
+                                         "admits no records"));
   EXPECT_FALSE(limiter.Admit("t", 1, At(1000000)).ok());
 }
 
