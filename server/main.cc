@@ -19,6 +19,8 @@
 #include "absl/synchronization/notification.h"
 #include "models/compute_threads.h"
 #include "models/memory_estimate.h"
+#include "server/auth/credentials.h"
+#include "server/auth/quotas.h"
 #include "server/core/core.h"
 #include "server/core/job_memory.h"
 #include "server/grpc/server.h"
@@ -69,6 +71,14 @@ ABSL_FLAG(std::string, health_listen, "",
           "If set, HOST:PORT of a second, plaintext port that serves only the grpc.health.v1 "
           "health service (for probes that cannot present client certificates)");
 ABSL_FLAG(bool, reflection, true, "Serve gRPC server reflection on --listen");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "Credentials, one per line: TOKEN TENANT ROLE, sha256:HEX TENANT ROLE or "
+          "cert:IDENTITY TENANT ROLE (README: Security). With it every call must authenticate; "
+          "without it every call is tenant 'default' with role admin. Re-read when it changes");
+ABSL_FLAG(std::string, quotas_file, "",
+          "Per-tenant quotas, one line per tenant or '*': TENANT key=value ... with keys "
+          "stored_bytes, datasets, queued_jobs, running_jobs, records_scored_per_second (README: "
+          "Security). Re-read when it changes");
 
 // How long closing the connections may take once the server has drained (normally a few ms; see
 // LogpServer::Close for what can hold it up).
@@ -123,6 +133,27 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::unique_ptr<logp::AuthTokensFile> tokens;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_tokens_file); !path.empty()) {
+    auto opened = logp::AuthTokensFile::Open(path);
+    if (!opened.ok()) {
+      LOG(ERROR) << "--auth_tokens_file: " << opened.status();
+      return 1;
+    }
+    tokens = std::move(*opened);
+    LOG(INFO) << "authentication on: " << tokens->Current()->token_count() << " tokens and "
+              << tokens->Current()->certificate_count() << " certificate identities in " << path;
+  }
+  std::unique_ptr<logp::QuotasFile> quotas;
+  if (const std::string path = absl::GetFlag(FLAGS_quotas_file); !path.empty()) {
+    auto opened = logp::QuotasFile::Open(path);
+    if (!opened.ok()) {
+      LOG(ERROR) << "--quotas_file: " << opened.status();
+      return 1;
+    }
+    quotas = std::move(*opened);
+    options.quotas = quotas->AsQuotaFn();
+  }
   auto core = logp::Core::Open(options);
   if (!core.ok()) {
     LOG(ERROR) << "cannot open data directory " << options.data_dir << ": " << core.status();
@@ -134,6 +165,7 @@ int main(int argc, char** argv) {
   server_options.tls = tls;
   server_options.health_listen_address = absl::GetFlag(FLAGS_health_listen);
   server_options.reflection = absl::GetFlag(FLAGS_reflection);
+  server_options.auth_tokens = tokens.get();
   auto server = logp::LogpServer::Start(core->get(), server_options);
   if (!server.ok()) {
     LOG(ERROR) << server.status();
@@ -147,9 +179,9 @@ int main(int argc, char** argv) {
   if ((*server)->health_port() != 0) {
     LOG(INFO) << "health service alone, in plaintext, on port " << (*server)->health_port();
   }
-  // Whether clients are authenticated: client certificates do (token authentication counts too
-  // once it is on).
-  const bool clients_authenticated = server_options.tls.mutual();
+  // Whether clients are authenticated: by tokens (or mapped certificates), or by client
+  // certificates alone.
+  const bool clients_authenticated = tokens != nullptr || server_options.tls.mutual();
   for (const std::string& line : logp::ExposureWarnings(
            server_options.listen_address, server_options.tls.enabled(), clients_authenticated)) {
     LOG(WARNING) << line;

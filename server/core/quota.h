@@ -8,6 +8,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace logp {
 
@@ -33,12 +35,26 @@ using QuotaFn = std::function<TenantQuota(const std::string& tenant)>;
 // RESOURCE_EXHAUSTED naming the quota, its limit and the tenant's use, e.g. "tenant 'team-a' is
 // at its quota datasets: limit 3, in use 3". `asked`, if not empty, says what the refused
 // request would have added ("this upload 1.2 MiB").
-absl::Status QuotaExceededError(const std::string& tenant, const std::string& quota,
-                                const std::string& limit, const std::string& in_use,
-                                const std::string& asked = "");
+inline absl::Status QuotaExceededError(const std::string& tenant, const std::string& quota,
+                                       const std::string& limit, const std::string& in_use,
+                                       const std::string& asked = "") {
+  return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant, "' is at its quota ", quota,
+                                                   ": limit ", limit, ", in use ", in_use,
+                                                   asked.empty() ? "" : ", ", asked));
+}
 
 // Bytes as quota messages write them: "10485760 bytes (10.0 MiB)".
-std::string QuotaBytes(int64_t bytes);
+inline std::string QuotaBytes(int64_t bytes) {
+  const char* const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  if (unit == 0) return absl::StrCat(bytes, " bytes");
+  return absl::StrFormat("%d bytes (%.1f %s)", bytes, value, units[unit]);
+}
 
 // The quota of `tenant` from `quotas` (none when null).
 inline TenantQuota QuotaOf(const QuotaFn& quotas, const std::string& tenant) {

@@ -29,6 +29,20 @@ grpc::Status CheckFieldLimits(const google::protobuf::Message& request) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(st.message()));
 }
 
+std::string AuditedResourceId(const google::protobuf::Message* request,
+                              const google::protobuf::Message* response) {
+  for (const google::protobuf::Message* m : {request, response}) {
+    if (m == nullptr) continue;
+    const google::protobuf::FieldDescriptor* id = m->GetDescriptor()->FindFieldByName("id");
+    if (id == nullptr || id->type() != google::protobuf::FieldDescriptor::TYPE_STRING ||
+        id->is_repeated()) {
+      continue;
+    }
+    return m->GetReflection()->GetString(*m, id);
+  }
+  return "";
+}
+
 std::vector<std::string> CheckedService::Missing() const {
   std::vector<std::string> missing;
   for (int i = 0; i < service_->method_count(); ++i) {

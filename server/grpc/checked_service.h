@@ -14,6 +14,12 @@
 // a request that did not parse, nor one with a string field over its length limit
 // (proto/cc/field_limits.h: ids 128 bytes, other strings 1 KiB), which is INVALID_ARGUMENT too.
 //
+// Every method is added with the Access it needs; before the typed method runs, the call is
+// admitted by the server's Authentication (authentication.h): UNAUTHENTICATED or
+// PERMISSION_DENIED stop it there, and the typed method receives the caller's Principal. Each
+// call that needs kWrite is audited with its outcome, admitted or not. (A request that does not
+// parse is refused with INVALID_ARGUMENT before that: nothing of it runs.)
+//
 // It also keeps the server's InFlightCalls: a sync call counts there until gRPC has sent its
 // status (a callback method's reactor counts itself), and once the server is shutting down a call
 // that starts is refused with UNAVAILABLE before its method runs.
@@ -35,6 +41,9 @@
 #include <utility>
 #include <vector>
 
+#include "server/auth/policy.h"
+#include "server/auth/principal.h"
+#include "server/grpc/authentication.h"
 #include "server/grpc/in_flight_calls.h"
 
 namespace logp {
@@ -49,6 +58,11 @@ bool ParseMessage(grpc::ByteBuffer* bytes, google::protobuf::Message* message);
 
 // OK, or INVALID_ARGUMENT for a string field over its length limit (proto/cc/field_limits.h).
 grpc::Status CheckFieldLimits(const google::protobuf::Message& request);
+
+// The resource a call names or made, for the audit log: the request's string field `id` if it
+// has one, else the response's (null: none).
+std::string AuditedResourceId(const google::protobuf::Message* request,
+                              const google::protobuf::Message* response);
 
 // Typed reading of a client stream served with raw messages.
 template <class Request>
@@ -179,21 +193,28 @@ class CheckedService final : public grpc::Service {
   using AtShutdown = InFlightCalls::AtShutdown;
 
   // Serves methods of `service` (e.g. v1::DatasetService's descriptor); add each with the call
-  // that fits its kind. `calls` must outlive the service.
-  CheckedService(const google::protobuf::ServiceDescriptor* service, InFlightCalls* calls)
-      : service_(service), calls_(calls) {}
+  // that fits its kind and the access it needs. `calls` and `auth` must outlive the service.
+  CheckedService(const google::protobuf::ServiceDescriptor* service, InFlightCalls* calls,
+                 const Authentication* auth)
+      : service_(service), calls_(calls), auth_(auth) {}
 
   template <class Impl, class Request, class Response>
-  void Unary(const std::string& method, Impl* impl,
-             grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*, Response*),
+  void Unary(const std::string& method, Access access, Impl* impl,
+             grpc::Status (Impl::*fn)(grpc::ServerContext*, const Principal&, const Request*,
+                                      Response*),
              AtShutdown at_shutdown = AtShutdown::kFinish) {
     Add(method, grpc::internal::RpcMethod::NORMAL_RPC, Request::descriptor(),
         Counted(new checked_internal::ParseStatusHandler(
                     new grpc::internal::RpcMethodHandler<Impl, Request, Response>(
-                        [this, fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
-                                   Response* response) {
-                          grpc::Status admitted = Admit(*request);
-                          return admitted.ok() ? (impl->*fn)(ctx, request, response) : admitted;
+                        [this, fn, access, method](Impl* impl, grpc::ServerContext* ctx,
+                                                   const Request* request, Response* response) {
+                          Principal who;
+                          grpc::Status status = Admit(*ctx, access, method, request, &who);
+                          if (status.ok()) status = (impl->*fn)(ctx, who, request, response);
+                          auth_->Audit(access, method, who,
+                                       AuditedResourceId(request, status.ok() ? response : nullptr),
+                                       status);
+                          return status;
                         },
                         impl),
                     Request::descriptor()),
@@ -201,56 +222,72 @@ class CheckedService final : public grpc::Service {
   }
 
   template <class Impl, class Request, class Response>
-  void ServerStreaming(const std::string& method, Impl* impl,
-                       grpc::Status (Impl::*fn)(grpc::ServerContext*, const Request*,
-                                                grpc::ServerWriter<Response>*),
+  void ServerStreaming(const std::string& method, Access access, Impl* impl,
+                       grpc::Status (Impl::*fn)(grpc::ServerContext*, const Principal&,
+                                                const Request*, grpc::ServerWriter<Response>*),
                        AtShutdown at_shutdown = AtShutdown::kFinish) {
     Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(),
         Counted(new checked_internal::ParseStatusHandler(
                     new grpc::internal::ServerStreamingHandler<Impl, Request, Response>(
-                        [this, fn](Impl* impl, grpc::ServerContext* ctx, const Request* request,
-                                   grpc::ServerWriter<Response>* writer) {
-                          grpc::Status admitted = Admit(*request);
-                          return admitted.ok() ? (impl->*fn)(ctx, request, writer) : admitted;
+                        [this, fn, access, method](Impl* impl, grpc::ServerContext* ctx,
+                                                   const Request* request,
+                                                   grpc::ServerWriter<Response>* writer) {
+                          Principal who;
+                          grpc::Status status = Admit(*ctx, access, method, request, &who);
+                          if (status.ok()) status = (impl->*fn)(ctx, who, request, writer);
+                          auth_->Audit(access, method, who, AuditedResourceId(request, nullptr),
+                                       status);
+                          return status;
                         },
                         impl),
                     Request::descriptor()),
                 at_shutdown));
   }
 
-  // `fn` reads the stream's raw messages, typically through a ParsingReader<Request>.
+  // `fn` reads the stream's raw messages, typically through a ParsingReader<Request>; the call is
+  // admitted before any is read.
   template <class Request, class Impl, class Response>
-  void ClientStreaming(const std::string& method, Impl* impl,
-                       grpc::Status (Impl::*fn)(grpc::ServerContext*,
+  void ClientStreaming(const std::string& method, Access access, Impl* impl,
+                       grpc::Status (Impl::*fn)(grpc::ServerContext*, const Principal&,
                                                 grpc::ServerReader<grpc::ByteBuffer>*, Response*),
                        AtShutdown at_shutdown = AtShutdown::kFinish) {
     Add(method, grpc::internal::RpcMethod::CLIENT_STREAMING, Request::descriptor(),
         Counted(new grpc::internal::ClientStreamingHandler<Impl, grpc::ByteBuffer, Response>(
-                    [this, fn](Impl* impl, grpc::ServerContext* ctx,
-                               grpc::ServerReader<grpc::ByteBuffer>* reader, Response* response) {
-                      if (calls_->stopping()) return ShuttingDown();
-                      return (impl->*fn)(ctx, reader, response);
+                    [this, fn, access, method](Impl* impl, grpc::ServerContext* ctx,
+                                               grpc::ServerReader<grpc::ByteBuffer>* reader,
+                                               Response* response) {
+                      Principal who;
+                      grpc::Status status = Admit(*ctx, access, method, nullptr, &who);
+                      if (status.ok()) status = (impl->*fn)(ctx, who, reader, response);
+                      auth_->Audit(access, method, who,
+                                   AuditedResourceId(nullptr, status.ok() ? response : nullptr),
+                                   status);
+                      return status;
                     },
                     impl),
                 at_shutdown));
   }
 
   // The reactor `fn` returns must count itself in the InFlightCalls (from its start until OnDone).
+  // Read methods only (a callback call is not audited).
   template <class Impl, class Request, class Response>
-  void CallbackServerStreaming(const std::string& method, Impl* impl,
-                               grpc::ServerWriteReactor<Response>* (Impl::*fn)(
-                                   grpc::CallbackServerContext*, const Request*)) {
+  void CallbackServerStreaming(
+      const std::string& method, Impl* impl,
+      grpc::ServerWriteReactor<Response>* (Impl::*fn)(grpc::CallbackServerContext*,
+                                                      const Principal&, const Request*)) {
     const int index =
         Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(), nullptr);
     MarkMethodCallback(
         index, new checked_internal::CallbackWriterHandler<Request, Response>(
-                   [this, impl, fn](grpc::CallbackServerContext* ctx,
-                                    const Request* request) -> grpc::ServerWriteReactor<Response>* {
-                     grpc::Status admitted = Admit(*request);
+                   [this, impl, fn, method](
+                       grpc::CallbackServerContext* ctx,
+                       const Request* request) -> grpc::ServerWriteReactor<Response>* {
+                     Principal who;
+                     grpc::Status admitted = Admit(*ctx, Access::kRead, method, request, &who);
                      if (!admitted.ok()) {
                        return new checked_internal::FinishedWriter<Response>(admitted);
                      }
-                     return (impl->*fn)(ctx, request);
+                     return (impl->*fn)(ctx, who, request);
                    }));
   }
 
@@ -258,10 +295,14 @@ class CheckedService final : public grpc::Service {
   std::vector<std::string> Missing() const;
 
  private:
-  // UNAVAILABLE once the server is shutting down, else the request's field limits.
-  grpc::Status Admit(const google::protobuf::Message& request) const {
+  // UNAVAILABLE once the server is shutting down; else the caller's credentials and rights
+  // (`principal` is set when they were read); else the request's field limits (none for null).
+  grpc::Status Admit(const grpc::ServerContextBase& ctx, Access access, const std::string& method,
+                     const google::protobuf::Message* request, Principal* principal) const {
     if (calls_->stopping()) return ShuttingDown();
-    return CheckFieldLimits(request);
+    grpc::Status admitted = auth_->Admit(ctx, access, method, principal);
+    if (!admitted.ok() || request == nullptr) return admitted;
+    return CheckFieldLimits(*request);
   }
   static grpc::Status ShuttingDown() {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(ShuttingDownError().message()));
@@ -278,6 +319,7 @@ class CheckedService final : public grpc::Service {
 
   const google::protobuf::ServiceDescriptor* const service_;
   InFlightCalls* const calls_;
+  const Authentication* const auth_;
   std::deque<std::string> paths_;  // "/package.Service/Method"; gRPC keeps pointers to them
   std::vector<std::string> added_;
 };

@@ -16,7 +16,10 @@
 #include "logp/v1/model_service.grpc.pb.h"
 #include "proto/cc/field_limits.h"
 #include "proto/cc/status_macros.h"
+#include "server/auth/policy.h"
+#include "server/auth/rate_limiter.h"
 #include "server/core/tenant_view.h"
+#include "server/grpc/authentication.h"
 #include "server/grpc/checked_service.h"
 #include "server/grpc/in_flight_calls.h"
 #include "server/grpc/protobuf_log.h"
@@ -107,46 +110,47 @@ void CopyPage(const Page<T>& page, google::protobuf::RepeatedPtrField<T>* items,
 
 // The services' typed methods. They are served through CheckedServices (see Services below), so
 // a request that does not parse never reaches them.
-class DatasetServiceImpl final : public v1::DatasetService::Service {
+class DatasetServiceImpl final {
  public:
   explicit DatasetServiceImpl(Core* core) : core_(core) {}
 
   // Reads raw messages, so that one that does not parse is refused, not taken for the end of the
   // upload. A message that does not parse reaches the core cleared, which it refuses (the first
   // must be a header, every later one a chunk): nothing is stored.
-  grpc::Status CreateDataset(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* raw,
-                             v1::Dataset* response) {
+  grpc::Status CreateDataset(grpc::ServerContext* ctx, const Principal& who,
+                             grpc::ServerReader<grpc::ByteBuffer>* raw, v1::Dataset* response) {
     ParsingReader<v1::CreateDatasetRequest> reader(raw);
     auto ds =
-        View().CreateDataset([&reader](v1::CreateDatasetRequest* r) { return reader.Read(r); },
-                             [ctx] { return ctx->IsCancelled(); });
+        View(who).CreateDataset([&reader](v1::CreateDatasetRequest* r) { return reader.Read(r); },
+                                [ctx] { return ctx->IsCancelled(); });
     if (!reader.status().ok()) return reader.status();
     if (!ds.ok()) return ToGrpcStatus(ds.status());
     *response = *ds;
     LOG(INFO) << "dataset " << ds->id() << " stored: " << ds->num_records() << " x " << ds->dim();
     return grpc::Status::OK;
   }
-  grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* req,
-                          v1::Dataset* response) override {
-    auto ds = View().GetDataset(req->id());
+  grpc::Status GetDataset(grpc::ServerContext*, const Principal& who,
+                          const v1::GetDatasetRequest* req, v1::Dataset* response) {
+    auto ds = View(who).GetDataset(req->id());
     if (!ds.ok()) return ToGrpcStatus(ds.status());
     *response = *ds;
     return grpc::Status::OK;
   }
-  grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest* req,
-                            v1::ListDatasetsResponse* response) override {
-    auto page = View().ListDatasets(req->page_size(), req->page_token());
+  grpc::Status ListDatasets(grpc::ServerContext*, const Principal& who,
+                            const v1::ListDatasetsRequest* req,
+                            v1::ListDatasetsResponse* response) {
+    auto page = View(who).ListDatasets(req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpcStatus(page.status());
     CopyPage(*page, response->mutable_datasets(), response->mutable_next_page_token());
     return grpc::Status::OK;
   }
-  grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest* req,
-                             v1::DeleteDatasetResponse*) override {
-    return ToGrpcStatus(View().DeleteDataset(req->id()));
+  grpc::Status DeleteDataset(grpc::ServerContext*, const Principal& who,
+                             const v1::DeleteDatasetRequest* req, v1::DeleteDatasetResponse*) {
+    return ToGrpcStatus(View(who).DeleteDataset(req->id()));
   }
 
  private:
-  TenantView View() { return TenantView(core_, Scope::AllTenants()); }
+  TenantView View(const Principal& who) { return TenantView(core_, ScopeOf(who)); }
   Core* core_;
 };
 
@@ -169,6 +173,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
 
   WatchReactor(JobManager* jobs, InFlightCalls* calls, v1::WatchJobRequest request)
       : jobs_(jobs), calls_(calls), request_(std::move(request)), next_seq_(request_.from_seq()) {}
+  // Instead of Start: a stream that only finishes with `status` (an unknown or invisible job).
+  void Refuse(grpc::Status status) {
+    calls_->Add(InFlightCalls::AtShutdown::kStop);
+    refused_ = true;
+    self_ = shared_from_this();
+    Finish(std::move(status));
+  }
 
   // Subscribes, then starts pumping. Called once, right after construction.
   void Start() {
@@ -197,7 +208,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
   }
 
   void OnDone() override {
-    jobs_->Unsubscribe(request_.id(), this);
+    if (!refused_) jobs_->Unsubscribe(request_.id(), this);
     calls_->Remove(InFlightCalls::AtShutdown::kStop);
     self_.reset();  // may delete this
   }
@@ -256,7 +267,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
   JobManager* const jobs_;
   InFlightCalls* const calls_;
   const v1::WatchJobRequest request_;
-  std::shared_ptr<WatchReactor> self_;  // set by Start, released by OnDone
+  std::shared_ptr<WatchReactor> self_;  // set by Start or Refuse, released by OnDone
+  bool refused_ = false;
 
   absl::Mutex mu_;
   bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread owns the pump (forever once finished)
@@ -271,39 +283,49 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
 };
 
 // WatchJob uses gRPC's callback API (no thread per watcher); the other methods are sync.
-class JobServiceImpl final
-    : public v1::JobService::WithCallbackMethod_WatchJob<v1::JobService::Service> {
+class JobServiceImpl final {
  public:
   JobServiceImpl(Core* core, InFlightCalls* calls) : core_(core), calls_(calls) {}
 
-  grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* req,
-                         v1::Job* response) override {
-    return Reply(View().CreateJob(req->spec(), req->request_id()), response);
+  grpc::Status CreateJob(grpc::ServerContext*, const Principal& who,
+                         const v1::CreateJobRequest* req, v1::Job* response) {
+    return Reply(View(who).CreateJob(req->spec(), req->request_id()), response);
   }
-  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
-                      v1::Job* response) override {
-    return Reply(View().GetJob(req->id()), response);
+  grpc::Status GetJob(grpc::ServerContext*, const Principal& who, const v1::GetJobRequest* req,
+                      v1::Job* response) {
+    return Reply(View(who).GetJob(req->id()), response);
   }
-  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
-                        v1::ListJobsResponse* response) override {
-    auto page = View().ListJobs(req->page_size(), req->page_token());
+  grpc::Status ListJobs(grpc::ServerContext*, const Principal& who, const v1::ListJobsRequest* req,
+                        v1::ListJobsResponse* response) {
+    auto page = View(who).ListJobs(req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpcStatus(page.status());
     CopyPage(*page, response->mutable_jobs(), response->mutable_next_page_token());
     return grpc::Status::OK;
   }
-  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
-                         v1::Job* response) override {
-    return Reply(View().CancelJob(req->id()), response);
+  grpc::Status CancelJob(grpc::ServerContext*, const Principal& who,
+                         const v1::CancelJobRequest* req, v1::Job* response) {
+    return Reply(View(who).CancelJob(req->id()), response);
   }
   grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
-                                                   const v1::WatchJobRequest* req) override {
+                                                   const Principal& who,
+                                                   const v1::WatchJobRequest* req) {
     auto reactor = std::make_shared<WatchReactor>(&core_->jobs(), calls_, *req);
-    reactor->Start();
+    // Only a job the caller sees is watched (a job never changes owner); another tenant's is
+    // answered as an unknown one.
+    // (A negative from_seq is INVALID_ARGUMENT first, from the stream's first read: it reads
+    // nothing.)
+    absl::Status visible;
+    if (req->from_seq() >= 0) visible = View(who).GetJob(req->id()).status();
+    if (!visible.ok()) {
+      reactor->Refuse(ToGrpcStatus(visible));
+    } else {
+      reactor->Start();
+    }
     return reactor.get();  // owns itself until OnDone
   }
 
  private:
-  TenantView View() { return TenantView(core_, Scope::AllTenants()); }
+  TenantView View(const Principal& who) { return TenantView(core_, ScopeOf(who)); }
   static grpc::Status Reply(absl::StatusOr<v1::Job> job, v1::Job* response) {
     if (!job.ok()) return ToGrpcStatus(job.status());
     *response = std::move(*job);
@@ -315,44 +337,59 @@ class JobServiceImpl final
 
 // Score, Evaluate and Sample stop at their next batch when the server shuts down, and answer
 // UNAVAILABLE (the work was not done; retry later or elsewhere).
-class ModelServiceImpl final : public v1::ModelService::Service {
+// Score and Evaluate are charged to the caller's records_scored_per_second quota first.
+class ModelServiceImpl final {
  public:
-  ModelServiceImpl(Core* core, InFlightCalls* calls) : core_(core), calls_(calls) {}
+  ModelServiceImpl(Core* core, InFlightCalls* calls)
+      : core_(core), calls_(calls), scoring_rate_(core->options().quotas) {}
 
-  grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest* req,
-                        v1::Model* response) override {
-    auto m = View().GetModel(req->id());
+  grpc::Status GetModel(grpc::ServerContext*, const Principal& who, const v1::GetModelRequest* req,
+                        v1::Model* response) {
+    auto m = View(who).GetModel(req->id());
     if (!m.ok()) return ToGrpcStatus(m.status());
     *response = *m;
     return grpc::Status::OK;
   }
-  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest* req,
-                          v1::ListModelsResponse* response) override {
-    auto page = View().ListModels(req->page_size(), req->page_token());
+  grpc::Status ListModels(grpc::ServerContext*, const Principal& who,
+                          const v1::ListModelsRequest* req, v1::ListModelsResponse* response) {
+    auto page = View(who).ListModels(req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpcStatus(page.status());
     CopyPage(*page, response->mutable_models(), response->mutable_next_page_token());
     return grpc::Status::OK;
   }
-  grpc::Status Score(grpc::ServerContext* ctx, const v1::ScoreRequest* req,
-                     v1::ScoreResponse* response) override {
+  grpc::Status Score(grpc::ServerContext* ctx, const Principal& who, const v1::ScoreRequest* req,
+                     v1::ScoreResponse* response) {
+    if (absl::Status rate =
+            scoring_rate_.Admit(who.tenant, static_cast<int64_t>(req->records().num_records()));
+        !rate.ok()) {
+      return ToGrpcStatus(rate);
+    }
     const CallControl call = Control(ctx);
-    auto r = View().Score(*req, call);
+    auto r = View(who).Score(*req, call);
     if (!r.ok()) return CallStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
-  grpc::Status Evaluate(grpc::ServerContext* ctx, const v1::EvaluateRequest* req,
-                        v1::EvaluateResponse* response) override {
+  grpc::Status Evaluate(grpc::ServerContext* ctx, const Principal& who,
+                        const v1::EvaluateRequest* req, v1::EvaluateResponse* response) {
+    TenantView view = View(who);
+    if (absl::StatusOr<v1::Dataset> ds = view.GetDataset(req->dataset_id()); ds.ok()) {
+      if (absl::Status rate =
+              scoring_rate_.Admit(who.tenant, static_cast<int64_t>(ds->num_records()));
+          !rate.ok()) {
+        return ToGrpcStatus(rate);
+      }
+    }
     const CallControl call = Control(ctx);
-    auto r = View().Evaluate(*req, call);
+    auto r = view.Evaluate(*req, call);
     if (!r.ok()) return CallStatus(r.status());
     *response = std::move(*r);
     return grpc::Status::OK;
   }
-  grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* req,
-                      grpc::ServerWriter<v1::SampleResponse>* writer) override {
+  grpc::Status Sample(grpc::ServerContext* ctx, const Principal& who, const v1::SampleRequest* req,
+                      grpc::ServerWriter<v1::SampleResponse>* writer) {
     const CallControl call = Control(ctx);
-    return CallStatus(View().Sample(
+    return CallStatus(View(who).Sample(
         *req, [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
   }
 
@@ -369,41 +406,44 @@ class ModelServiceImpl final : public v1::ModelService::Service {
     if (absl::IsCancelled(status) && calls_->stopping()) return ToGrpcStatus(ShuttingDownError());
     return ToGrpcStatus(status);
   }
-  TenantView View() { return TenantView(core_, Scope::AllTenants()); }
+  TenantView View(const Principal& who) { return TenantView(core_, ScopeOf(who)); }
   Core* core_;
   InFlightCalls* calls_;
+  ScoringRateLimiter scoring_rate_;
 };
 
 }  // namespace
 
 // The typed implementations and the CheckedServices gRPC serves them through.
 struct LogpServer::Services {
-  explicit Services(Core* core)
-      : datasets(core),
+  Services(Core* core, AuthTokensFile* tokens, AuditSink* audit)
+      : auth(tokens, audit),
+        datasets(core),
         jobs(core, &calls),
         models(core, &calls),
-        checked_datasets(Descriptor(v1::DatasetService::service_full_name()), &calls),
-        checked_jobs(Descriptor(v1::JobService::service_full_name()), &calls),
-        checked_models(Descriptor(v1::ModelService::service_full_name()), &calls) {
+        checked_datasets(Descriptor(v1::DatasetService::service_full_name()), &calls, &auth),
+        checked_jobs(Descriptor(v1::JobService::service_full_name()), &calls, &auth),
+        checked_models(Descriptor(v1::ModelService::service_full_name()), &calls, &auth) {
+    constexpr Access kRead = Access::kRead, kWrite = Access::kWrite;
     using D = DatasetServiceImpl;
-    checked_datasets.ClientStreaming<v1::CreateDatasetRequest>("CreateDataset", &datasets,
+    checked_datasets.ClientStreaming<v1::CreateDatasetRequest>("CreateDataset", kWrite, &datasets,
                                                                &D::CreateDataset);
-    checked_datasets.Unary("GetDataset", &datasets, &D::GetDataset);
-    checked_datasets.Unary("ListDatasets", &datasets, &D::ListDatasets);
-    checked_datasets.Unary("DeleteDataset", &datasets, &D::DeleteDataset);
+    checked_datasets.Unary("GetDataset", kRead, &datasets, &D::GetDataset);
+    checked_datasets.Unary("ListDatasets", kRead, &datasets, &D::ListDatasets);
+    checked_datasets.Unary("DeleteDataset", kWrite, &datasets, &D::DeleteDataset);
     using J = JobServiceImpl;
-    checked_jobs.Unary("CreateJob", &jobs, &J::CreateJob);
-    checked_jobs.Unary("GetJob", &jobs, &J::GetJob);
-    checked_jobs.Unary("ListJobs", &jobs, &J::ListJobs);
-    checked_jobs.Unary("CancelJob", &jobs, &J::CancelJob);
+    checked_jobs.Unary("CreateJob", kWrite, &jobs, &J::CreateJob);
+    checked_jobs.Unary("GetJob", kRead, &jobs, &J::GetJob);
+    checked_jobs.Unary("ListJobs", kRead, &jobs, &J::ListJobs);
+    checked_jobs.Unary("CancelJob", kWrite, &jobs, &J::CancelJob);
     checked_jobs.CallbackServerStreaming("WatchJob", &jobs, &J::WatchJob);
     using M = ModelServiceImpl;
-    checked_models.Unary("GetModel", &models, &M::GetModel);
-    checked_models.Unary("ListModels", &models, &M::ListModels);
+    checked_models.Unary("GetModel", kRead, &models, &M::GetModel);
+    checked_models.Unary("ListModels", kRead, &models, &M::ListModels);
     constexpr auto kStop = InFlightCalls::AtShutdown::kStop;
-    checked_models.Unary("Score", &models, &M::Score, kStop);
-    checked_models.Unary("Evaluate", &models, &M::Evaluate, kStop);
-    checked_models.ServerStreaming("Sample", &models, &M::Sample, kStop);
+    checked_models.Unary("Score", kRead, &models, &M::Score, kStop);
+    checked_models.Unary("Evaluate", kRead, &models, &M::Evaluate, kStop);
+    checked_models.ServerStreaming("Sample", kRead, &models, &M::Sample, kStop);
   }
   static const google::protobuf::ServiceDescriptor* Descriptor(const char* name) {
     const auto* service =
@@ -422,6 +462,7 @@ struct LogpServer::Services {
   }
 
   InFlightCalls calls;  // first: the services below use it
+  Authentication auth;
   DatasetServiceImpl datasets;
   JobServiceImpl jobs;
   ModelServiceImpl models;
@@ -435,7 +476,7 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
   RouteProtobufLogToGlog();
   std::unique_ptr<LogpServer> s(new LogpServer());
   s->core_ = core;
-  s->services_ = std::make_unique<Services>(core);
+  s->services_ = std::make_unique<Services>(core, options.auth_tokens, options.audit);
   if (absl::Status complete = s->services_->CheckComplete(); !complete.ok()) return complete;
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (options.tls.enabled()) {

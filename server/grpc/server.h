@@ -11,6 +11,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/auth/audit.h"
+#include "server/auth/credentials.h"
 #include "server/core/core.h"
 #include "server/grpc/transport.h"
 
@@ -37,6 +39,11 @@ struct ServerOptions {
   std::string health_listen_address;
   // Serve gRPC server reflection on listen_address (default true).
   bool reflection = true;
+  // Authentication (see authentication.h): the credentials file, or null for none (every call
+  // is the tenant "default" with role admin). Must outlive the server.
+  AuthTokensFile* auth_tokens = nullptr;
+  // Where the audit records of mutating calls go; null: the log (GlogAuditSink).
+  AuditSink* audit = nullptr;
 };
 
 class LogpServer {

@@ -34,6 +34,7 @@
 #include "server/core/core.h"
 #include "server/core/file_system.h"
 #include "server/grpc/protobuf_log.h"
+#include "tests/integration/raw_call.h"
 
 namespace logp {
 namespace {
@@ -146,62 +147,6 @@ void ExpectContiguous(const std::vector<v1::JobEvent>& events, int64_t first = 1
   for (size_t i = 0; i < events.size(); ++i) {
     ASSERT_EQ(events[i].seq(), first + static_cast<int64_t>(i)) << "event " << i;
   }
-}
-
-// What a call with raw request bytes got back.
-struct RawReply {
-  grpc::Status status;
-  std::vector<std::string> responses;
-};
-
-// One call of `method` ("/package.Service/Method") that sends exactly `messages` as they are
-// (whatever the method's kind: on the wire every call is a stream), half-closes and reads every
-// response. For requests no typed stub can send: bytes that are not a valid message.
-RawReply RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                 const std::vector<std::string>& messages) {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  grpc::CompletionQueue cq;
-  void* const kTag = reinterpret_cast<void*>(1);
-  auto done = [&cq] {
-    void* tag = nullptr;
-    bool ok = false;
-    return cq.Next(&tag, &ok) && ok;
-  };
-  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call = stub.PrepareCall(&ctx, method, &cq);
-  call->StartCall(kTag);
-  bool ok = done();
-  for (const std::string& m : messages) {
-    if (!ok) break;
-    grpc::Slice slice(m);
-    grpc::ByteBuffer bytes(&slice, 1);
-    call->Write(bytes, kTag);
-    ok = done();
-  }
-  if (ok) {
-    call->WritesDone(kTag);
-    done();
-  }
-  RawReply reply;
-  while (true) {
-    grpc::ByteBuffer bytes;
-    call->Read(&bytes, kTag);
-    if (!done()) break;
-    std::vector<grpc::Slice> slices;
-    EXPECT_TRUE(bytes.Dump(&slices).ok());
-    std::string s;
-    for (const auto& sl : slices) s.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-    reply.responses.push_back(std::move(s));
-  }
-  call->Finish(&reply.status, kTag);
-  done();
-  cq.Shutdown();
-  void* tag;
-  bool ignored;
-  while (cq.Next(&tag, &ignored)) {
-  }
-  return reply;
 }
 
 class ServerTest : public ::testing::Test {
