@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "server/auth/audit.h"
 #include "server/auth/credentials.h"
+#include "server/auth/quotas.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
 #include "tests/integration/raw_call.h"
@@ -34,6 +35,7 @@ constexpr char kReaderA[] = "reader-a-7f3e9c21d4b8a605";
 constexpr char kWriterA[] = "writer-a-1c9d2e7b40f3a8e6";
 constexpr char kAdmin[] = "admin-ops-5b8e3f0a9c2d71e4";
 constexpr char kWriterB[] = "writer-b-e2a7c4f19b3d8065";
+constexpr char kWriterQ[] = "writer-q-93c0b7e2a5d14f68";     // a tenant under quotas
 constexpr char kWrongToken[] = "writer-a-1c9d2e7b40f3a8e7";  // one character off kWriterA
 
 std::string HexDigest(const std::string& token) {
@@ -49,6 +51,7 @@ std::string TokensFile(bool with_writer_b = true) {
       absl::StrCat("# logp test credentials\n", kReaderA, " team-a reader\n", kWriterA,
                    " team-a writer  # the writer\n", "sha256:", HexDigest(kAdmin), " ops admin\n");
   if (with_writer_b) absl::StrAppend(&text, kWriterB, " team-b writer\n");
+  absl::StrAppend(&text, kWriterQ, " team-q writer\n");
   return text;
 }
 
@@ -93,7 +96,13 @@ class AccessTest : public ::testing::Test {
     auto tokens = AuthTokensFile::Open(tokens_path_, absl::ZeroDuration());
     ASSERT_TRUE(tokens.ok()) << tokens.status();
     tokens_ = std::move(*tokens);
+    quotas_path_ = dir_.path() + "/quotas";
+    WriteFile(quotas_path_, "team-q datasets=1 records_scored_per_second=5\n");
+    auto quotas = QuotasFile::Open(quotas_path_, absl::ZeroDuration());
+    ASSERT_TRUE(quotas.ok()) << quotas.status();
+    quotas_ = std::move(*quotas);
     CoreOptions core;
+    core.quotas = quotas_->AsQuotaFn();
     core.data_dir = dir_.path() + "/data";
     core.jobs.training_slots = 1;
     core.jobs.threads_per_slot = 1;
@@ -181,8 +190,9 @@ class AccessTest : public ::testing::Test {
   const Caller kOther = WithToken("team-b writer", kWriterB);
 
   TempDir dir_;
-  std::string tokens_path_;
+  std::string tokens_path_, quotas_path_;
   std::unique_ptr<AuthTokensFile> tokens_;
+  std::unique_ptr<QuotasFile> quotas_;
   RecordingAuditSink audit_;
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
@@ -436,6 +446,41 @@ TEST_F(AccessTest, MalformedAuthorizationHeadersAreUnauthenticated) {
   EXPECT_TRUE(RawCall(channel_, "/logp.v1.DatasetService/ListDatasets", {list},
                       {{"authorization", absl::StrCat("bearer ", kWriterA)}})
                   .status.ok());
+}
+
+// A quota over the wire: RESOURCE_EXHAUSTED naming the quota, its limit and the use; others are
+// not limited; a rewrite of the quotas file applies without a restart.
+TEST_F(AccessTest, QuotasAreResourceExhaustedNamingTheQuota) {
+  const Caller q = WithToken("team-q writer", kWriterQ);
+  const v1::Dataset ds = Upload(q);
+  ASSERT_FALSE(ds.id().empty());
+  const RawReply second = Call(q, "/logp.v1.DatasetService/CreateDataset",
+                               UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords)));
+  EXPECT_EQ(second.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(second.status.error_message(),
+            "tenant 'team-q' is at its quota datasets: limit 1, in use 1");
+  EXPECT_FALSE(Upload(kWriter).id().empty());  // team-a has no quota
+
+  // records_scored_per_second = 5: a call of 6 records passes (the bucket goes into debt), the
+  // next one waits until the debt is paid back.
+  const v1::Job job = WaitForEnd(q, CreateJob(q, Bernoulli(ds.id())).id());
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  v1::ScoreRequest score;
+  score.set_model_id(job.model_id());
+  *score.mutable_records() = Block();  // 6 records
+  EXPECT_TRUE(Call(q, "/logp.v1.ModelService/Score", {score.SerializeAsString()}).status.ok());
+  const RawReply limited = Call(q, "/logp.v1.ModelService/Score", {score.SerializeAsString()});
+  EXPECT_EQ(limited.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(limited.status.error_message(),
+                                "tenant 'team-q' is at its quota records_scored_per_second: "
+                                "limit 5"))
+      << limited.status.error_message();
+  EXPECT_TRUE(absl::StrContains(limited.status.error_message(), "retry in"));
+
+  // Raised in the file: the next upload is taken, with no restart.
+  WriteFile(quotas_path_, "team-q datasets=2\n");
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(Upload(q).id().empty());
 }
 
 TEST_F(AccessTest, HealthAndReflectionNeedNoCredentials) {

@@ -25,6 +25,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "proto/cc/records.h"
+#include "server/auth/credentials.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
 #include "server/grpc/transport.h"
@@ -244,6 +246,44 @@ TEST_F(TlsTest, MutualTlsRefusesMissingForeignAndExpiredClientCertificates) {
   EXPECT_TRUE(Is(CallWith(ClientPlain()), StatusCode::kUnavailable, "it may require TLS"));
   EXPECT_TRUE(Is(CallWith(ClientTls("ca.pem", "client-san")), StatusCode::kOk));
   EXPECT_TRUE(Is(CallWith(ClientTls("ca.pem", "client-cn")), StatusCode::kOk));
+}
+
+// With mutual TLS and a tokens file, a client certificate mapped by a `cert:` line is a
+// credential of its own: no token needed. An unmapped certificate passes the handshake but is
+// not a credential; a token still wins over the certificate.
+TEST_F(TlsTest, MappedClientCertificateAuthenticatesWithoutAToken) {
+  const std::string tokens_path = data_.path() + "/tokens";
+  std::ofstream(tokens_path) << "cert:team-a-client team-a writer\n"
+                             << "reader-b-token team-b reader\n";
+  auto tokens = AuthTokensFile::Open(tokens_path, absl::ZeroDuration());
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ServerOptions so;
+  so.tls = ServerTls(/*mutual=*/true);
+  so.auth_tokens = tokens->get();
+  StartServer(so);
+  // client-san carries DNS:team-a-client: team-a's writer.
+  auto a = Client::Connect(Target(), ClientTls("ca.pem", "client-san"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  RecordMatrix records = ValueOf(RecordMatrix::Empty(v1::DATA_KIND_BINARY, 2, 2));
+  records.rows = 2;
+  records.u8 = {0, 1, 1, 0};
+  absl::StatusOr<v1::Dataset> ds = (*a)->UploadDataset("mapped", records);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->tenant(), "team-a");
+  // client-cn (CN=team-b-client) is mapped to nothing: UNAUTHENTICATED, saying so.
+  EXPECT_TRUE(Is(CallWith(ClientTls("ca.pem", "client-cn")), StatusCode::kUnauthenticated,
+                 "mapped to no tenant"));
+  // A token on top of a mapped certificate decides: team-b's reader sees none of team-a's.
+  ClientOptions with_token = ClientTls("ca.pem", "client-san");
+  with_token.token = "reader-b-token";
+  auto b = Client::Connect(Target(), with_token);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(Is((*b)->GetDataset(ds->id()).status(), StatusCode::kNotFound));
+  absl::StatusOr<v1::ListDatasetsResponse> listed = (*b)->ListDatasets();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->datasets_size(), 0);
+  EXPECT_TRUE(Is((*b)->UploadDataset("denied", records).status(), StatusCode::kPermissionDenied,
+                 "role reader may not call CreateDataset"));
 }
 
 TEST_F(TlsTest, StartRefusesBadTlsOptionsNamingTheFlag) {
