@@ -94,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(absl::IsInvalidArgument(st) || absl::IsResourceExhausted(st) ||
                absl::IsCancelled(st));
     FUZZ_CHECK(fuzz::StoredFiles(*env) == files_before);
-    absl::StatusOr<Page<v1::Dataset>> page = env->store->List(10, "");
+    absl::StatusOr<Page<v1::Dataset>> page = env->store->List("", 10, "");
     FUZZ_CHECK(page.ok() && page->items.empty());
     return 0;
   }
