@@ -5,6 +5,7 @@
 #include <cstring>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -237,7 +238,13 @@ absl::StatusOr<v1::Dataset> DatasetStore::CreateFromStream(
     if (earlier) return *std::move(earlier);  // the temporary file is removed
   }
 
-  absl::MutexLock commit(&commit_mu_);
+  // Only uploads of a tenant with storage quotas wait for each other here.
+  const TenantQuota quota = QuotaOf(options_.quotas, tenant);
+  const bool limited = quota.datasets || quota.stored_bytes;
+  if (limited) commit_mu_.Lock();
+  absl::Cleanup unlock = [&] {
+    if (limited) commit_mu_.Unlock();
+  };
   RETURN_IF_ERROR(CheckQuota(tenant, stored_bytes));
   const std::string path = PathOf(ds.id());
   if (absl::Status st = options_.fs->Rename(tmp.path(), path); !st.ok()) {

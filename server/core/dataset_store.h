@@ -81,7 +81,8 @@ class DatasetStore {
   const DatasetStoreOptions options_;
   Catalog* const catalog_;
   const std::string data_dir_, tmp_dir_;
-  // Held from an upload's last quota check to its commit.
+  // Held from an upload's last quota check to its commit (uploads of tenants with a datasets or
+  // stored_bytes quota only).
   absl::Mutex commit_mu_;
   absl::Mutex mu_;
   std::map<std::string, std::weak_ptr<const RecordMatrix>> cache_ ABSL_GUARDED_BY(mu_);

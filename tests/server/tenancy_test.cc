@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -346,6 +347,33 @@ TEST_F(TenancyTest, DatasetAndStoredBytesQuotas) {
   EXPECT_TRUE(Is(a.CreateJob(Bernoulli(again.id()), "").status(),
                  absl::StatusCode::kResourceExhausted, "quota stored_bytes"));
   EXPECT_TRUE(ValueOf(a.ListJobs(0, "")).items.empty());
+}
+
+// Uploads that pass the header check together are counted again at the commit: 8 at once
+// against a quota of 3 datasets store exactly 3.
+TEST_F(TenancyTest, ConcurrentUploadsCannotOverrunTheDatasetsQuota) {
+  TenantQuota quota;
+  quota.datasets = 3;
+  quotas_.Set("team-a", quota);
+  std::vector<absl::Status> results(8);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] {
+      results[i] =
+          Upload(View("team-a"), RandomBinaryUpload(2000, static_cast<uint32_t>(i))).status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int stored = 0;
+  for (const absl::Status& st : results) {
+    if (st.ok()) {
+      ++stored;
+    } else {
+      EXPECT_TRUE(Is(st, absl::StatusCode::kResourceExhausted, "quota datasets: limit 3"));
+    }
+  }
+  EXPECT_EQ(stored, 3);
+  EXPECT_EQ(ValueOf(View("team-a").ListDatasets(0, "")).items.size(), 3u);
 }
 
 TEST_F(TenancyTest, QueuedJobsQuota) {
