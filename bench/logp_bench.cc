@@ -14,6 +14,8 @@
 //   logp_bench latency --server=ADDR --model=ID --data=IDX.gz [--n=1000]
 //       single-record Score latency (ms): p50, p99, max over n sequential calls after a warm-up;
 //       LOGP_TRACE_SLOW=1 prints each call over 10 ms with its time to stderr.
+//   score-client and latency connect like logpctl: --tls, --tls_ca_file, --tls_cert_file,
+//   --tls_key_file, --tls_server_name, --token (default $LOGP_TOKEN); see connection_flags.h.
 //
 // Data files are read like logpctl reads them (IDX, binarized: value > 127 is 1); records are
 // cut into batches before timing. Rates are medians over windows of at least --window seconds,
@@ -45,6 +47,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/client.h"
+#include "client/connection_flags.h"
 #include "client/data_files.h"
 #include "models/compute_threads.h"
 #include "models/model.h"
@@ -246,7 +249,7 @@ absl::Status ScoreInProcess() {
 
 absl::StatusOr<std::unique_ptr<Client>> ConnectFromFlags() {
   if (absl::GetFlag(FLAGS_model).empty()) return absl::InvalidArgumentError("--model is required");
-  return Client::Connect(absl::GetFlag(FLAGS_server));
+  return Client::Connect(absl::GetFlag(FLAGS_server), ConnectionOptionsFromFlags());
 }
 
 absl::Status ScoreClient() {
