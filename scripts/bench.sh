@@ -5,6 +5,9 @@
 #
 #   scripts/bench.sh                 full run (about 10-15 minutes on 2 vCPUs)
 #   QUICK=1 scripts/bench.sh         smoke run (few steps, short windows; numbers mean little)
+#   TLS=1 scripts/bench.sh           then bench/tls.sh too: the cost of TLS and token
+#                                    authentication on Score latency and batch-1,000 throughput
+#                                    (about 3 more minutes; it runs alone as well)
 #
 # What is measured (MADE 1 x 500, natural order, Adam 1e-3, binarized Fashion-MNIST, pixel > 127):
 #   1. training samples/s: a logp job (logpd --compute_threads=T, restarted per T; median of its
@@ -335,3 +338,13 @@ if state and state != "JOB_STATE_RUNNING":
     print(f"\nwarning: the training job was {state} when the latency measurement ended")
 EOF
 } | tee "$OUT/table.md"
+
+if [[ ${TLS:-0} == 1 ]]; then
+  echo "== bench/tls.sh: the cost of TLS" >&2
+  if [[ $QUICK == 1 ]]; then
+    LOGP_BIN_DIR="$BIN" OUT="$OUT" RUNS="$RUNS" SCORE_SECONDS="$SCORE_SECONDS" LAT_N="$LAT_N" \
+      bench/tls.sh
+  else
+    LOGP_BIN_DIR="$BIN" OUT="$OUT" RUNS="$RUNS" bench/tls.sh
+  fi
+fi
