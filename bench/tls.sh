@@ -128,6 +128,11 @@ stop_logpd
 echo "== setup took $(($(date +%s) - T_SETUP)) s" >&2
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$(date +%s)
+# CPU ticks of the whole machine (user, nice, system, irq, softirq) and of this script with the
+# processes it has waited for: their difference is what other processes took during the runs.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+own_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{ print $12 + $13 + $14 + $15 }'; }
+BUSY0=$(busy_ticks) OWN0=$(own_ticks)
 
 # measure TAG COMMAND...: runs the command (it prints one JSON object) into raw.jsonl.
 measure() {
@@ -150,6 +155,8 @@ for r in $(seq "$RUNS"); do
   done
 done
 SECS=$(($(date +%s) - T0))
+OTHER_CPU=$(awk -v b="$(($(busy_ticks) - BUSY0))" -v o="$(($(own_ticks) - OWN0))" \
+  -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (b - o) / hz }')
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
@@ -159,6 +166,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "runs: $RUNS (plaintext, TLS, TLS+token in turn; ${SECS} s), latency n = $LAT_N," \
     "score-client batch $BATCH for ${SCORE_SECONDS} s, $(openssl version | cut -d' ' -f1-2)" \
     "(test certificates: EC P-256)"
+  echo "other processes used $OTHER_CPU CPU-seconds of the $(($(nproc) * SECS)) the machine had" \
+    "during the runs"
   echo
   "$PY" - "$RAW" "$MODELS" "$BATCH" <<'EOF'
 import collections, json, statistics, sys
