@@ -5,7 +5,7 @@
 # machine line and one markdown table: measure | plaintext | TLS | TLS+token | the two ratios to
 # plaintext. Measurement only: nothing here is a test.
 #
-#   bench/tls.sh                                      about 2 minutes at RUNS=3
+#   bench/tls.sh                                      about 2.5 minutes at RUNS=3 (40 s a run)
 #   flock /tmp/logp-build.lock bench/tls.sh           on a machine where builds run alongside
 #
 # It does not build (so that it can run under the build lock): it uses build/'s (or
@@ -21,7 +21,8 @@
 #   bernoulli  independent Bernoulli (pseudo-count 0.5, closed form): scoring costs almost
 #              nothing, so what the transport costs shows most plainly.
 # Then RUNS times, in turn: logpd plaintext, logpd TLS (--tls_cert_file, --tls_key_file), logpd
-# TLS + --auth_tokens_file (the client sends the token); on each, for each model, latency (LAT_N
+# TLS + --auth_tokens_file (the client sends the token), the order rotated by one each run so that
+# no variant always comes first; on each, for each model, latency (LAT_N
 # sequential single-record calls after 20 warm-up calls, on one connection: the TLS handshake is
 # in the warm-up, not in the figures) and score-client at BATCH records per request (median of
 # 0.5 s windows over SCORE_SECONDS). logpd and the client are one process each on this machine,
@@ -141,7 +142,9 @@ measure() {
   echo "{\"tag\": \"$1\", \"result\": $out}" >>"$RAW"
 }
 for r in $(seq "$RUNS"); do
-  for v in plain tls token; do
+  variants=(plain tls token)
+  rot=$(((r - 1) % 3))
+  for v in "${variants[@]:rot}" "${variants[@]:0:rot}"; do
     echo "== run $r/$RUNS: $v" >&2
     start_logpd "$v"
     for m in $MODELS; do
@@ -163,7 +166,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), nproc" \
     "$(nproc), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
     "$(date -u '+%Y-%m-%d %H:%M UTC'); load average $LOAD_START at start, $LOAD_END at end"
-  echo "runs: $RUNS (plaintext, TLS, TLS+token in turn; ${SECS} s), latency n = $LAT_N," \
+  echo "runs: $RUNS (plaintext, TLS, TLS+token in turn, rotated; ${SECS} s), latency n = $LAT_N," \
     "score-client batch $BATCH for ${SCORE_SECONDS} s, $(openssl version | cut -d' ' -f1-2)" \
     "(test certificates: EC P-256)"
   echo "other processes used $OTHER_CPU CPU-seconds of the $(($(nproc) * SECS)) the machine had" \
