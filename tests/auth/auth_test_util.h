@@ -1,4 +1,4 @@
-// What server/auth's tests share: a temporary directory and files written and touched in it.
+// What server/auth's tests share: files written and touched in a TempDir.
 #ifndef LOGP_TESTS_AUTH_AUTH_TEST_UTIL_H_
 #define LOGP_TESTS_AUTH_AUTH_TEST_UTIL_H_
 
@@ -13,28 +13,9 @@
 #include <string>
 #include <system_error>
 
+#include "tests/temp_dir.h"
+
 namespace logp {
-
-// A fresh directory under /tmp, removed with everything in it when the object goes.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/logp-auth-test-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // Writes `contents` to `path` in place (same inode when it exists).
 inline void WriteFile(const std::string& path, const std::string& contents) {

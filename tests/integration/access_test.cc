@@ -61,18 +61,6 @@ void WriteFile(const std::string& path, const std::string& text) {
   ASSERT_EQ(std::rename(tmp.c_str(), path.c_str()), 0);
 }
 
-constexpr int kDim = 3;
-const std::vector<uint8_t> kRecords = {1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0};
-
-v1::RecordBlock Block() {
-  v1::RecordBlock b;
-  b.set_encoding(v1::ENCODING_UINT8);
-  b.set_num_records(kRecords.size() / kDim);
-  b.set_dim(kDim);
-  b.set_data(std::string(kRecords.begin(), kRecords.end()));
-  return b;
-}
-
 std::vector<std::string> UploadMessages(const std::vector<v1::CreateDatasetRequest>& upload) {
   std::vector<std::string> out;
   for (const auto& r : upload) out.push_back(r.SerializeAsString());
@@ -135,8 +123,9 @@ class AccessTest : public ::testing::Test {
     return out;
   }
   v1::Dataset Upload(const Caller& who) {
-    return Parse<v1::Dataset>(Call(who, "/logp.v1.DatasetService/CreateDataset",
-                                   UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords))));
+    return Parse<v1::Dataset>(
+        Call(who, "/logp.v1.DatasetService/CreateDataset",
+             UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords()))));
   }
   v1::Job CreateJob(const Caller& who, const v1::JobSpec& spec) {
     v1::CreateJobRequest req;
@@ -147,14 +136,6 @@ class AccessTest : public ::testing::Test {
     v1::GetJobRequest req;
     req.set_id(id);
     return Parse<v1::Job>(Call(who, "/logp.v1.JobService/GetJob", {req.SerializeAsString()}));
-  }
-  static v1::JobSpec Bernoulli(const std::string& dataset_id) {
-    v1::JobSpec spec;
-    spec.set_dataset_id(dataset_id);
-    spec.set_validation_dataset_id(dataset_id);
-    spec.mutable_model()->set_family(v1::MODEL_FAMILY_BERNOULLI);
-    spec.set_epochs(1);
-    return spec;
   }
   // Polls until the job has ended (at most 60 s).
   v1::Job WaitForEnd(const Caller& who, const std::string& id) {
@@ -212,7 +193,7 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
   // slot busy, so that a job created later stays QUEUED (cancellable).
   const v1::Dataset ds = Upload(kWriter);
   ASSERT_FALSE(ds.id().empty());
-  const v1::Job job = WaitForEnd(kWriter, CreateJob(kWriter, Bernoulli(ds.id())).id());
+  const v1::Job job = WaitForEnd(kWriter, CreateJob(kWriter, TinyBernoulliSpec(ds.id())).id());
   ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
   const v1::Job blocker = StartBlocker(kWriter);
   ASSERT_FALSE(blocker.id().empty());
@@ -223,7 +204,7 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
   };
   const std::vector<Rpc> rpcs = {
       {"/logp.v1.DatasetService/CreateDataset", true,
-       [] { return UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords)); }},
+       [] { return UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords())); }},
       {"/logp.v1.DatasetService/GetDataset", false,
        [&] { return id_request(v1::GetDatasetRequest(), ds.id()); }},
       {"/logp.v1.DatasetService/ListDatasets", false,
@@ -233,7 +214,7 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
       {"/logp.v1.JobService/CreateJob", true,
        [&] {
          v1::CreateJobRequest req;
-         *req.mutable_spec() = Bernoulli(ds.id());
+         *req.mutable_spec() = TinyBernoulliSpec(ds.id());
          return std::vector<std::string>{req.SerializeAsString()};
        }},
       {"/logp.v1.JobService/GetJob", false,
@@ -242,7 +223,8 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
        [] { return std::vector<std::string>{v1::ListJobsRequest().SerializeAsString()}; }},
       {"/logp.v1.JobService/CancelJob", true,
        [&] {
-         return id_request(v1::CancelJobRequest(), CreateJob(kWriter, Bernoulli(ds.id())).id());
+         return id_request(v1::CancelJobRequest(),
+                           CreateJob(kWriter, TinyBernoulliSpec(ds.id())).id());
        }},
       {"/logp.v1.JobService/WatchJob", false,
        [&] { return id_request(v1::WatchJobRequest(), job.id()); }},
@@ -254,7 +236,7 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
        [&] {
          v1::ScoreRequest req;
          req.set_model_id(job.model_id());
-         *req.mutable_records() = Block();
+         *req.mutable_records() = TinyBlock();
          return std::vector<std::string>{req.SerializeAsString()};
        }},
       {"/logp.v1.ModelService/Evaluate", false,
@@ -351,8 +333,8 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
 TEST_F(AccessTest, TenantsCannotReachEachOthersObjectsByIdOrByGuessing) {
   const v1::Dataset a_ds = Upload(kWriter);
   const v1::Dataset b_ds = Upload(kOther);
-  const v1::Job a_job = WaitForEnd(kWriter, CreateJob(kWriter, Bernoulli(a_ds.id())).id());
-  const v1::Job b_job = WaitForEnd(kOther, CreateJob(kOther, Bernoulli(b_ds.id())).id());
+  const v1::Job a_job = WaitForEnd(kWriter, CreateJob(kWriter, TinyBernoulliSpec(a_ds.id())).id());
+  const v1::Job b_job = WaitForEnd(kOther, CreateJob(kOther, TinyBernoulliSpec(b_ds.id())).id());
   ASSERT_EQ(a_job.state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_EQ(b_job.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(a_job.tenant(), "team-a");
@@ -372,7 +354,7 @@ TEST_F(AccessTest, TenantsCannotReachEachOthersObjectsByIdOrByGuessing) {
   auto score = [](const std::string& id) {
     v1::ScoreRequest req;
     req.set_model_id(id);
-    *req.mutable_records() = Block();
+    *req.mutable_records() = TinyBlock();
     return req.SerializeAsString();
   };
   for (const auto& [mine, them] :
@@ -454,8 +436,9 @@ TEST_F(AccessTest, QuotasAreResourceExhaustedNamingTheQuota) {
   const Caller q = WithToken("team-q writer", kWriterQ);
   const v1::Dataset ds = Upload(q);
   ASSERT_FALSE(ds.id().empty());
-  const RawReply second = Call(q, "/logp.v1.DatasetService/CreateDataset",
-                               UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords)));
+  const RawReply second =
+      Call(q, "/logp.v1.DatasetService/CreateDataset",
+           UploadMessages(UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords())));
   EXPECT_EQ(second.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(second.status.error_message(),
             "tenant 'team-q' is at its quota datasets: limit 1, in use 1");
@@ -463,11 +446,11 @@ TEST_F(AccessTest, QuotasAreResourceExhaustedNamingTheQuota) {
 
   // records_scored_per_second = 5: a call of 6 records passes (the bucket goes into debt), the
   // next one waits until the debt is paid back.
-  const v1::Job job = WaitForEnd(q, CreateJob(q, Bernoulli(ds.id())).id());
+  const v1::Job job = WaitForEnd(q, CreateJob(q, TinyBernoulliSpec(ds.id())).id());
   ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
   v1::ScoreRequest score;
   score.set_model_id(job.model_id());
-  *score.mutable_records() = Block();  // 6 records
+  *score.mutable_records() = TinyBlock();  // 6 records
   EXPECT_TRUE(Call(q, "/logp.v1.ModelService/Score", {score.SerializeAsString()}).status.ok());
   const RawReply limited = Call(q, "/logp.v1.ModelService/Score", {score.SerializeAsString()});
   EXPECT_EQ(limited.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);

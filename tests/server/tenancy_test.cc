@@ -22,9 +22,6 @@
 namespace logp {
 namespace {
 
-constexpr int kDim = 3;
-const std::vector<uint8_t> kRecords = {1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0};
-
 // Quotas a test can change while the core runs.
 class TestQuotas {
  public:
@@ -78,15 +75,7 @@ class TenancyTest : public ::testing::Test {
     });
   }
   v1::Dataset Store(TenantView view) {
-    return ValueOf(Upload(view, UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords)));
-  }
-  static v1::JobSpec Bernoulli(const std::string& dataset_id) {
-    v1::JobSpec spec;
-    spec.set_dataset_id(dataset_id);
-    spec.set_validation_dataset_id(dataset_id);
-    spec.mutable_model()->set_family(v1::MODEL_FAMILY_BERNOULLI);
-    spec.set_epochs(1);
-    return spec;
+    return ValueOf(Upload(view, UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords())));
   }
   // A job that trains until cancelled (MADE, one record per step), past its fifth step.
   v1::Job StartBlocker(TenantView view) {
@@ -104,14 +93,6 @@ class TenancyTest : public ::testing::Test {
     return WaitForJob(core_->jobs(), job->id(), [](const v1::Job& j) {
       return j.state() == v1::JOB_STATE_RUNNING && j.step() >= 5;
     });
-  }
-  static v1::RecordBlock Block() {
-    v1::RecordBlock b;
-    b.set_encoding(v1::ENCODING_UINT8);
-    b.set_num_records(kRecords.size() / kDim);
-    b.set_dim(kDim);
-    b.set_data(std::string(kRecords.begin(), kRecords.end()));
-    return b;
   }
 
   TempDir dir_;
@@ -148,7 +129,7 @@ TEST_F(TenancyTest, AnotherTenantsObjectsAreAnsweredAsUnknownIds) {
   TenantView b = View("team-b");
   const v1::Dataset ds = Store(a);
   EXPECT_EQ(ds.tenant(), "team-a");
-  const v1::Job created = ValueOf(a.CreateJob(Bernoulli(ds.id()), ""));
+  const v1::Job created = ValueOf(a.CreateJob(TinyBernoulliSpec(ds.id()), ""));
   EXPECT_EQ(created.tenant(), "team-a");
   const v1::Job job = WaitForEnd(core_->jobs(), created.id());
   ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
@@ -172,7 +153,7 @@ TEST_F(TenancyTest, AnotherTenantsObjectsAreAnsweredAsUnknownIds) {
                            job.id(), job0));
   const CallControl call;
   v1::ScoreRequest score;
-  *score.mutable_records() = Block();
+  *score.mutable_records() = TinyBlock();
   score.set_model_id(model.id());
   v1::ScoreRequest score0 = score;
   score0.set_model_id(model0);
@@ -187,7 +168,7 @@ TEST_F(TenancyTest, AnotherTenantsObjectsAreAnsweredAsUnknownIds) {
   // Evaluate: B's own model on A's dataset, and A's model on B's dataset.
   const v1::Dataset b_ds = Store(b);
   const v1::Job b_job =
-      WaitForEnd(core_->jobs(), ValueOf(b.CreateJob(Bernoulli(b_ds.id()), "")).id());
+      WaitForEnd(core_->jobs(), ValueOf(b.CreateJob(TinyBernoulliSpec(b_ds.id()), "")).id());
   ASSERT_EQ(b_job.state(), v1::JOB_STATE_SUCCEEDED);
   v1::EvaluateRequest evaluate;
   evaluate.set_model_id(b_job.model_id());
@@ -213,11 +194,11 @@ TEST_F(TenancyTest, AnotherTenantsObjectsAreAnsweredAsUnknownIds) {
                            model.id(), model0));
   EXPECT_EQ(written, 0);
   // A job naming A's dataset, for training or for validation.
-  v1::JobSpec spec = Bernoulli(ds.id());
+  v1::JobSpec spec = TinyBernoulliSpec(ds.id());
   spec.set_validation_dataset_id(b_ds.id());
-  EXPECT_TRUE(LooksUnknown(b.CreateJob(spec, "").status(), b.CreateJob(Bernoulli(ds0), "").status(),
-                           ds.id(), ds0));
-  spec = Bernoulli(b_ds.id());
+  EXPECT_TRUE(LooksUnknown(b.CreateJob(spec, "").status(),
+                           b.CreateJob(TinyBernoulliSpec(ds0), "").status(), ds.id(), ds0));
+  spec = TinyBernoulliSpec(b_ds.id());
   spec.set_validation_dataset_id(ds.id());
   EXPECT_TRUE(Is(b.CreateJob(spec, "").status(), absl::StatusCode::kNotFound, ds.id()));
 
@@ -225,7 +206,7 @@ TEST_F(TenancyTest, AnotherTenantsObjectsAreAnsweredAsUnknownIds) {
   EXPECT_TRUE(a.GetDataset(ds.id()).ok());
   EXPECT_TRUE(a.ResolveModel(model.id(), "").ok());
   v1::ScoreRequest own;
-  *own.mutable_records() = Block();
+  *own.mutable_records() = TinyBlock();
   own.set_model_id(model.id());
   EXPECT_TRUE(a.Score(own, call).ok());
   EXPECT_TRUE(b.Score(
@@ -242,8 +223,10 @@ TEST_F(TenancyTest, ListingsShowOnlyTheCallersOwnAndAnAdminSeesEveryone) {
   TenantView a = View("team-a");
   TenantView b = View("team-b");
   const v1::Dataset a1 = Store(a), a2 = Store(a), b1 = Store(b);
-  const v1::Job ja = WaitForEnd(core_->jobs(), ValueOf(a.CreateJob(Bernoulli(a1.id()), "")).id());
-  const v1::Job jb = WaitForEnd(core_->jobs(), ValueOf(b.CreateJob(Bernoulli(b1.id()), "")).id());
+  const v1::Job ja =
+      WaitForEnd(core_->jobs(), ValueOf(a.CreateJob(TinyBernoulliSpec(a1.id()), "")).id());
+  const v1::Job jb =
+      WaitForEnd(core_->jobs(), ValueOf(b.CreateJob(TinyBernoulliSpec(b1.id()), "")).id());
   auto ids = [](const auto& items) {
     std::vector<std::string> out;
     for (const auto& i : items) out.push_back(i.id());
@@ -271,7 +254,7 @@ TEST_F(TenancyTest, ListingsShowOnlyTheCallersOwnAndAnAdminSeesEveryone) {
   EXPECT_EQ(ValueOf(admin.GetJob(ja.id())).tenant(), "team-a");
   EXPECT_TRUE(admin.ResolveModel(jb.model_id(), "").ok());
   // An admin creates for its own tenant, from anyone's dataset.
-  const v1::Job by_admin = ValueOf(admin.CreateJob(Bernoulli(a1.id()), ""));
+  const v1::Job by_admin = ValueOf(admin.CreateJob(TinyBernoulliSpec(a1.id()), ""));
   EXPECT_EQ(by_admin.tenant(), "ops");
   EXPECT_TRUE(Is(a.GetJob(by_admin.id()).status(), absl::StatusCode::kNotFound));
   WaitForEnd(core_->jobs(), by_admin.id());
@@ -294,19 +277,19 @@ TEST_F(TenancyTest, RequestIdsArePerTenant) {
   TenantView a = View("team-a");
   TenantView b = View("team-b");
   const v1::Dataset da = Store(a), db = Store(b);
-  const v1::Job ja = ValueOf(a.CreateJob(Bernoulli(da.id()), "nightly"));
+  const v1::Job ja = ValueOf(a.CreateJob(TinyBernoulliSpec(da.id()), "nightly"));
   // B's request with the same id is B's own: a new job, not A's.
-  const v1::Job jb = ValueOf(b.CreateJob(Bernoulli(db.id()), "nightly"));
+  const v1::Job jb = ValueOf(b.CreateJob(TinyBernoulliSpec(db.id()), "nightly"));
   EXPECT_NE(ja.id(), jb.id());
   EXPECT_EQ(jb.tenant(), "team-b");
   // Each tenant's retry returns its own job.
-  EXPECT_EQ(ValueOf(a.CreateJob(Bernoulli(da.id()), "nightly")).id(), ja.id());
-  EXPECT_EQ(ValueOf(b.CreateJob(Bernoulli(db.id()), "nightly")).id(), jb.id());
+  EXPECT_EQ(ValueOf(a.CreateJob(TinyBernoulliSpec(da.id()), "nightly")).id(), ja.id());
+  EXPECT_EQ(ValueOf(b.CreateJob(TinyBernoulliSpec(db.id()), "nightly")).id(), jb.id());
   // B cannot learn A's job by replaying A's request (A's dataset is unknown to B).
-  EXPECT_TRUE(
-      Is(b.CreateJob(Bernoulli(da.id()), "nightly").status(), absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(Is(b.CreateJob(TinyBernoulliSpec(da.id()), "nightly").status(),
+                 absl::StatusCode::kAlreadyExists));
   // Uploads too.
-  auto upload = UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords);
+  auto upload = UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords());
   upload[0].mutable_header()->set_request_id("u1");
   const v1::Dataset ua = ValueOf(Upload(a, upload));
   const v1::Dataset ub = ValueOf(Upload(b, upload));
@@ -323,7 +306,7 @@ TEST_F(TenancyTest, DatasetAndStoredBytesQuotas) {
   TenantView a = View("team-a");
   const v1::Dataset first = Store(a);
   Store(a);
-  EXPECT_TRUE(Is(Upload(a, UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords)).status(),
+  EXPECT_TRUE(Is(Upload(a, UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords())).status(),
                  absl::StatusCode::kResourceExhausted,
                  "tenant 'team-a' is at its quota datasets: limit 2, in use 2"));
   Store(View("team-b"));  // others are not limited
@@ -336,7 +319,7 @@ TEST_F(TenancyTest, DatasetAndStoredBytesQuotas) {
   quota.datasets.reset();
   quota.stored_bytes = 3 * each - 1;
   quotas_.Set("team-a", quota);
-  EXPECT_TRUE(Is(Upload(a, UploadOf(v1::DATA_KIND_BINARY, kDim, kRecords)).status(),
+  EXPECT_TRUE(Is(Upload(a, UploadOf(v1::DATA_KIND_BINARY, kTinyDim, TinyRecords())).status(),
                  absl::StatusCode::kResourceExhausted,
                  absl::StrCat("quota stored_bytes: limit ", 3 * each - 1, " bytes, in use ",
                               2 * each, " bytes, this upload ", each, " bytes")));
@@ -344,7 +327,7 @@ TEST_F(TenancyTest, DatasetAndStoredBytesQuotas) {
   quotas_.Set("team-a", quota);
   Store(a);
   // At the limit, a job (whose model would add bytes) is refused too.
-  EXPECT_TRUE(Is(a.CreateJob(Bernoulli(again.id()), "").status(),
+  EXPECT_TRUE(Is(a.CreateJob(TinyBernoulliSpec(again.id()), "").status(),
                  absl::StatusCode::kResourceExhausted, "quota stored_bytes"));
   EXPECT_TRUE(ValueOf(a.ListJobs(0, "")).items.empty());
 }
@@ -385,13 +368,14 @@ TEST_F(TenancyTest, QueuedJobsQuota) {
   quota.queued_jobs = 2;
   quotas_.Set("team-a", quota);
   const v1::Dataset da = Store(a), db = Store(b);
-  const v1::Job q1 = ValueOf(a.CreateJob(Bernoulli(da.id()), ""));
-  ValueOf(a.CreateJob(Bernoulli(da.id()), ""));
-  EXPECT_TRUE(Is(a.CreateJob(Bernoulli(da.id()), "").status(), absl::StatusCode::kResourceExhausted,
+  const v1::Job q1 = ValueOf(a.CreateJob(TinyBernoulliSpec(da.id()), ""));
+  ValueOf(a.CreateJob(TinyBernoulliSpec(da.id()), ""));
+  EXPECT_TRUE(Is(a.CreateJob(TinyBernoulliSpec(da.id()), "").status(),
+                 absl::StatusCode::kResourceExhausted,
                  "tenant 'team-a' is at its quota queued_jobs: limit 2, in use 2"));
-  EXPECT_TRUE(b.CreateJob(Bernoulli(db.id()), "").ok());
+  EXPECT_TRUE(b.CreateJob(TinyBernoulliSpec(db.id()), "").ok());
   ASSERT_TRUE(a.CancelJob(q1.id()).ok());
-  EXPECT_TRUE(a.CreateJob(Bernoulli(da.id()), "").ok());
+  EXPECT_TRUE(a.CreateJob(TinyBernoulliSpec(da.id()), "").ok());
   ASSERT_TRUE(core_->jobs().CancelJob(blocker.id()).ok());
 }
 
@@ -407,13 +391,13 @@ TEST_F(TenancyTest, RunningJobsQuotaKeepsJobsQueued) {
   const v1::Job first = StartBlocker(a);
   ASSERT_EQ(first.state(), v1::JOB_STATE_RUNNING);
   const v1::Dataset da = Store(a);
-  const v1::Job second = ValueOf(a.CreateJob(Bernoulli(da.id()), ""));
+  const v1::Job second = ValueOf(a.CreateJob(TinyBernoulliSpec(da.id()), ""));
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(ValueOf(a.GetJob(second.id())).state(), v1::JOB_STATE_QUEUED);
   // Team B's job runs on the free slot meanwhile.
   TenantView b = View("team-b");
   const v1::Job jb =
-      WaitForEnd(core_->jobs(), ValueOf(b.CreateJob(Bernoulli(Store(b).id()), "")).id());
+      WaitForEnd(core_->jobs(), ValueOf(b.CreateJob(TinyBernoulliSpec(Store(b).id()), "")).id());
   EXPECT_EQ(jb.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(ValueOf(a.GetJob(second.id())).state(), v1::JOB_STATE_QUEUED);
   // Raising the quota (a reload of the quotas file) lets it start.
@@ -431,8 +415,9 @@ TEST_F(TenancyTest, QueueIsRoundRobinAcrossTenants) {
   ASSERT_EQ(blocker.state(), v1::JOB_STATE_RUNNING);
   const v1::Dataset da = Store(a), db = Store(b);
   std::vector<std::string> ids;
-  for (int i = 0; i < 5; ++i) ids.push_back(ValueOf(a.CreateJob(Bernoulli(da.id()), "")).id());
-  ids.push_back(ValueOf(b.CreateJob(Bernoulli(db.id()), "")).id());
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(ValueOf(a.CreateJob(TinyBernoulliSpec(da.id()), "")).id());
+  ids.push_back(ValueOf(b.CreateJob(TinyBernoulliSpec(db.id()), "")).id());
   ASSERT_TRUE(core_->jobs().CancelJob(blocker.id()).ok());
   std::vector<std::pair<absl::Time, std::string>> starts;
   for (const std::string& id : ids) {

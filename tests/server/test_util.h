@@ -24,28 +24,9 @@
 #include "logp/v1/job_service.pb.h"
 #include "server/core/dataset_store.h"
 #include "server/core/job_manager.h"
+#include "tests/temp_dir.h"
 
 namespace logp {
-
-// A fresh directory under /tmp, removed with everything in it when the object goes.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/logp-test-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // `status` has `code` and its message contains `needle`.
 inline ::testing::AssertionResult Is(const absl::Status& status, absl::StatusCode code,
@@ -102,6 +83,33 @@ inline std::vector<v1::CreateDatasetRequest> UploadOf(v1::DataKind kind, int dim
     reqs.push_back(std::move(r));
   }
   return reqs;
+}
+
+// Six binary records of dimension 3, for tests that need a dataset and a model, not their values.
+inline constexpr int kTinyDim = 3;
+inline const std::vector<uint8_t>& TinyRecords() {
+  static const std::vector<uint8_t> records = {1, 0, 1, 0, 0, 1, 1, 1, 0,
+                                               0, 1, 1, 1, 0, 0, 0, 1, 0};
+  return records;
+}
+// TinyRecords() as the block of a Score request.
+inline v1::RecordBlock TinyBlock() {
+  v1::RecordBlock b;
+  b.set_encoding(v1::ENCODING_UINT8);
+  b.set_num_records(TinyRecords().size() / kTinyDim);
+  b.set_dim(kTinyDim);
+  b.set_data(std::string(TinyRecords().begin(), TinyRecords().end()));
+  return b;
+}
+// A job that trains in milliseconds: independent Bernoulli, one epoch, validated on its own
+// dataset.
+inline v1::JobSpec TinyBernoulliSpec(const std::string& dataset_id) {
+  v1::JobSpec spec;
+  spec.set_dataset_id(dataset_id);
+  spec.set_validation_dataset_id(dataset_id);
+  spec.mutable_model()->set_family(v1::MODEL_FAMILY_BERNOULLI);
+  spec.set_epochs(1);
+  return spec;
 }
 
 // n random binary records of `dim` values, each 1 with probability 1/3.
