@@ -57,15 +57,8 @@ RAW="$OUT/tls-raw.jsonl"
 : >"$RAW"
 WORK=$(mktemp -d /tmp/logp-tlsbench.XXXXXX)
 PID=
-stop_logpd() {
-  if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID"
-    wait "$PID" || true
-  fi
-  PID=
-}
+source "$ROOT/bench/lib.sh"  # stop_logpd, field
 trap 'stop_logpd; rm -rf "$WORK"' EXIT
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
 
 tests/security/make_test_certs.sh "$WORK/certs" >/dev/null
 TOKEN="tls-bench-$RANDOM$RANDOM"

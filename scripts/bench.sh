@@ -69,15 +69,8 @@ RAW="$OUT/raw.jsonl"
 : >"$RAW"
 WORK=$(mktemp -d /tmp/logp-perf.XXXXXX)
 PID=
-stop_logpd() {
-  if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID"
-    wait "$PID" || true
-  fi
-  PID=
-}
+source "$ROOT/bench/lib.sh"  # stop_logpd, field
 trap 'stop_logpd; rm -rf "$WORK"' EXIT
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
 blas_env() { if [[ $PIN_BLAS == 1 ]]; then echo "OPENBLAS_NUM_THREADS=$1"; else echo "PIN_BLAS=0"; fi; }
 # record TAG JSON: one line of raw.jsonl.
 record() { echo "{\"tag\": \"$1\", \"result\": $2}" >>"$RAW"; }
