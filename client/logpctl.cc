@@ -218,6 +218,20 @@ void PrintTable(const std::vector<std::string>& header,
   for (const auto& row : rows) print_row(row);
 }
 
+// A listing's table, with a TENANT column after the id when its items belong to more than one
+// tenant (what an admin sees); `tenants` holds each row's.
+void PrintListing(std::vector<std::string> header, std::vector<std::vector<std::string>> rows,
+                  std::vector<bool> right, const std::vector<std::string>& tenants) {
+  const bool mixed =
+      std::adjacent_find(tenants.begin(), tenants.end(), std::not_equal_to<>()) != tenants.end();
+  if (mixed) {
+    header.insert(header.begin() + 1, "TENANT");
+    right.insert(right.begin() + 1, false);
+    for (size_t r = 0; r < rows.size(); ++r) rows[r].insert(rows[r].begin() + 1, tenants[r]);
+  }
+  PrintTable(header, rows, right);
+}
+
 std::string Time(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
   return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(t.seconds()),
@@ -490,13 +504,15 @@ absl::StatusOr<int> DatasetsList(Context& ctx) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> tenants;
   for (const auto& d : all) {
+    tenants.push_back(d.tenant());
     rows.push_back({d.id(), d.name(), KindName(d.kind()), absl::StrCat(d.num_records()),
                     absl::StrCat(d.dim()), ShapeWord(d.image_shape()), Bytes(d.stored_bytes()),
                     Time(d.create_time())});
   }
-  PrintTable({"ID", "NAME", "KIND", "RECORDS", "DIM", "SHAPE", "STORED", "CREATED"}, rows,
-             {false, false, false, true, true, false, true, false});
+  PrintListing({"ID", "NAME", "KIND", "RECORDS", "DIM", "SHAPE", "STORED", "CREATED"}, rows,
+               {false, false, false, true, true, false, true, false}, tenants);
   return 0;
 }
 
@@ -767,14 +783,16 @@ absl::StatusOr<int> JobsList(Context& ctx) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> tenants;
   for (const auto& j : all) {
+    tenants.push_back(j.tenant());
     rows.push_back({j.id(), StateWord(j.state()), FamilyWord(j.spec().model().family()),
                     j.spec().dataset_id(), Progress(j),
                     j.best_validation_nll() != 0 ? Nll(j.best_validation_nll()) : "-",
                     j.model_id().empty() ? "-" : j.model_id(), Time(j.create_time())});
   }
-  PrintTable({"ID", "STATE", "FAMILY", "DATASET", "PROGRESS", "BEST VAL NLL", "MODEL", "CREATED"},
-             rows, {false, false, false, false, true, true, false, false});
+  PrintListing({"ID", "STATE", "FAMILY", "DATASET", "PROGRESS", "BEST VAL NLL", "MODEL", "CREATED"},
+               rows, {false, false, false, false, true, true, false, false}, tenants);
   return 0;
 }
 
@@ -816,14 +834,16 @@ absl::StatusOr<int> ModelsList(Context& ctx) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> tenants;
   for (const auto& m : all) {
+    tenants.push_back(m.tenant());
     rows.push_back({m.id(), FamilyWord(m.spec().family()), KindName(m.kind()),
                     absl::StrCat(m.dim()), absl::StrCat(m.num_parameters()),
                     Nll(m.validation_nll()), ScoreKindName(m.score_kind()), m.job_id(),
                     Time(m.create_time())});
   }
-  PrintTable({"ID", "FAMILY", "KIND", "DIM", "PARAMS", "VAL NLL", "SCORES", "JOB", "CREATED"}, rows,
-             {false, false, false, true, true, true, false, false, false});
+  PrintListing({"ID", "FAMILY", "KIND", "DIM", "PARAMS", "VAL NLL", "SCORES", "JOB", "CREATED"},
+               rows, {false, false, false, true, true, true, false, false, false}, tenants);
   return 0;
 }
 

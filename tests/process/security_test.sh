@@ -141,6 +141,11 @@ refused RESOURCE_EXHAUSTED "tenant 'team-b' is at its quota datasets: limit 1, i
 admin datasets list >"$WORK/admin.list" || fail "the admin cannot list"
 grep -q "$DS" "$WORK/admin.list" && grep -q "$B_DS" "$WORK/admin.list" ||
   fail "the admin's list lacks a tenant's dataset: $(cat "$WORK/admin.list")"
+# Its table names each row's tenant; a tenant's own table has no such column.
+head -1 "$WORK/admin.list" | grep -q "^ID  *TENANT  *NAME" ||
+  fail "the admin's table has no TENANT column: $(head -1 "$WORK/admin.list")"
+grep "$B_DS" "$WORK/admin.list" | grep -q " team-b " || fail "the admin's table does not say team-b"
+a_writer datasets list | head -1 | grep -q TENANT && fail "a tenant's own table has a TENANT column"
 
 # --- certificates and bad credentials
 cert_only datasets list >"$WORK/cert.list" || fail "the certificate alone cannot list"
