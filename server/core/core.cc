@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "proto/cc/status_macros.h"
 #include "server/core/file_system.h"
+#include "server/core/scope.h"
 
 namespace logp {
 
@@ -41,7 +42,7 @@ absl::StatusOr<ResolvedModel> Core::ResolveModel(const std::string& model_id,
   if (model_id.empty()) return absl::InvalidArgumentError("model_id or job_id is required");
   auto m = models_->Load(model_id);
   if (absl::IsNotFound(m.status())) {
-    return absl::NotFoundError(absl::StrCat("model '", model_id, "' not found"));
+    return UnknownIdError("model", model_id);
   }
   RETURN_IF_ERROR(m.status());
   return ResolvedModel{std::move(*m), 0};

@@ -47,7 +47,7 @@ absl::StatusOr<T> MemoryCatalog::GetLocked(const Table<T>& table, const std::str
                                            const char* what) {
   auto it = table.by_id.find(id);
   if (it == table.by_id.end()) {
-    return absl::NotFoundError(absl::StrCat(what, " '", id, "' not found"));
+    return UnknownIdError(what, id);
   }
   return table.rows.at(it->second);
 }

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "models/stats.h"
 #include "proto/cc/status_macros.h"
+#include "server/core/scope.h"
 
 namespace logp {
 namespace {
@@ -80,7 +81,7 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models
   if (request.dataset_id().empty()) return absl::InvalidArgumentError("dataset_id is required");
   auto data = datasets.Load(request.dataset_id());
   if (absl::IsNotFound(data.status())) {
-    return absl::NotFoundError(absl::StrCat("dataset '", request.dataset_id(), "' not found"));
+    return UnknownIdError("dataset", request.dataset_id());
   }
   RETURN_IF_ERROR(data.status());
   ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));

@@ -373,7 +373,7 @@ class SqliteCatalog : public Catalog {
     if (!s.ok()) return Err("prepare get");
     s.Bind(1, id);
     const int rc = s.Step();
-    if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat(what, " '", id, "' not found"));
+    if (rc == SQLITE_DONE) return UnknownIdError(what, id);
     if (rc != SQLITE_ROW) return Err("get");
     T t;
     if (!t.ParseFromString(s.Blob(0))) return absl::DataLossError(absl::StrCat("corrupt ", what));

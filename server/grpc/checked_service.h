@@ -211,9 +211,11 @@ class CheckedService final : public grpc::Service {
                           Principal who;
                           grpc::Status status = Admit(*ctx, access, method, request, &who);
                           if (status.ok()) status = (impl->*fn)(ctx, who, request, response);
-                          auth_->Audit(access, method, who,
-                                       AuditedResourceId(request, status.ok() ? response : nullptr),
-                                       status);
+                          if (access == Access::kWrite)
+                            auth_->Audit(
+                                access, method, who,
+                                AuditedResourceId(request, status.ok() ? response : nullptr),
+                                status);
                           return status;
                         },
                         impl),
@@ -235,8 +237,9 @@ class CheckedService final : public grpc::Service {
                           Principal who;
                           grpc::Status status = Admit(*ctx, access, method, request, &who);
                           if (status.ok()) status = (impl->*fn)(ctx, who, request, writer);
-                          auth_->Audit(access, method, who, AuditedResourceId(request, nullptr),
-                                       status);
+                          if (access == Access::kWrite)
+                            auth_->Audit(access, method, who, AuditedResourceId(request, nullptr),
+                                         status);
                           return status;
                         },
                         impl),
@@ -259,9 +262,10 @@ class CheckedService final : public grpc::Service {
                       Principal who;
                       grpc::Status status = Admit(*ctx, access, method, nullptr, &who);
                       if (status.ok()) status = (impl->*fn)(ctx, who, reader, response);
-                      auth_->Audit(access, method, who,
-                                   AuditedResourceId(nullptr, status.ok() ? response : nullptr),
-                                   status);
+                      if (access == Access::kWrite)
+                        auth_->Audit(access, method, who,
+                                     AuditedResourceId(nullptr, status.ok() ? response : nullptr),
+                                     status);
                       return status;
                     },
                     impl),
