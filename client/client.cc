@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/cc/status_macros.h"
 
@@ -490,6 +491,29 @@ absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_
         absl::StrCat("server sent ", samples->rows, " samples, expected ", n));
   }
   return samples;
+}
+
+// --- health ---
+
+absl::StatusOr<bool> Client::Health(const std::string& service) {
+  namespace health = grpc::health::v1;
+  std::unique_ptr<health::Health::Stub> stub = health::Health::NewStub(channel_);
+  health::HealthCheckRequest request;
+  request.set_service(service);
+  health::HealthCheckResponse response;
+  RETURN_IF_ERROR(
+      Call([&](grpc::ClientContext* context) { return stub->Check(context, request, &response); },
+           /*retry=*/false));
+  switch (response.status()) {
+    case health::HealthCheckResponse::SERVING:
+      return true;
+    case health::HealthCheckResponse::NOT_SERVING:
+      return false;
+    default:
+      return absl::UnknownError(
+          absl::StrCat("the health service answered ",
+                       health::HealthCheckResponse::ServingStatus_Name(response.status())));
+  }
 }
 
 }  // namespace logp

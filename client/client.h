@@ -156,6 +156,13 @@ class Client {
   // Draws `n` samples; the result has the model's kind, dim and categories.
   absl::StatusOr<RecordMatrix> Sample(const std::string& model_id, uint64_t n, uint64_t seed);
 
+  // --- health ---
+  // Asks the standard health service (grpc.health.v1 Check) about `service` ("": the server as
+  // a whole): true if SERVING, false if NOT_SERVING (starting, or draining on its way down);
+  // NOT_FOUND for a service the server does not know, and the call's error when it cannot be
+  // reached. One attempt, rpc_timeout; no token needed (logpd answers health unauthenticated).
+  absl::StatusOr<bool> Health(const std::string& service = "");
+
  private:
   // Every call's context is prepared here: rpc_timeout if `deadline`, the token if any.
   void Prepare(grpc::ClientContext* context, bool deadline = true) const;

@@ -145,6 +145,8 @@ models score ID FILE [read flags as for upload] [--output=FILE]
 models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
                                   ID: a model, or a job ("job-...") for its newest checkpoint
+health [SERVICE]                  exit 0 iff the server (or SERVICE) is SERVING: for container
+                                  and Kubernetes probes; needs no token
 
 Run with --help for every flag.
 )";
@@ -772,6 +774,19 @@ absl::StatusOr<int> ModelsSample(Context& ctx) {
   return 0;
 }
 
+absl::StatusOr<int> Health(Context& ctx) {
+  if (ctx.args.size() > 1) return UsageOf("health [SERVICE]");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const bool serving, client->Health(ctx.args.empty() ? "" : ctx.args[0]));
+  const char* const status = serving ? "SERVING" : "NOT_SERVING";
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf("{\"status\": \"%s\"}\n", status);
+  } else {
+    std::printf("%s\n", status);
+  }
+  return serving ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
@@ -788,12 +803,16 @@ int Main(int argc, char** argv) {
                                                    {"models list", ModelsList},
                                                    {"models score", ModelsScore},
                                                    {"models evaluate", ModelsEvaluate},
-                                                   {"models sample", ModelsSample}};
-  if (positional.size() < 3) {
+                                                   {"models sample", ModelsSample},
+                                                   {"health", Health}};
+  // Commands are two words (NOUN VERB), but for "health".
+  const size_t words = positional.size() >= 2 && std::string(positional[1]) == "health" ? 1 : 2;
+  if (positional.size() < 1 + words) {
     std::fprintf(stderr, "logpctl: %s", kUsage);
     return kUsageExit;
   }
-  const std::string name = absl::StrCat(positional[1], " ", positional[2]);
+  const std::string name =
+      words == 1 ? std::string(positional[1]) : absl::StrCat(positional[1], " ", positional[2]);
   const auto command = commands.find(name);
   if (command == commands.end()) {
     std::fprintf(stderr, "logpctl: unknown command '%s'\n\nlogpctl: %s", name.c_str(), kUsage);
@@ -801,7 +820,7 @@ int Main(int argc, char** argv) {
   }
 
   Context ctx;
-  ctx.args.assign(positional.begin() + 3, positional.end());
+  ctx.args.assign(positional.begin() + 1 + words, positional.end());
   std::unique_ptr<Client> client;
   ctx.client = [&client]() -> absl::StatusOr<Client*> {
     if (client == nullptr) {

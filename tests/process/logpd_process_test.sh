@@ -26,6 +26,15 @@ awk 'BEGIN { srand(7); for (r = 0; r < 2000; r++) { line = ""; for (c = 0; c < 6
   line = line (c ? "," : "") (rand() < 0.3 ? 1 : 0); print line } }' >"$WORK/data.csv"
 
 start 1
+# logpctl health: what the image's HEALTHCHECK and the probes run.
+[[ $("${CTL[@]}" health) == SERVING ]] || fail "health did not say SERVING"
+[[ $("${CTL[@]}" --json health) == '{"status": "SERVING"}' ]] || fail "health --json"
+rc=0
+"${CTL[@]}" health no.such.Service >/dev/null 2>"$WORK/health.err" || rc=$?
+[[ $rc == 1 ]] && grep -q NOT_FOUND "$WORK/health.err" || fail "unknown service: exit $rc"
+rc=0
+"${CTL[@]}" health a b 2>/dev/null || rc=$?
+[[ $rc == 2 ]] || fail "health with two arguments: exit $rc, not the usage exit 2"
 DS=$("${CTL[@]}" --json datasets upload "$WORK/data.csv" --kind=binary --name=proc | json_field id)
 [[ $DS == ds-* ]] || fail "upload gave no id"
 HASH=$("${CTL[@]}" --json datasets get "$DS" | json_field contentHash)
@@ -49,6 +58,9 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 echo "SIGTERM to exit: $ms ms"
 [[ $ms -lt 15000 ]] || fail "shutdown took $ms ms"
 grep -q "stopped cleanly" "$WORK/log1" || fail "no clean-stop log line"
+rc=0
+"${CTL[@]}" health >/dev/null 2>"$WORK/health.err" || rc=$?
+[[ $rc == 1 ]] && grep -q UNAVAILABLE "$WORK/health.err" || fail "health of a stopped server: exit $rc"
 
 start 2
 [[ $("${CTL[@]}" --json datasets get "$DS" | json_field contentHash) == "$HASH" ]] ||
