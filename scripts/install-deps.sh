@@ -1,23 +1,50 @@
 #!/usr/bin/env bash
-# Installs every build, test and demo dependency of logp from Debian 12 packages (nothing else).
-# Used by README, CI (.ci/run via scripts/test.sh), scripts/demo.sh and the Dockerfile.
+# Installs logp's dependencies from Debian 12 packages (nothing else). The one install script of
+# README, CI (.ci/run via scripts/test.sh), scripts/demo.sh and the Dockerfile.
+# Usage: scripts/install-deps.sh [--build | --runtime]
+#   (none)     everything: build, test, fuzz, container-test and demo dependencies
+#   --build    what building logpd and logpctl needs (the Dockerfile's builder stage)
+#   --runtime  the shared libraries logpd and logpctl load, nothing to build with (the
+#              Dockerfile's runtime stage; it checks with ldd that nothing is missing)
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-PACKAGES=(
-  build-essential cmake pkg-config ccache git
-  libssl-dev openssl  # TLS: logpd checks certificate files; the tests make certificates
+BUILD=(
+  build-essential cmake pkg-config ccache
+  libssl-dev  # TLS: logpd checks certificate files
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgflags-dev
+  libsqlite3-dev libpng-dev zlib1g-dev
+)
+# libopenblas0-pthread is not optional: without it LibTorch's matrix products fall back to the
+# reference BLAS and run about 30 times slower.
+RUNTIME=(
+  libtorch1.13 libopenblas0-pthread
+  libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
+  libgoogle-glog0v6 libgflags2.2 libsqlite3-0 libpng16-16 libssl3 zlib1g
+)
+ALL=(
+  "${BUILD[@]}" git openssl  # the tests make certificates with openssl
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev  # scripts/fuzz.sh: clang 14 with libFuzzer, ASan and UBSan runtimes
-  libsqlite3-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
+  # scripts/container-test.sh: builds the image without a Docker engine and runs it
+  buildah podman podman-compose runc mmdebstrap uidmap containernetworking-plugins
 )
+
+case "${1:-}" in
+  "") PACKAGES=("${ALL[@]}") ;;
+  --build) PACKAGES=("${BUILD[@]}") ;;
+  --runtime) PACKAGES=("${RUNTIME[@]}") ;;
+  *)
+    echo "usage: $0 [--build | --runtime]" >&2
+    exit 2
+    ;;
+esac
 # PyTorch for the reference scripts in bench/ (large; only when asked for).
-if [[ "${LOGP_WITH_TORCH_PYTHON:-0}" == "1" ]]; then
+if [[ -z "${1:-}" && "${LOGP_WITH_TORCH_PYTHON:-0}" == "1" ]]; then
   PACKAGES+=(python3-torch)
 fi
 
