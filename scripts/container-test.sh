@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The container test: builds the image from the repo's Dockerfile, unchanged, without a Docker
+# engine (buildah), runs it (podman) with a data volume and its port published on loopback, and
+# drives it from the host with logpctl: upload, train, score, evaluate, sample. Then it stops the
+# container while a job trains (SIGTERM: logpd must exit 0 and say it stopped cleanly), starts a
+# new container on the same volume (dataset, job, model and scores intact, the interrupted job
+# requeued), checks that logpd runs as the non-root user, that the HEALTHCHECK passes, and what
+# the image holds (runtime libraries only, OpenBLAS as the BLAS). Last, deploy/docker-compose.yml
+# with its TLS variant (podman-compose): mutual TLS, tokens, the health port, a clean stop.
+# Prints the image size, the build time and the start time to SERVING.
+#
+# Usage: scripts/container-test.sh [LOGPCTL]   (default: build/client/logpctl)
+# In the suite as ctest's container_test (label "container": `ctest -LE container` skips it).
+# Needs root (else it exits 77, skipped) and buildah, podman, podman-compose, runc and mmdebstrap
+# (scripts/install-deps.sh installs them).
+# No registry is reachable here, so the debian:12 base is made locally once (mmdebstrap, podman
+# import) and kept; buildah's layer cache and the build's ccache directory are kept too, so a
+# rebuild after a source change recompiles only what changed.
+# Environment: LOGP_IMAGE, the tag built and run (default logp:test; kept afterwards).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+LOGPCTL=${1:-$REPO/build/client/logpctl}
+IMAGE=${LOGP_IMAGE:-logp:test}
+BASE=docker.io/library/debian:12
+NAME=logp-ct-$$
+VOLUME=logp-ct-$$
+WORK=$(mktemp -d /tmp/logp-container.XXXXXX)
+
+fail() {
+  echo "FAIL: $*"
+  echo "--- container log (tail)"
+  podman logs --tail 30 "$NAME" 2>&1 || true
+  exit 1
+}
+cleanup() {
+  podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+  podman volume rm -f "$VOLUME" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
+
+if [[ $(id -u) != 0 ]]; then
+  echo "SKIP: needs root (buildah and podman run rootful here)"
+  exit 77
+fi
+for tool in buildah podman podman-compose runc mmdebstrap; do
+  command -v "$tool" >/dev/null || fail "$tool is missing: run scripts/install-deps.sh"
+done
+[[ -x $LOGPCTL ]] || fail "no logpctl at $LOGPCTL (build first: scripts/build.sh)"
+
+# How podman runs containers here. Its default runtime, crun, refuses this machine's hybrid
+# cgroup layout; runc does not. And without CAP_SYS_RESOURCE (sandboxes lack it) podman's
+# default limits (nofile 1048576) cannot be set: then pass the limits this process already has
+# (nproc at most 32768, podman lowers its own to that).
+cat >"$WORK/containers.conf" <<EOF
+[engine]
+runtime = "runc"
+EOF
+cap_eff=$(awk '/^CapEff:/ { print $2 }' /proc/self/status)
+if ((!((16#$cap_eff >> 24) & 1))); then
+  nofile=$(ulimit -Hn)
+  nproc=$(ulimit -Hu)
+  [[ $nproc == unlimited || $nproc -gt 32768 ]] && nproc=32768
+  cat >>"$WORK/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+EOF
+fi
+export CONTAINERS_CONF=$WORK/containers.conf
+
+# The base image, made once.
+if ! podman image exists "$BASE"; then
+  t0=$(now_ms)
+  echo "making $BASE with mmdebstrap (once; kept in podman's storage)"
+  mmdebstrap --variant=minbase --quiet bookworm "$WORK/base.tar" \
+    "deb http://deb.debian.org/debian bookworm main" \
+    "deb http://deb.debian.org/debian bookworm-updates main" \
+    "deb http://deb.debian.org/debian-security bookworm-security main"
+  podman import --quiet "$WORK/base.tar" "$BASE" >/dev/null
+  rm -f "$WORK/base.tar"
+  echo "base image made in $((($(now_ms) - t0) / 1000)) s"
+fi
+
+t0=$(now_ms)
+buildah bud --isolation=chroot --format=docker --layers --pull=never -t "$IMAGE" \
+  -f "$REPO/Dockerfile" "$REPO" >"$WORK/build.log" 2>&1 || {
+  tail -40 "$WORK/build.log"
+  fail "buildah bud failed"
+}
+echo "image built in $((($(now_ms) - t0) / 1000)) s"
+size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
+echo "image size: $((size / 1000000)) MB"
+
+# --- what the image is ---
+inspect() { podman image inspect "$IMAGE" --format "$1"; }
+[[ $(inspect '{{.Config.User}}') == 10001:10001 ]] || fail "image user is '$(inspect '{{.Config.User}}')'"
+[[ $(inspect '{{.Config.StopSignal}}') == SIGTERM ]] || fail "stop signal is not SIGTERM"
+inspect '{{json .Config.Volumes}}' | grep -q '"/data"' || fail "/data is not a volume"
+inspect '{{json .Config.Healthcheck}}' | grep -q 'logpctl.*health' || fail "no HEALTHCHECK"
+# Runtime libraries only: no compiler, no -dev package, no CMake.
+podman run --rm --entrypoint /bin/sh "$IMAGE" -c \
+  'for t in g++ gcc cc c++ cmake protoc; do command -v $t && exit 1; done;
+   ! dpkg-query -W -f "\${Package}\n" | grep -- "-dev$"' >"$WORK/tools.out" 2>&1 ||
+  fail "the runtime image carries build tools: $(cat "$WORK/tools.out")"
+blas=$(podman run --rm --entrypoint /bin/readlink "$IMAGE" -f /usr/lib/x86_64-linux-gnu/libblas.so.3)
+[[ $blas == *openblas-pthread* ]] || fail "the BLAS in the image is $blas, not OpenBLAS (pthread)"
+
+# --- run it ---
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+podman volume create "$VOLUME" >/dev/null
+CTL=("$LOGPCTL" --server="127.0.0.1:$PORT")
+# start: runs a new container on the volume and waits until logpd is SERVING; sets START_MS.
+start() {
+  podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+  local t0
+  t0=$(now_ms)
+  podman run -d --name "$NAME" -p "127.0.0.1:$PORT:50051" -v "$VOLUME:/data" "$IMAGE" \
+    --training_slots=1 --progress_interval_seconds=0.2 >/dev/null || fail "podman run failed"
+  for _ in $(seq 600); do
+    [[ $("${CTL[@]}" health 2>/dev/null) == SERVING ]] && break
+    [[ $(podman inspect "$NAME" --format '{{.State.Running}}') == true ]] || fail "the container exited"
+    sleep 0.1
+  done
+  [[ $("${CTL[@]}" health 2>/dev/null) == SERVING ]] || fail "logpd never became SERVING"
+  START_MS=$(($(now_ms) - t0))
+  echo "container start to SERVING: $START_MS ms"
+}
+
+# 2,000 binary records of dim 64 with neighbour structure.
+awk 'BEGIN { srand(11); for (r = 0; r < 2000; r++) { line = ""; p = 0.3
+  for (c = 0; c < 64; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
+  print line } }' >"$WORK/data.csv"
+head -20 "$WORK/data.csv" >"$WORK/few.csv"
+
+start
+# logpd is the container's PID 1, and runs as logp (uid 10001), not root.
+status=$(podman exec "$NAME" cat /proc/1/status)
+grep -q '^Name:[[:space:]]*logpd' <<<"$status" || fail "PID 1 is not logpd"
+grep -Eq '^Uid:[[:space:]]+10001[[:space:]]+10001' <<<"$status" || fail "logpd does not run as uid 10001"
+[[ $(podman exec "$NAME" id -un) == logp ]] || fail "the container's user is not logp"
+if podman exec "$NAME" touch /usr/local/bin/x 2>/dev/null; then fail "the user can write /usr/local/bin"; fi
+podman healthcheck run "$NAME" >/dev/null || fail "the image's HEALTHCHECK failed on a serving logpd"
+
+DS=$("${CTL[@]}" --json datasets upload "$WORK/data.csv" --kind=binary --name=container | field id)
+[[ $DS == ds-* ]] || fail "upload gave no id"
+HASH=$("${CTL[@]}" --json datasets get "$DS" | field contentHash)
+J1=$("${CTL[@]}" --json jobs create --dataset="$DS" --family=made --hidden_units=32 --epochs=3 \
+  --validation_fraction=0.1 | field id)
+"${CTL[@]}" jobs watch "$J1" >"$WORK/watch1.out" || fail "the MADE job did not succeed"
+M1=$("${CTL[@]}" --json jobs get "$J1" | field modelId)
+[[ $M1 == model-* ]] || fail "the job published no model"
+SCORES=$("${CTL[@]}" models score "$M1" "$WORK/few.csv" --kind=binary)
+[[ $(wc -l <<<"$SCORES") -ge 20 ]] || fail "score returned too few lines: $SCORES"
+"${CTL[@]}" models evaluate "$M1" --dataset="$DS" >"$WORK/eval.out" || fail "evaluate failed"
+"${CTL[@]}" models sample "$M1" --n=5 --output="$WORK/samples.csv" >/dev/null || fail "sample failed"
+[[ $(wc -l <"$WORK/samples.csv") == 5 ]] || fail "sample did not write 5 records"
+# A long job that the stop interrupts.
+J2=$("${CTL[@]}" --json jobs create --dataset="$DS" --family=made --hidden_units=32 \
+  --epochs=10000 --batch_size=1 | field id)
+for _ in $(seq 100); do
+  [[ $("${CTL[@]}" --json jobs get "$J2" | field state) == JOB_STATE_RUNNING ]] && break
+  sleep 0.1
+done
+[[ $("${CTL[@]}" --json jobs get "$J2" | field state) == JOB_STATE_RUNNING ]] || fail "job 2 never ran"
+
+# --- stop: SIGTERM reaches logpd, which exits 0 after saving ---
+t0=$(now_ms)
+podman stop -t 30 "$NAME" >/dev/null || fail "podman stop failed"
+echo "podman stop: $(($(now_ms) - t0)) ms"
+podman logs "$NAME" >"$WORK/log1" 2>&1
+code=$(podman inspect "$NAME" --format '{{.State.ExitCode}}')
+[[ $code == 0 ]] || fail "logpd exited with $code on podman stop"
+grep -q "received signal 15" "$WORK/log1" || fail "logpd never saw SIGTERM"
+grep -q "logpd stopped cleanly" "$WORK/log1" || fail "no clean-stop log line"
+
+# --- a new container on the same volume ---
+start
+[[ $("${CTL[@]}" --json datasets get "$DS" | field contentHash) == "$HASH" ]] ||
+  fail "the dataset changed across the restart"
+[[ $("${CTL[@]}" --json jobs get "$J1" | field state) == JOB_STATE_SUCCEEDED ]] ||
+  fail "job 1 lost its state"
+[[ $("${CTL[@]}" models score "$M1" "$WORK/few.csv" --kind=binary) == "$SCORES" ]] ||
+  fail "the model's scores changed across the restart"
+[[ $("${CTL[@]}" --json jobs get "$J2" | field state) =~ JOB_STATE_(QUEUED|RUNNING) ]] ||
+  fail "job 2 was not requeued"
+"${CTL[@]}" jobs cancel "$J2" >/dev/null
+podman stop -t 30 "$NAME" >/dev/null
+[[ $(podman inspect "$NAME" --format '{{.State.ExitCode}}') == 0 ]] || fail "second stop: not exit 0"
+
+# --- compose: deploy/docker-compose.yml with the mutual-TLS and tokens variant ---
+# podman-compose (Debian's) stands in for docker compose: the same files, the same merge of the
+# second file over the first, secrets mounted under /run/secrets/.
+SECRETS=$WORK/secrets
+"$REPO/scripts/make-certs.sh" "$SECRETS" localhost 127.0.0.1 >/dev/null 2>&1
+CLIENT=ct "$REPO/scripts/make-certs.sh" "$SECRETS" >/dev/null 2>&1
+TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+echo "$TOKEN team-ct writer" >"$SECRETS/tokens"
+chmod 0644 "$SECRETS/server.key" "$SECRETS/tokens"  # readable by uid 10001 (see the file)
+PROJECT=logpct$$
+compose() {
+  LOGP_IMAGE=$IMAGE LOGP_SECRETS=$SECRETS LOGP_PUBLISH=127.0.0.1:$PORT \
+    podman-compose -p "$PROJECT" -f "$REPO/deploy/docker-compose.yml" \
+    -f "$REPO/deploy/docker-compose.tls.yml" "$@"
+}
+compose_down() { compose down -v >/dev/null 2>&1 || true; }
+trap 'compose_down; cleanup' EXIT
+compose up -d >"$WORK/compose.log" 2>&1 || {
+  cat "$WORK/compose.log"
+  fail "podman-compose up failed"
+}
+CNAME=$(podman ps --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}' | head -1)
+[[ -n $CNAME ]] || fail "compose started no container: $(cat "$WORK/compose.log")"
+TLS=(--tls_ca_file="$SECRETS/ca.pem" --tls_cert_file="$SECRETS/client-ct.pem"
+  --tls_key_file="$SECRETS/client-ct.key")
+CTL=("$LOGPCTL" --server="localhost:$PORT" "${TLS[@]}")
+for _ in $(seq 600); do
+  [[ $("${CTL[@]}" health 2>/dev/null) == SERVING ]] && break
+  sleep 0.1
+done
+[[ $("${CTL[@]}" health 2>/dev/null) == SERVING ]] || fail "compose: logpd never SERVING over mTLS"
+# Plaintext, or TLS without a client certificate, does not get in; a client certificate without
+# the token is UNAUTHENTICATED; with both, the tenant's calls work.
+if "$LOGPCTL" --server="127.0.0.1:$PORT" health >/dev/null 2>&1; then fail "compose: plaintext got in"; fi
+if "$LOGPCTL" --server="localhost:$PORT" --tls_ca_file="$SECRETS/ca.pem" health >/dev/null 2>&1; then
+  fail "compose: TLS without a client certificate got in"
+fi
+rc=0
+"${CTL[@]}" datasets list >/dev/null 2>"$WORK/unauth.err" || rc=$?
+[[ $rc == 1 ]] && grep -q UNAUTHENTICATED "$WORK/unauth.err" || fail "compose: no token was not UNAUTHENTICATED"
+DS=$("${CTL[@]}" --token="$TOKEN" --json datasets upload "$WORK/few.csv" --kind=binary | field id)
+[[ $DS == ds-* ]] || fail "compose: upload with the token failed"
+# The health check on the plaintext health port, from inside the container.
+podman healthcheck run "$CNAME" >/dev/null || fail "compose: the health check on :8081 failed"
+t0=$(now_ms)
+compose stop >/dev/null 2>&1 || fail "compose stop failed"
+echo "compose stop: $(($(now_ms) - t0)) ms"
+[[ $(podman inspect "$CNAME" --format '{{.State.ExitCode}}') == 0 ]] || fail "compose: not exit 0"
+podman logs "$CNAME" 2>&1 | grep -q "logpd stopped cleanly" || fail "compose: no clean stop"
+if podman logs "$CNAME" 2>&1 | grep -q "$TOKEN"; then fail "compose: the token is in the log"; fi
+compose_down
+
+# Keep the layers the tag uses (the next build reuses them), not those of earlier builds.
+podman image prune -f >/dev/null 2>&1 || true
+echo "1 passed, 0 failed"
