@@ -2,7 +2,8 @@
 # Installs logp's dependencies from Debian 12 packages (nothing else). The one install script of
 # README, CI (.ci/run via scripts/test.sh), scripts/demo.sh and the Dockerfile.
 # Usage: scripts/install-deps.sh [--build | --runtime]
-#   (none)     everything: build, test, fuzz, container-test and demo dependencies
+#   (none)     everything: build, test, fuzz, container-test and demo dependencies, and the npm
+#              packages of the Kubernetes manifest validator (the one step not from Debian)
 #   --build    what building logpd and logpctl needs (the Dockerfile's builder stage)
 #   --runtime  the shared libraries logpd and logpctl load, nothing to build with (the
 #              Dockerfile's runtime stage; it checks with ldd that nothing is missing)
@@ -32,7 +33,11 @@ ALL=(
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
   # scripts/container-test.sh: builds the image without a Docker engine and runs it
   buildah podman podman-compose runc mmdebstrap uidmap containernetworking-plugins
+  nodejs  # k8s_manifests_test: the manifest validator (deploy/k8s/validate), with npm below
 )
+# Debian's npm, unless an npm is there already (Node.js from elsewhere, e.g. NodeSource's
+# package, brings its own, which Debian's would conflict with).
+command -v npm >/dev/null || ALL+=(npm)
 
 case "${1:-}" in
   "") PACKAGES=("${ALL[@]}") ;;
@@ -56,11 +61,25 @@ for p in "${PACKAGES[@]}"; do
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [[ "$(id -u)" != "0" ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[[ -z "${1:-}" ]] || exit 0
+
+# The one step from the npm registry, not Debian: the Kubernetes manifest validator's packages
+# (deploy/k8s/validate: kubernetes-types, typescript, yaml), pinned by its package-lock.json and
+# installed into its node_modules/ for k8s_manifests_test. Nothing to do when they are there
+# already.
+validator="$(cd "$(dirname "$0")/.." && pwd)/deploy/k8s/validate"
+if cmp -s "$validator/package-lock.json" "$validator/node_modules/.logp-installed-lock.json"; then
+  echo "install-deps: deploy/k8s/validate's npm packages present"
+else
+  echo "install-deps: npm ci in deploy/k8s/validate"
+  (cd "$validator" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$validator/package-lock.json" "$validator/node_modules/.logp-installed-lock.json"
+fi
