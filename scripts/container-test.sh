@@ -90,6 +90,11 @@ buildah bud --isolation=chroot --format=docker --layers --pull=never -t "$IMAGE"
   fail "buildah bud failed"
 }
 echo "image built in $((($(now_ms) - t0) / 1000)) s"
+# A tag on the builder stage too (all its layers are cached by now, so this takes seconds), so
+# that pruning below keeps them for the next build.
+buildah bud --isolation=chroot --format=docker --layers --pull=never --target=builder \
+  -t "$IMAGE-builder" -f "$REPO/Dockerfile" "$REPO" >>"$WORK/build.log" 2>&1 ||
+  fail "tagging the builder stage failed"
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 echo "image size: $((size / 1000000)) MB"
 
@@ -111,21 +116,28 @@ blas=$(podman run --rm --entrypoint /bin/readlink "$IMAGE" -f /usr/lib/x86_64-li
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 podman volume create "$VOLUME" >/dev/null
 CTL=("$LOGPCTL" --server="127.0.0.1:$PORT")
-# start: runs a new container on the volume and waits until logpd is SERVING; sets START_MS.
+# start [podman run options] -- [logpd arguments]: runs a new container on the volume and waits
+# until logpd is SERVING.
 start() {
+  local options=() t0
+  while [[ $# -gt 0 && $1 != -- ]]; do
+    options+=("$1")
+    shift
+  done
+  [[ $# -gt 0 ]] && shift
   podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
-  local t0
   t0=$(now_ms)
-  podman run -d --name "$NAME" -p "127.0.0.1:$PORT:50051" -v "$VOLUME:/data" "$IMAGE" \
-    --training_slots=1 --progress_interval_seconds=0.2 >/dev/null || fail "podman run failed"
+  # Without systemd, podman cannot set up the timer that would run the HEALTHCHECK periodically
+  # and says so; `podman healthcheck run` below runs it.
+  podman run -d --name "$NAME" -p "127.0.0.1:$PORT:50051" -v "$VOLUME:/data" "${options[@]}" \
+    "$IMAGE" "$@" >/dev/null 2>"$WORK/run.err" || fail "podman run failed: $(cat "$WORK/run.err")"
   for _ in $(seq 600); do
     [[ $("${CTL[@]}" health 2>/dev/null) == SERVING ]] && break
     [[ $(podman inspect "$NAME" --format '{{.State.Running}}') == true ]] || fail "the container exited"
     sleep 0.1
   done
   [[ $("${CTL[@]}" health 2>/dev/null) == SERVING ]] || fail "logpd never became SERVING"
-  START_MS=$(($(now_ms) - t0))
-  echo "container start to SERVING: $START_MS ms"
+  echo "container start to SERVING: $(($(now_ms) - t0)) ms"
 }
 
 # 2,000 binary records of dim 64 with neighbour structure.
@@ -134,7 +146,8 @@ awk 'BEGIN { srand(11); for (r = 0; r < 2000; r++) { line = ""; p = 0.3
   print line } }' >"$WORK/data.csv"
 head -20 "$WORK/data.csv" >"$WORK/few.csv"
 
-start
+# As `docker run -v VOLUME:/data IMAGE FLAGS` runs it.
+start -- --training_slots=1 --progress_interval_seconds=0.2
 # logpd is the container's PID 1, and runs as logp (uid 10001), not root.
 status=$(podman exec "$NAME" cat /proc/1/status)
 grep -q '^Name:[[:space:]]*logpd' <<<"$status" || fail "PID 1 is not logpd"
@@ -167,7 +180,7 @@ done
 
 # --- stop: SIGTERM reaches logpd, which exits 0 after saving ---
 t0=$(now_ms)
-podman stop -t 30 "$NAME" >/dev/null || fail "podman stop failed"
+podman stop -t 30 "$NAME" >/dev/null 2>"$WORK/stop.err" || fail "podman stop failed: $(cat "$WORK/stop.err")"
 echo "podman stop: $(($(now_ms) - t0)) ms"
 podman logs "$NAME" >"$WORK/log1" 2>&1
 code=$(podman inspect "$NAME" --format '{{.State.ExitCode}}')
@@ -175,8 +188,19 @@ code=$(podman inspect "$NAME" --format '{{.State.ExitCode}}')
 grep -q "received signal 15" "$WORK/log1" || fail "logpd never saw SIGTERM"
 grep -q "logpd stopped cleanly" "$WORK/log1" || fail "no clean-stop log line"
 
-# --- a new container on the same volume ---
-start
+# --- a new container on the same volume, run as deploy/k8s's StatefulSet runs it ---
+# Its container's command and arguments, and its securityContext: read-only root file system
+# with an empty /tmp, no capabilities, no privilege escalation, uid and gid 10001.
+mapfile -t POD_ARGS < <(python3 - "$REPO/deploy/k8s/base/statefulset.yaml" <<'PY'
+import sys, yaml
+container = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
+for word in container["command"] + container["args"]:
+    print(word)
+PY
+)
+[[ ${POD_ARGS[0]:-} == /usr/local/bin/logpd ]] || fail "unexpected StatefulSet command: ${POD_ARGS[*]}"
+start --entrypoint "${POD_ARGS[0]}" --read-only --tmpfs /tmp --cap-drop=ALL \
+  --security-opt=no-new-privileges --user 10001:10001 -e TMPDIR=/tmp -- "${POD_ARGS[@]:1}"
 [[ $("${CTL[@]}" --json datasets get "$DS" | field contentHash) == "$HASH" ]] ||
   fail "the dataset changed across the restart"
 [[ $("${CTL[@]}" --json jobs get "$J1" | field state) == JOB_STATE_SUCCEEDED ]] ||
@@ -186,7 +210,7 @@ start
 [[ $("${CTL[@]}" --json jobs get "$J2" | field state) =~ JOB_STATE_(QUEUED|RUNNING) ]] ||
   fail "job 2 was not requeued"
 "${CTL[@]}" jobs cancel "$J2" >/dev/null
-podman stop -t 30 "$NAME" >/dev/null
+podman stop -t 30 "$NAME" >/dev/null 2>&1
 [[ $(podman inspect "$NAME" --format '{{.State.ExitCode}}') == 0 ]] || fail "second stop: not exit 0"
 
 # --- compose: deploy/docker-compose.yml with the mutual-TLS and tokens variant ---
@@ -241,6 +265,6 @@ podman logs "$CNAME" 2>&1 | grep -q "logpd stopped cleanly" || fail "compose: no
 if podman logs "$CNAME" 2>&1 | grep -q "$TOKEN"; then fail "compose: the token is in the log"; fi
 compose_down
 
-# Keep the layers the tag uses (the next build reuses them), not those of earlier builds.
+# Keep the layers the two tags use (the next build reuses them), not those of earlier builds.
 podman image prune -f >/dev/null 2>&1 || true
 echo "1 passed, 0 failed"
