@@ -109,7 +109,8 @@ podman run --rm --entrypoint /bin/sh "$IMAGE" -c \
   'for t in g++ gcc cc c++ cmake protoc; do command -v $t && exit 1; done;
    ! dpkg-query -W -f "\${Package}\n" | grep -- "-dev$"' >"$WORK/tools.out" 2>&1 ||
   fail "the runtime image carries build tools: $(cat "$WORK/tools.out")"
-blas=$(podman run --rm --entrypoint /bin/readlink "$IMAGE" -f /usr/lib/x86_64-linux-gnu/libblas.so.3)
+blas=$(podman run --rm --entrypoint /bin/readlink "$IMAGE" -f /usr/lib/x86_64-linux-gnu/libblas.so.3 \
+  2>/dev/null)
 [[ $blas == *openblas-pthread* ]] || fail "the BLAS in the image is $blas, not OpenBLAS (pthread)"
 
 # --- run it ---
