@@ -1,5 +1,7 @@
 #include "client/client.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -11,7 +13,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -66,6 +71,54 @@ bool IsValidToken(const std::string& token) {
 
 }  // namespace
 
+absl::StatusOr<std::string> GrpcTarget(const std::string& target) {
+  if (target.find(',') == std::string::npos) return target;
+  // gRPC's own URIs, lists included ("ipv4:A:P,B:P"), are gRPC's to parse.
+  const std::string scheme = target.substr(0, target.find(':'));
+  for (const char* own : {"dns", "ipv4", "ipv6", "unix", "unix-abstract"}) {
+    if (scheme == own) return target;
+  }
+  std::string v4, v6;
+  for (absl::string_view entry : absl::StrSplit(target, ',')) {
+    entry = absl::StripAsciiWhitespace(entry);
+    const std::string quoted = absl::StrCat("'", entry, "' in the server list '", target, "'");
+    const size_t last = entry.rfind(':');
+    if (entry.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the server list '", target, "' has an empty entry"));
+    }
+    if (last == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port (IP:PORT)"));
+    }
+    int port = 0;
+    if (!absl::SimpleAtoi(entry.substr(last + 1), &port) || port <= 0 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has no valid port"));
+    }
+    absl::string_view host = entry.substr(0, last);
+    const bool bracketed = absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]");
+    unsigned char ip[16];
+    const std::string h(host);
+    std::string* list = nullptr;
+    if (!bracketed && ::inet_pton(AF_INET, h.c_str(), ip) == 1) {
+      list = &v4;
+    } else if (bracketed && ::inet_pton(AF_INET6, h.c_str(), ip) == 1) {
+      list = &v6;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          quoted,
+          " is not an IP address and port: a list of servers takes IP addresses ([...] for "
+          "IPv6); for host names use one DNS name that resolves to every server, "
+          "dns:///NAME:PORT"));
+    }
+    absl::StrAppend(list, list->empty() ? "" : ",", entry);
+  }
+  if (!v4.empty() && !v6.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server list '", target, "' mixes IPv4 and IPv6 addresses"));
+  }
+  return v4.empty() ? "ipv6:" + v6 : "ipv4:" + v4;
+}
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
                                                         const ClientOptions& options) {
   if (target.empty()) return absl::InvalidArgumentError("empty server address");
@@ -74,7 +127,26 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
     return absl::InvalidArgumentError(
         "the token holds a character other than visible ASCII and spaces (a line break?)");
   }
+  ASSIGN_OR_RETURN(const std::string grpc_target, GrpcTarget(target));
   grpc::ChannelArguments args;
+  const bool several = grpc_target != target;
+  std::string policy = options.load_balancing;
+  if (policy.empty()) policy = several ? "round_robin" : "";
+  if (!policy.empty() && policy != "round_robin" && policy != "pick_first") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown load-balancing policy '", policy, "' (round_robin or pick_first)"));
+  }
+  if (!policy.empty()) args.SetLoadBalancingPolicyName(policy);
+  if (several) {
+    // The name TLS checks the servers' certificates against, and the :authority of calls: the
+    // first address's host (without it gRPC would take the whole list).
+    std::string first(target.substr(0, target.find(',')));
+    first = std::string(absl::StripAsciiWhitespace(first));
+    std::string host = first.substr(0, first.rfind(':'));
+    if (absl::StartsWith(host, "[")) host = host.substr(1, host.size() - 2);
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, first);
+    if (options.tls() && options.tls_server_name.empty()) args.SetSslTargetNameOverride(host);
+  }
   args.SetMaxSendMessageSize(options.max_message_bytes);
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   // Reconnect about as often as calls are retried (gRPC's own first reconnect waits 1 s).
@@ -87,7 +159,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
     ASSIGN_OR_RETURN(credentials, TlsCredentials(options));
     if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
   }
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, credentials, args);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(grpc_target, credentials, args);
   if (channel == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot create a channel to ", target));
   }

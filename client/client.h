@@ -67,7 +67,23 @@ struct ClientOptions {
   // If set, every call carries the metadata "authorization: Bearer <token>" (over TLS or
   // plaintext alike). The client never logs or prints it.
   std::string token;
+
+  // --- several replicas (Connect only) ---
+  // How calls spread over the addresses the target stands for: "round_robin" (each call to the
+  // next reachable address) or "pick_first" (gRPC's default: one address until it fails).
+  // Empty: round_robin for a target of several addresses, pick_first otherwise. A call that is
+  // safe to repeat and meets UNAVAILABLE (a replica going down) is retried, and round_robin
+  // sends the retry to another replica.
+  std::string load_balancing;
 };
+
+// The gRPC target for Connect's `target`: "HOST:PORT" and gRPC URIs ("dns:///NAME:PORT",
+// "ipv4:...", "unix:...") as they are; several addresses separated by commas
+// ("10.0.0.1:50051,10.0.0.2:50051", or IPv6 as "[::1]:50051,[::1]:50052") become one ipv4: or
+// ipv6: target. INVALID_ARGUMENT for an empty entry, an entry without a port, a host name in a
+// list (use a DNS name that resolves to every replica instead: dns:///NAME:PORT) or a list mixing
+// IPv4 and IPv6.
+absl::StatusOr<std::string> GrpcTarget(const std::string& target);
 
 // How to score families without an exact likelihood (the VAE); exact families ignore it.
 struct ScoringOptions {

@@ -37,7 +37,9 @@
 #include "google/protobuf/util/json_util.h"
 #include "proto/cc/status_macros.h"
 
-ABSL_FLAG(std::string, server, "localhost:50051", "Address of logpd (host:port).");
+ABSL_FLAG(std::string, server, "localhost:50051",
+          "Address of logpd: HOST:PORT, several IP:PORT separated by commas (calls go round "
+          "robin, retried on another server), or a gRPC URI such as dns:///NAME:PORT.");
 ABSL_FLAG(bool, json, false, "Print results as JSON (one object per line for lists and events).");
 
 // Reading record files (datasets upload, models score).
