@@ -187,8 +187,12 @@ absl::Status Client::StatusOf(const grpc::Status& grpc_status) const {
   absl::Status status = FromGrpcStatus(grpc_status);
   if (!absl::IsUnavailable(status)) return status;
   const std::string original(status.message());
-  // What gRPC 1.51 reports when the connection, not the call, failed.
-  if (!absl::StrContains(original, "failed to connect")) return status;
+  // What gRPC 1.51 reports when the connection, not the call, failed: with pick_first, and
+  // with round_robin (a list of servers).
+  if (!absl::StrContains(original, "failed to connect") &&
+      !absl::StrContains(original, "connections to all backends failing")) {
+    return status;
+  }
   const std::string server = target_.empty() ? "the server" : "the server at " + target_;
   const std::string with = target_.empty() ? "the server" : target_;
   const bool closed = absl::StrContains(original, "Socket closed") ||

@@ -194,6 +194,19 @@ TEST_F(TlsTest, TlsClientWorks) {
                  StatusCode::kOk));
 }
 
+TEST_F(TlsTest, ListOfServersChecksTheFirstAddressesNameUnlessOverridden) {
+  ServerOptions so;
+  so.tls = ServerTls();
+  StartServer(so);
+  // The same server twice stands for two replicas; the certificate names 127.0.0.1.
+  const std::string list = Target() + "," + Target();
+  EXPECT_TRUE(Is(CallWith(ClientTls("ca.pem"), list), StatusCode::kOk));
+  ClientOptions named = ClientTls("ca.pem");
+  named.tls_server_name = "elsewhere.example";
+  EXPECT_TRUE(Is(CallWith(named, list), StatusCode::kUnavailable,
+                 "its certificate does not carry the name elsewhere.example"));
+}
+
 TEST_F(TlsTest, PlaintextClientOfTlsServerIsToldItMayRequireTls) {
   ServerOptions so;
   so.tls = ServerTls();
