@@ -17,6 +17,7 @@ BUILD=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgflags-dev
   libsqlite3-dev libpng-dev zlib1g-dev
+  libpqxx-dev  # the PostgreSQL catalogue (--catalog=postgresql://...); brings libpq-dev
 )
 # libopenblas0-pthread is not optional: without it LibTorch's matrix products fall back to the
 # reference BLAS and run about 30 times slower.
@@ -24,10 +25,12 @@ RUNTIME=(
   libtorch1.13 libopenblas0-pthread
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
   libgoogle-glog0v6 libgflags2.2 libsqlite3-0 libpng16-16 libssl3 zlib1g
+  libpqxx-6.4  # with libpq5
 )
 ALL=(
   "${BUILD[@]}" git openssl  # the tests make certificates with openssl
   libgtest-dev libgmock-dev
+  postgresql-15  # the PostgreSQL catalogue's tests start a private server (initdb, pg_ctl)
   clang libclang-rt-14-dev  # scripts/fuzz.sh: clang 14 with libFuzzer, ASan and UBSan runtimes
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
