@@ -23,11 +23,16 @@
 #include "server/auth/quotas.h"
 #include "server/core/core.h"
 #include "server/core/job_memory.h"
+#include "server/core/open_catalog.h"
 #include "server/grpc/server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 = any)");
 ABSL_FLAG(std::string, data_dir, "./logp-data",
           "Data directory: SQLite catalogue, datasets, models (created if missing)");
+ABSL_FLAG(std::string, catalog, "",
+          "Catalogue: empty for SQLite in --data_dir (catalog.db); postgresql://USER@HOST:PORT/DB "
+          "(a libpq URI; ?host=/socket/dir for a Unix socket) for PostgreSQL. Datasets, models "
+          "and checkpoints stay in --data_dir either way");
 ABSL_FLAG(int, training_slots, 1, "Jobs that train at the same time");
 ABSL_FLAG(int, max_queued_jobs, 64, "Queued jobs beyond which CreateJob is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, compute_threads, 0, "LibTorch intra-op threads (0: one per core)");
@@ -153,6 +158,23 @@ int main(int argc, char** argv) {
     }
     quotas = std::move(*opened);
     options.quotas = quotas->AsQuotaFn();
+  }
+  // Declared before the Core, which uses it until it goes.
+  std::unique_ptr<logp::Catalog> catalog;
+  if (const std::string spec = absl::GetFlag(FLAGS_catalog); !spec.empty()) {
+    auto where = logp::DescribeCatalog(spec, options.data_dir);
+    if (!where.ok()) {
+      LOG(ERROR) << "--catalog: " << where.status();
+      return 1;
+    }
+    auto opened = logp::OpenCatalog(spec, options.data_dir);
+    if (!opened.ok()) {
+      LOG(ERROR) << "--catalog: " << opened.status();
+      return 1;
+    }
+    catalog = std::move(*opened);
+    options.catalog = catalog.get();
+    LOG(INFO) << "catalogue: " << *where;
   }
   auto core = logp::Core::Open(options);
   if (!core.ok()) {

@@ -28,8 +28,9 @@ struct CoreOptions {
   FileSystem* fs = FileSystem::Default();
   // Per-tenant quotas (stored bytes, datasets, queued and running jobs); default none.
   QuotaFn quotas;
-  // The catalogue to use instead of the SQLite one in data_dir (must outlive the Core); for
-  // tests (a FaultyCatalog, a MemoryCatalog). Default: null, SQLite.
+  // The catalogue to use instead of the SQLite one in data_dir (must outlive the Core): logpd's
+  // --catalog (OpenCatalog), or for tests a FaultyCatalog, a MemoryCatalog. Default: null,
+  // SQLite.
   Catalog* catalog = nullptr;
 };
 
