@@ -1,6 +1,7 @@
 // The Catalog contract, run against every implementation: the SQLite catalogue (in a temporary
-// directory) and MemoryCatalog, the in-memory fake the core's unit tests use. What passes here for
-// SQLite and fails for the fake (or the other way round) is a difference a test could trip on.
+// directory), the PostgreSQL catalogue (a fresh database on this binary's private server, see
+// tests/postgres_server.h) and MemoryCatalog, the in-memory fake the core's unit tests use. What
+// passes here for one and fails for another is a difference a caller could trip on.
 #include "server/core/catalog.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/memory_catalog.h"
+#include "server/core/postgres_catalog.h"
+#include "tests/postgres_server.h"
 #include "tests/server/test_util.h"
 
 namespace logp {
@@ -577,6 +580,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Implementation{"Sqlite",
                                      [](const std::string& dir) -> std::unique_ptr<Catalog> {
                                        auto c = OpenSqliteCatalog(dir + "/catalog.db");
+                                       EXPECT_TRUE(c.ok()) << c.status();
+                                       return c.ok() ? std::move(*c) : nullptr;
+                                     }},
+                      Implementation{"Postgres",
+                                     [](const std::string&) -> std::unique_ptr<Catalog> {
+                                       PostgresServer* server = SharedPostgresServer();
+                                       if (server == nullptr) return nullptr;
+                                       auto c =
+                                           OpenPostgresCatalog(server->Uri(server->NewDatabase()));
                                        EXPECT_TRUE(c.ok()) << c.status();
                                        return c.ok() ? std::move(*c) : nullptr;
                                      }},
