@@ -23,10 +23,10 @@ if [[ -z $bin || ! -x $bin/initdb ]]; then
   exit 1
 fi
 
-# Runs a server-side command as the server's user.
+# Runs a server-side command as the server's user (from /, which it can read whoever it is).
 as_server() {
   if [[ $(id -u) == 0 ]]; then
-    runuser -u nobody -- "$@"
+    (cd / && runuser -u nobody -- "$@")
   else
     "$@"
   fi
