@@ -26,6 +26,9 @@ NAME=logp-ct-$$
 VOLUME=logp-ct-$$
 WORK=$(mktemp -d /tmp/logp-container.XXXXXX)
 
+# field (a JSON field of stdin) and gen (binary records with neighbour structure); fail below
+# replaces lib.sh's.
+source "$REPO/tests/process/lib.sh"
 fail() {
   echo "FAIL: $*"
   echo "--- container log (tail)"
@@ -39,7 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
 
 if [[ $(id -u) != 0 ]]; then
   echo "SKIP: needs root (buildah and podman run rootful here)"
@@ -142,9 +144,7 @@ start() {
 }
 
 # 2,000 binary records of dim 64 with neighbour structure.
-awk 'BEGIN { srand(11); for (r = 0; r < 2000; r++) { line = ""; p = 0.3
-  for (c = 0; c < 64; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
-  print line } }' >"$WORK/data.csv"
+gen 11 2000 >"$WORK/data.csv"
 head -20 "$WORK/data.csv" >"$WORK/few.csv"
 
 # As `docker run -v VOLUME:/data IMAGE FLAGS` runs it.
