@@ -33,6 +33,13 @@ ABSL_FLAG(std::string, catalog, "",
           "Catalogue: empty for SQLite in --data_dir (catalog.db); postgresql://USER@HOST:PORT/DB "
           "(a libpq URI; ?host=/socket/dir for a Unix socket) for PostgreSQL. Datasets, models "
           "and checkpoints stay in --data_dir either way");
+ABSL_FLAG(std::string, replica_id, "",
+          "This replica's name in job leases and events (default: host name and pid). Give each "
+          "replica a stable, unique one (a pod name) and a restarted replica takes its jobs back "
+          "at once instead of after their leases expire");
+ABSL_FLAG(double, job_lease_seconds, 30,
+          "A training job's lease: renewed while it trains; a replica silent this long loses its "
+          "jobs to the others");
 ABSL_FLAG(int, training_slots, 1, "Jobs that train at the same time");
 ABSL_FLAG(int, max_queued_jobs, 64, "Queued jobs beyond which CreateJob is RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, compute_threads, 0, "LibTorch intra-op threads (0: one per core)");
@@ -106,6 +113,8 @@ int main(int argc, char** argv) {
   logp::CoreOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.jobs.training_slots = absl::GetFlag(FLAGS_training_slots);
+  options.jobs.replica_id = absl::GetFlag(FLAGS_replica_id);
+  options.jobs.lease_seconds = absl::GetFlag(FLAGS_job_lease_seconds);
   options.jobs.max_queued = absl::GetFlag(FLAGS_max_queued_jobs);
   options.jobs.progress_interval_seconds = absl::GetFlag(FLAGS_progress_interval_seconds);
   options.jobs.checkpoint_interval_steps = absl::GetFlag(FLAGS_checkpoint_interval_steps);

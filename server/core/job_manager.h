@@ -59,6 +59,11 @@ struct EventBatch {
 };
 
 struct JobManagerOptions {
+  // This replica's name in job leases and events; empty: host name and pid (DefaultReplicaId).
+  std::string replica_id;
+  // Seconds a job's lease lasts without renewal (default 30); renewed every lease_seconds / 10
+  // (at most every 2 s) while the job trains.
+  double lease_seconds = 30;
   // Jobs that train at the same time (default 1).
   int training_slots = 1;
   // QUEUED jobs beyond which CreateJob answers RESOURCE_EXHAUSTED (default 64).
