@@ -41,9 +41,11 @@ absl::Status FaultyCatalog::DeleteDataset(const std::string& id) {
   return base_->DeleteDataset(id);
 }
 
-absl::Status FaultyCatalog::InsertJob(const v1::Job& job) {
-  if (absl::Status st = Check("InsertJob"); !st.ok()) return st;
-  return base_->InsertJob(job);
+absl::Status FaultyCatalog::InsertJobWithEvents(const v1::Job& job,
+                                                const std::vector<v1::JobEvent>& events,
+                                                const CreateRequest* request) {
+  if (absl::Status st = Check(request ? "InsertJobForRequest" : "InsertJob"); !st.ok()) return st;
+  return base_->InsertJobWithEvents(job, events, request);
 }
 
 absl::Status FaultyCatalog::UpdateJob(const v1::Job& job) {
@@ -68,10 +70,12 @@ absl::StatusOr<std::vector<v1::Job>> FaultyCatalog::JobsInStates(
   return base_->JobsInStates(states);
 }
 
-absl::Status FaultyCatalog::AppendEvents(const v1::Job& job,
-                                         const std::vector<v1::JobEvent>& events) {
+absl::Status FaultyCatalog::WriteJob(const JobWrite& write) {
   if (absl::Status st = Check("AppendEvents"); !st.ok()) return st;
-  return base_->AppendEvents(job, events);
+  if (write.model) {
+    if (absl::Status st = Check("InsertModel"); !st.ok()) return st;
+  }
+  return base_->WriteJob(write);
 }
 
 absl::StatusOr<std::vector<v1::JobEvent>> FaultyCatalog::ListEvents(const std::string& job_id,
@@ -90,11 +94,6 @@ absl::StatusOr<CreateRequest> FaultyCatalog::GetCreateRequest(const std::string&
 absl::Status FaultyCatalog::InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) {
   if (absl::Status st = Check("InsertDatasetForRequest"); !st.ok()) return st;
   return base_->InsertDatasetForRequest(d, r);
-}
-
-absl::Status FaultyCatalog::InsertJobForRequest(const v1::Job& job, const CreateRequest& r) {
-  if (absl::Status st = Check("InsertJobForRequest"); !st.ok()) return st;
-  return base_->InsertJobForRequest(job, r);
 }
 
 absl::Status FaultyCatalog::InsertModel(const v1::Model& model) {
@@ -116,6 +115,37 @@ absl::StatusOr<Page<v1::Model>> FaultyCatalog::ListModels(const std::string& ten
 absl::StatusOr<TenantStorage> FaultyCatalog::StoredBy(const std::string& tenant) {
   if (absl::Status st = Check("StoredBy"); !st.ok()) return st;
   return base_->StoredBy(tenant);
+}
+
+absl::StatusOr<JobQueue> FaultyCatalog::ReadQueue() {
+  if (absl::Status st = Check("ReadQueue"); !st.ok()) return st;
+  return base_->ReadQueue();
+}
+
+absl::StatusOr<std::optional<JobClaim>> FaultyCatalog::ClaimJob(const std::string& job_id,
+                                                                const std::string& owner,
+                                                                absl::Duration duration) {
+  if (absl::Status st = Check("ClaimJob"); !st.ok()) return st;
+  return base_->ClaimJob(job_id, owner, duration);
+}
+
+absl::StatusOr<bool> FaultyCatalog::RenewLease(const JobLease& lease, absl::Duration duration) {
+  if (absl::Status st = Check("RenewLease"); !st.ok()) return st;
+  return base_->RenewLease(lease, duration);
+}
+
+absl::Status FaultyCatalog::ReleaseLeasesOf(const std::string& owner) {
+  if (absl::Status st = Check("ReleaseLeasesOf"); !st.ok()) return st;
+  return base_->ReleaseLeasesOf(owner);
+}
+
+absl::Status FaultyCatalog::RequestCancel(const std::string& job_id) {
+  if (absl::Status st = Check("RequestCancel"); !st.ok()) return st;
+  return base_->RequestCancel(job_id);
+}
+
+bool FaultyCatalog::WatchChanges(std::function<void(const std::string&)> on_change) {
+  return base_->WatchChanges(std::move(on_change));
 }
 
 }  // namespace logp

@@ -30,25 +30,35 @@ class FaultyCatalog final : public Catalog {
   absl::StatusOr<Page<v1::Dataset>> ListDatasets(const std::string& tenant, int n,
                                                  const std::string& token) override;
   absl::Status DeleteDataset(const std::string& id) override;
-  absl::Status InsertJob(const v1::Job& job) override;
+  absl::Status InsertJobWithEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events,
+                                   const CreateRequest* request) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override;
   absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int n,
                                          const std::string& token) override;
   absl::StatusOr<std::vector<v1::Job>> JobsInStates(
       const std::vector<v1::JobState>& states) override;
-  absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override;
+  // Fails as "AppendEvents" (and, with a model, as "InsertModel" too).
+  absl::Status WriteJob(const JobWrite& write) override;
   absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                        int64_t from_seq) override;
   absl::StatusOr<CreateRequest> GetCreateRequest(const std::string& kind, const std::string& tenant,
                                                  const std::string& request_id) override;
   absl::Status InsertDatasetForRequest(const v1::Dataset& d, const CreateRequest& r) override;
-  absl::Status InsertJobForRequest(const v1::Job& job, const CreateRequest& r) override;
   absl::Status InsertModel(const v1::Model& model) override;
   absl::StatusOr<v1::Model> GetModel(const std::string& id) override;
   absl::StatusOr<Page<v1::Model>> ListModels(const std::string& tenant, int n,
                                              const std::string& token) override;
   absl::StatusOr<TenantStorage> StoredBy(const std::string& tenant) override;
+  absl::StatusOr<JobQueue> ReadQueue() override;
+  absl::StatusOr<std::optional<JobClaim>> ClaimJob(const std::string& job_id,
+                                                   const std::string& owner,
+                                                   absl::Duration duration) override;
+  absl::StatusOr<bool> RenewLease(const JobLease& lease, absl::Duration duration) override;
+  absl::Status ReleaseLeasesOf(const std::string& owner) override;
+  absl::Status RequestCancel(const std::string& job_id) override;
+  bool WatchChanges(std::function<void(const std::string&)> on_change) override;
+  bool SharedByProcesses() const override { return base_->SharedByProcesses(); }
 
  private:
   struct Failure {

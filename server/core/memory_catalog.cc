@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "proto/cc/status_macros.h"
 
 namespace logp {
@@ -105,9 +106,17 @@ absl::Status MemoryCatalog::DeleteDataset(const std::string& id) {
   return absl::OkStatus();
 }
 
-absl::Status MemoryCatalog::InsertJob(const v1::Job& j) {
+absl::Status MemoryCatalog::InsertJobWithEvents(const v1::Job& j,
+                                                const std::vector<v1::JobEvent>& events,
+                                                const CreateRequest* r) {
   absl::MutexLock lock(&mu_);
-  return InsertLocked(&jobs_, j, "job");
+  // Every check before any write: all or nothing. The row's check comes first, as in SQLite.
+  if (jobs_.by_id.count(j.id()) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
+  if (r != nullptr) RETURN_IF_ERROR(CheckRequestFreeLocked(*r));
+  RETURN_IF_ERROR(InsertLocked(&jobs_, j, "job"));
+  if (r != nullptr) requests_.emplace(KeyOf(*r), *r);
+  for (const auto& e : events) events_[j.id()][e.seq()] = e;
+  return absl::OkStatus();
 }
 
 absl::Status MemoryCatalog::UpdateJobLocked(const v1::Job& j) {
@@ -144,14 +153,18 @@ absl::StatusOr<std::vector<v1::Job>> MemoryCatalog::JobsInStates(
   return out;
 }
 
-absl::Status MemoryCatalog::AppendEvents(const v1::Job& job,
-                                         const std::vector<v1::JobEvent>& events) {
+absl::Status MemoryCatalog::WriteJob(const JobWrite& w) {
   absl::MutexLock lock(&mu_);
-  // The job row first: when it is missing nothing is written, as when the SQLite transaction
-  // rolls back.
-  RETURN_IF_ERROR(UpdateJobLocked(job));
-  std::map<int64_t, v1::JobEvent>& stored = events_[job.id()];
-  for (const auto& e : events) stored[e.seq()] = e;  // a seq written again replaces the event
+  // Every check first: when one fails nothing is written, as when the SQLite transaction rolls
+  // back.
+  if (jobs_.by_id.count(w.job.id()) == 0)
+    return absl::NotFoundError(absl::StrCat("job ", w.job.id()));
+  if (w.lease_token != 0) RETURN_IF_ERROR(leases_.Check(w.job.id(), w.lease_token));
+  if (w.model) RETURN_IF_ERROR(InsertLocked(&models_, *w.model, "id"));
+  RETURN_IF_ERROR(UpdateJobLocked(w.job));
+  std::map<int64_t, v1::JobEvent>& stored = events_[w.job.id()];
+  for (const auto& e : w.events) stored[e.seq()] = e;  // a seq written again replaces the event
+  if (w.release_lease) leases_.Release(w.job.id(), w.lease_token);
   return absl::OkStatus();
 }
 
@@ -194,15 +207,6 @@ absl::Status MemoryCatalog::InsertDatasetForRequest(const v1::Dataset& d, const 
   return absl::OkStatus();
 }
 
-absl::Status MemoryCatalog::InsertJobForRequest(const v1::Job& j, const CreateRequest& r) {
-  absl::MutexLock lock(&mu_);
-  if (jobs_.by_id.count(j.id()) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", j.id()));
-  RETURN_IF_ERROR(CheckRequestFreeLocked(r));
-  RETURN_IF_ERROR(InsertLocked(&jobs_, j, "job"));
-  requests_.emplace(KeyOf(r), r);
-  return absl::OkStatus();
-}
-
 absl::Status MemoryCatalog::InsertModel(const v1::Model& m) {
   absl::MutexLock lock(&mu_);
   return InsertLocked(&models_, m, "id");
@@ -234,6 +238,64 @@ absl::StatusOr<TenantStorage> MemoryCatalog::StoredBy(const std::string& tenant)
     out.model_bytes += static_cast<int64_t>(m.stored_bytes());
   }
   return out;
+}
+
+absl::StatusOr<JobQueue> MemoryCatalog::ReadQueue() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  JobQueue q;
+  std::vector<v1::Job> queued;
+  for (const auto& [seq, job] : jobs_.rows) {  // oldest first
+    const bool pending =
+        job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING;
+    if (!pending) continue;
+    const std::string tenant = OwnerOf(job.tenant());
+    if (job.state() == v1::JOB_STATE_QUEUED) ++q.queued_by_tenant[tenant];
+    if (leases_.Held(job.id(), now)) {
+      ++q.leased_by_tenant[tenant];
+    } else if (job.state() == v1::JOB_STATE_RUNNING) {
+      q.claimable.push_back(job);
+    } else {
+      queued.push_back(job);
+    }
+  }
+  q.claimable.insert(q.claimable.end(), queued.begin(), queued.end());
+  return q;
+}
+
+absl::StatusOr<std::optional<JobClaim>> MemoryCatalog::ClaimJob(const std::string& job_id,
+                                                                const std::string& owner,
+                                                                absl::Duration duration) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  auto it = jobs_.by_id.find(job_id);
+  if (it == jobs_.by_id.end()) return std::nullopt;
+  const v1::Job& job = jobs_.rows.at(it->second);
+  if (job.state() != v1::JOB_STATE_QUEUED && job.state() != v1::JOB_STATE_RUNNING) {
+    return std::nullopt;
+  }
+  if (leases_.Held(job_id, now)) return std::nullopt;
+  JobClaim claim = leases_.Claim(job_id, owner, now, duration);
+  claim.job = job;
+  return claim;
+}
+
+absl::StatusOr<bool> MemoryCatalog::RenewLease(const JobLease& lease, absl::Duration duration) {
+  absl::MutexLock lock(&mu_);
+  return leases_.Renew(lease, absl::Now(), duration);
+}
+
+absl::Status MemoryCatalog::ReleaseLeasesOf(const std::string& owner) {
+  absl::MutexLock lock(&mu_);
+  leases_.ReleaseOf(owner);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryCatalog::RequestCancel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  if (jobs_.by_id.count(job_id) == 0) return UnknownIdError("job", job_id);
+  leases_.RequestCancel(job_id);
+  return absl::OkStatus();
 }
 
 }  // namespace logp

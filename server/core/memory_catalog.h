@@ -20,6 +20,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "server/core/catalog.h"
+#include "server/core/lease_table.h"
 
 namespace logp {
 
@@ -35,7 +36,8 @@ class MemoryCatalog final : public Catalog {
                                                  const std::string& page_token) override;
   absl::Status DeleteDataset(const std::string& id) override;
 
-  absl::Status InsertJob(const v1::Job& job) override;
+  absl::Status InsertJobWithEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events,
+                                   const CreateRequest* request) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override;
   absl::StatusOr<Page<v1::Job>> ListJobs(const std::string& tenant, int page_size,
@@ -43,7 +45,7 @@ class MemoryCatalog final : public Catalog {
   absl::StatusOr<std::vector<v1::Job>> JobsInStates(
       const std::vector<v1::JobState>& states) override;
 
-  absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override;
+  absl::Status WriteJob(const JobWrite& write) override;
   absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                        int64_t from_seq) override;
 
@@ -51,13 +53,20 @@ class MemoryCatalog final : public Catalog {
                                                  const std::string& request_id) override;
   absl::Status InsertDatasetForRequest(const v1::Dataset& dataset,
                                        const CreateRequest& request) override;
-  absl::Status InsertJobForRequest(const v1::Job& job, const CreateRequest& request) override;
 
   absl::Status InsertModel(const v1::Model& model) override;
   absl::StatusOr<v1::Model> GetModel(const std::string& id) override;
   absl::StatusOr<Page<v1::Model>> ListModels(const std::string& tenant, int page_size,
                                              const std::string& page_token) override;
   absl::StatusOr<TenantStorage> StoredBy(const std::string& tenant) override;
+
+  absl::StatusOr<JobQueue> ReadQueue() override;
+  absl::StatusOr<std::optional<JobClaim>> ClaimJob(const std::string& job_id,
+                                                   const std::string& owner,
+                                                   absl::Duration duration) override;
+  absl::StatusOr<bool> RenewLease(const JobLease& lease, absl::Duration duration) override;
+  absl::Status ReleaseLeasesOf(const std::string& owner) override;
+  absl::Status RequestCancel(const std::string& job_id) override;
 
  private:
   // Rows of one kind keyed by a sequence number that only grows (never reused after a delete,
@@ -101,6 +110,7 @@ class MemoryCatalog final : public Catalog {
   // job id -> (event seq -> event)
   std::map<std::string, std::map<int64_t, v1::JobEvent>> events_ ABSL_GUARDED_BY(mu_);
   std::map<RequestKey, CreateRequest> requests_ ABSL_GUARDED_BY(mu_);
+  LeaseTable leases_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace logp

@@ -7,8 +7,10 @@
 
 #include <climits>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <pqxx/pqxx>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "proto/cc/status_macros.h"
 
 namespace logp {
@@ -61,7 +64,20 @@ CREATE TABLE create_requests (
   resource_id TEXT NOT NULL, PRIMARY KEY (kind, tenant, request_id));
 CREATE INDEX create_requests_by_resource ON create_requests (resource_id);
 )sql",
+    // 2: job leases, shared by the replicas. A row lives as long as its job; its token only grows
+    // (one more at every claim), owner '' is a released lease.
+    R"sql(
+CREATE TABLE job_leases (
+  job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE, owner TEXT NOT NULL,
+  token BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL,
+  cancel_requested BOOLEAN NOT NULL DEFAULT false);
+CREATE INDEX job_leases_by_owner ON job_leases (owner);
+)sql",
 };
+// The channel on which every committed write of a job is announced (its id as the payload).
+constexpr char kJobsChannel[] = "logp_jobs";
+// Whether a job_leases row (alias l) holds its job now.
+constexpr char kHeld[] = "(l.owner <> '' AND l.expires_at > now())";
 constexpr int64_t kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 // A libpq or libpqxx message on one line.
@@ -259,9 +275,17 @@ class PostgresCatalog final : public Catalog {
     });
   }
 
-  absl::Status InsertJob(const v1::Job& j) override {
+  absl::Status InsertJobWithEvents(const v1::Job& j, const std::vector<v1::JobEvent>& events,
+                                   const CreateRequest* r) override {
     RETURN_IF_ERROR(CheckRow(j.id(), j.tenant()));
-    return Run("insert job", [&](pqxx::work& tx) { return InsertJobIn(tx, j); });
+    if (r != nullptr) RETURN_IF_ERROR(CheckRequest(*r));
+    return Run("insert job", [&](pqxx::work& tx) -> absl::Status {
+      RETURN_IF_ERROR(InsertJobIn(tx, j));
+      if (r != nullptr) RETURN_IF_ERROR(InsertRequestIn(tx, *r));
+      InsertEventsIn(tx, j.id(), events);
+      Announce(tx, j.id());
+      return absl::OkStatus();
+    });
   }
   absl::Status UpdateJob(const v1::Job& j) override {
     if (!Storable(j.id())) return absl::NotFoundError(absl::StrCat("job ", j.id()));
@@ -291,18 +315,34 @@ class PostgresCatalog final : public Catalog {
     });
   }
 
-  absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override {
+  absl::Status WriteJob(const JobWrite& w) override {
+    const v1::Job& job = w.job;
     if (!Storable(job.id())) return absl::NotFoundError(absl::StrCat("job ", job.id()));
-    return Run("append events", [&](pqxx::work& tx) -> absl::Status {
-      // The row first: it locks the job against a concurrent append, and when it is missing
-      // nothing is written.
+    if (w.model) RETURN_IF_ERROR(CheckRow(w.model->id(), w.model->tenant()));
+    return Run("write job", [&](pqxx::work& tx) -> absl::Status {
+      // The row first: it locks the job against a concurrent write or claim (a claim skips a
+      // locked job), and when it is missing nothing is written.
       RETURN_IF_ERROR(UpdateJobIn(tx, job));
-      for (const auto& e : events) {
-        tx.exec_params(
-            "INSERT INTO job_events (job_id, seq, proto) VALUES ($1, $2, $3) "
-            "ON CONFLICT (job_id, seq) DO UPDATE SET proto = EXCLUDED.proto",
-            job.id(), e.seq(), ByteaParam(e.SerializeAsString()));
+      if (w.lease_token != 0) {
+        const pqxx::result held = tx.exec_params(
+            "SELECT token FROM job_leases WHERE job_id = $1 AND owner <> '' FOR SHARE", job.id());
+        const int64_t token = held.empty() ? 0 : held[0][0].as<int64_t>();
+        if (token != w.lease_token) return LeaseLostError(job.id(), w.lease_token, token);
       }
+      if (w.model) {
+        RETURN_IF_ERROR(InsertUnique(tx, absl::StrCat("id ", w.model->id()),
+                                     "INSERT INTO models (id, tenant, proto) VALUES ($1, $2, $3)",
+                                     w.model->id(), OwnerOf(w.model->tenant()),
+                                     ByteaParam(w.model->SerializeAsString())));
+      }
+      InsertEventsIn(tx, job.id(), w.events);
+      if (w.release_lease) {
+        tx.exec_params(
+            "UPDATE job_leases SET owner = '', expires_at = '-infinity' WHERE job_id = $1 AND "
+            "token = $2",
+            job.id(), w.lease_token);
+      }
+      Announce(tx, job.id());
       return absl::OkStatus();
     });
   }
@@ -339,15 +379,6 @@ class PostgresCatalog final : public Catalog {
       return InsertRequestIn(tx, r);
     });
   }
-  absl::Status InsertJobForRequest(const v1::Job& j, const CreateRequest& r) override {
-    RETURN_IF_ERROR(CheckRow(j.id(), j.tenant()));
-    RETURN_IF_ERROR(CheckRequest(r));
-    return Run("insert job for request", [&](pqxx::work& tx) -> absl::Status {
-      RETURN_IF_ERROR(InsertJobIn(tx, j));
-      return InsertRequestIn(tx, r);
-    });
-  }
-
   absl::Status InsertModel(const v1::Model& m) override {
     RETURN_IF_ERROR(CheckRow(m.id(), m.tenant()));
     return Run("insert model", [&](pqxx::work& tx) {
@@ -389,7 +420,181 @@ class PostgresCatalog final : public Catalog {
     });
   }
 
+  absl::StatusOr<JobQueue> ReadQueue() override {
+    return Run("read queue", [&](pqxx::work& tx) -> absl::StatusOr<JobQueue> {
+      const pqxx::result rows = tx.exec_params(
+          absl::StrCat("SELECT j.proto, COALESCE(", kHeld,
+                       ", false) FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id WHERE "
+                       "j.state IN ($1, $2) ORDER BY j.seq ASC"),
+          static_cast<int>(v1::JOB_STATE_QUEUED), static_cast<int>(v1::JOB_STATE_RUNNING));
+      JobQueue q;
+      std::vector<v1::Job> queued;
+      for (const auto& row : rows) {
+        v1::Job j;
+        if (!j.ParseFromString(ByteaValue(row[0]))) return absl::DataLossError("corrupt job row");
+        const std::string tenant = OwnerOf(j.tenant());
+        if (j.state() == v1::JOB_STATE_QUEUED) ++q.queued_by_tenant[tenant];
+        if (row[1].as<bool>()) {
+          ++q.leased_by_tenant[tenant];
+        } else if (j.state() == v1::JOB_STATE_RUNNING) {
+          q.claimable.push_back(std::move(j));
+        } else {
+          queued.push_back(std::move(j));
+        }
+      }
+      q.claimable.insert(q.claimable.end(), queued.begin(), queued.end());
+      return q;
+    });
+  }
+  absl::StatusOr<std::optional<JobClaim>> ClaimJob(const std::string& job_id,
+                                                   const std::string& owner,
+                                                   absl::Duration duration) override {
+    using Result = absl::StatusOr<std::optional<JobClaim>>;
+    if (!Storable(job_id)) return std::nullopt;
+    RETURN_IF_ERROR(CheckStorable("replica id", owner));
+    if (owner.empty()) return absl::InvalidArgumentError("a lease needs an owner");
+    return Run("claim job", [&](pqxx::work& tx) -> Result {
+      // The job row, unless another claim or a write of the job holds it: then it is not
+      // claimable now, and this claim does not wait.
+      const pqxx::result job = tx.exec_params(
+          "SELECT proto FROM jobs WHERE id = $1 AND state IN ($2, $3) FOR UPDATE SKIP LOCKED",
+          job_id, static_cast<int>(v1::JOB_STATE_QUEUED), static_cast<int>(v1::JOB_STATE_RUNNING));
+      if (job.empty()) return std::nullopt;
+      const pqxx::result lease =
+          tx.exec_params(absl::StrCat("SELECT l.owner, ", kHeld,
+                                      " FROM job_leases l WHERE l.job_id = $1 FOR UPDATE"),
+                         job_id);
+      if (!lease.empty() && lease[0][1].as<bool>()) return std::nullopt;
+      JobClaim claim;
+      if (!claim.job.ParseFromString(ByteaValue(job[0][0]))) {
+        return absl::DataLossError("corrupt job row");
+      }
+      if (!lease.empty()) claim.previous_owner = lease[0][0].as<std::string>();
+      const pqxx::row taken = tx.exec_params1(
+          "INSERT INTO job_leases (job_id, owner, token, expires_at) VALUES ($1, $2, 1, now() + "
+          "make_interval(secs => $3)) ON CONFLICT (job_id) DO UPDATE SET owner = EXCLUDED.owner, "
+          "token = job_leases.token + 1, expires_at = EXCLUDED.expires_at RETURNING token, "
+          "cancel_requested",
+          job_id, owner, absl::ToDoubleSeconds(duration));
+      claim.lease = JobLease{job_id, owner, taken[0].as<int64_t>()};
+      claim.cancel_requested = taken[1].as<bool>();
+      return std::optional<JobClaim>(std::move(claim));
+    });
+  }
+  absl::StatusOr<bool> RenewLease(const JobLease& lease, absl::Duration duration) override {
+    if (!Storable(lease.job_id)) return LeaseLostError(lease.job_id, lease.token, 0);
+    return Run("renew lease", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+      const pqxx::result r = tx.exec_params(
+          "UPDATE job_leases SET expires_at = now() + make_interval(secs => $3) WHERE job_id = $1 "
+          "AND token = $2 AND owner <> '' RETURNING cancel_requested",
+          lease.job_id, lease.token, absl::ToDoubleSeconds(duration));
+      if (!r.empty()) return r[0][0].as<bool>();
+      const pqxx::result now = tx.exec_params(
+          "SELECT token FROM job_leases WHERE job_id = $1 AND owner <> ''", lease.job_id);
+      return LeaseLostError(lease.job_id, lease.token, now.empty() ? 0 : now[0][0].as<int64_t>());
+    });
+  }
+  absl::Status ReleaseLeasesOf(const std::string& owner) override {
+    if (!Storable(owner) || owner.empty()) return absl::OkStatus();
+    return Run("release leases", [&](pqxx::work& tx) -> absl::Status {
+      tx.exec_params("UPDATE job_leases SET owner = '', expires_at = '-infinity' WHERE owner = $1",
+                     owner);
+      return absl::OkStatus();
+    });
+  }
+  absl::Status RequestCancel(const std::string& job_id) override {
+    if (!Storable(job_id)) return UnknownIdError("job", job_id);
+    return Run("request cancel", [&](pqxx::work& tx) -> absl::Status {
+      if (tx.exec_params("SELECT 1 FROM jobs WHERE id = $1", job_id).empty()) {
+        return UnknownIdError("job", job_id);
+      }
+      tx.exec_params(
+          "INSERT INTO job_leases (job_id, owner, token, expires_at, cancel_requested) VALUES "
+          "($1, '', 0, '-infinity', true) ON CONFLICT (job_id) DO UPDATE SET cancel_requested = "
+          "true",
+          job_id);
+      Announce(tx, job_id);
+      return absl::OkStatus();
+    });
+  }
+  bool SharedByProcesses() const override { return true; }
+  bool WatchChanges(std::function<void(const std::string&)> on_change) override {
+    absl::MutexLock lock(&watch_mu_);
+    on_change_ = std::move(on_change);
+    if (!listener_.joinable()) listener_ = std::thread([this] { Listen(); });
+    return true;
+  }
+  ~PostgresCatalog() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_listening_ = true;
+    }
+    if (listener_.joinable()) listener_.join();
+  }
+
  private:
+  // Calls on_change with the payload of every notification on kJobsChannel until the catalogue
+  // goes, on a connection of its own (not the pool's): reconnects after a loss, then calls
+  // on_change("") for what it may have missed.
+  void Listen() {
+    auto on_change = [this](const std::string& job_id) {
+      absl::MutexLock lock(&watch_mu_);
+      if (on_change_) on_change_(job_id);
+    };
+    class Receiver final : public pqxx::notification_receiver {
+     public:
+      Receiver(pqxx::connection_base& c, std::function<void(const std::string&)> f)
+          : pqxx::notification_receiver(c, kJobsChannel), f_(std::move(f)) {}
+      void operator()(const std::string& payload, int) override { f_(payload); }
+
+     private:
+      std::function<void(const std::string&)> f_;
+    };
+    auto stopping = [this] {
+      absl::MutexLock lock(&mu_);
+      return stop_listening_;
+    };
+    bool lost = false;
+    while (!stopping()) {
+      absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Connect();
+      if (!conn.ok()) {
+        if (!lost)
+          LOG(WARNING) << "catalogue: not listening for other replicas' news: " << conn.status();
+        lost = true;
+        absl::SleepFor(absl::Seconds(1));
+        continue;
+      }
+      try {
+        Receiver receiver(**conn, on_change);
+        (*conn)->get_notifs();  // the LISTEN is sent now
+        if (lost) {
+          LOG(INFO) << "catalogue: listening for other replicas' news again";
+          on_change("");
+        }
+        lost = false;
+        while (!stopping() && (*conn)->is_open()) (*conn)->await_notification(0, 200000);
+      } catch (const std::exception& e) {
+        LOG(WARNING) << "catalogue: lost the connection that listens for other replicas' news: "
+                     << Trimmed(e.what());
+        lost = true;
+        absl::SleepFor(absl::Milliseconds(200));
+      }
+    }
+  }
+  // Announces a committed write of job `job_id` to every listening replica (delivered at
+  // commit, not at all on rollback).
+  static void Announce(pqxx::work& tx, const std::string& job_id) {
+    tx.exec_params("SELECT pg_notify($1, $2)", kJobsChannel, job_id);
+  }
+  static void InsertEventsIn(pqxx::work& tx, const std::string& job_id,
+                             const std::vector<v1::JobEvent>& events) {
+    for (const auto& e : events) {
+      tx.exec_params(
+          "INSERT INTO job_events (job_id, seq, proto) VALUES ($1, $2, $3) "
+          "ON CONFLICT (job_id, seq) DO UPDATE SET proto = EXCLUDED.proto",
+          job_id, e.seq(), ByteaParam(e.SerializeAsString()));
+    }
+  }
   // A connection lent for one call; `reused` if it served an earlier call.
   struct Lease {
     std::unique_ptr<pqxx::connection> conn;
@@ -594,6 +799,11 @@ class PostgresCatalog final : public Catalog {
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle and lent
+  bool stop_listening_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread listener_;  // WatchChanges
+  // Held while on_change_ runs: replacing it waits for a call in progress.
+  absl::Mutex watch_mu_;
+  std::function<void(const std::string&)> on_change_ ABSL_GUARDED_BY(watch_mu_);
 };
 
 }  // namespace

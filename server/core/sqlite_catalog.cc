@@ -7,8 +7,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "proto/cc/status_macros.h"
 #include "server/core/catalog.h"
+#include "server/core/lease_table.h"
 
 namespace logp {
 namespace {
@@ -142,9 +144,14 @@ class SqliteCatalog : public Catalog {
     });
   }
 
-  absl::Status InsertJob(const v1::Job& j) override {
+  absl::Status InsertJobWithEvents(const v1::Job& j, const std::vector<v1::JobEvent>& events,
+                                   const CreateRequest* r) override {
     absl::MutexLock lock(&mu_);
-    return InsertJobLocked(j);
+    return TransactionLocked([&] {
+      RETURN_IF_ERROR(InsertJobLocked(j));
+      if (r != nullptr) RETURN_IF_ERROR(InsertRequestLocked(*r));
+      return InsertEventsLocked(j.id(), events);
+    });
   }
   absl::Status UpdateJob(const v1::Job& j) override {
     absl::MutexLock lock(&mu_);
@@ -175,26 +182,21 @@ class SqliteCatalog : public Catalog {
     return out;
   }
 
-  absl::Status AppendEvents(const v1::Job& job, const std::vector<v1::JobEvent>& events) override {
+  absl::Status WriteJob(const JobWrite& w) override {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE;"));
-    absl::Status st = [&]() -> absl::Status {
-      Stmt s(db_, "INSERT OR REPLACE INTO job_events (job_id, seq, proto) VALUES (?, ?, ?)");
-      if (!s.ok()) return Err("prepare insert event");
-      for (const auto& e : events) {
-        sqlite3_reset(s.get());
-        s.Bind(1, job.id());
-        s.Bind(2, e.seq());
-        s.BindBlob(3, e.SerializeAsString());
-        if (s.Step() != SQLITE_DONE) return Err("insert event");
+    if (w.lease_token != 0) RETURN_IF_ERROR(leases_.Check(w.job.id(), w.lease_token));
+    RETURN_IF_ERROR(TransactionLocked([&]() -> absl::Status {
+      // The row first: when it is missing nothing is written.
+      RETURN_IF_ERROR(UpdateJobLocked(w.job));
+      if (w.model) {
+        RETURN_IF_ERROR(InsertLocked("INSERT INTO models (id, tenant, proto) VALUES (?, ?, ?)",
+                                     w.model->id(), OwnerOf(w.model->tenant()),
+                                     w.model->SerializeAsString()));
       }
-      return UpdateJobLocked(job);
-    }();
-    if (!st.ok()) {
-      Exec("ROLLBACK;").IgnoreError();
-      return st;
-    }
-    return Commit();
+      return InsertEventsLocked(w.job.id(), w.events);
+    }));
+    if (w.release_lease) leases_.Release(w.job.id(), w.lease_token);
+    return absl::OkStatus();
   }
   absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
                                                        int64_t from_seq) override {
@@ -237,14 +239,6 @@ class SqliteCatalog : public Catalog {
       return InsertRequestLocked(r);
     });
   }
-  absl::Status InsertJobForRequest(const v1::Job& j, const CreateRequest& r) override {
-    absl::MutexLock lock(&mu_);
-    return TransactionLocked([&] {
-      RETURN_IF_ERROR(InsertJobLocked(j));
-      return InsertRequestLocked(r);
-    });
-  }
-
   absl::Status InsertModel(const v1::Model& m) override {
     return Insert("INSERT INTO models (id, tenant, proto) VALUES (?, ?, ?)", m.id(),
                   OwnerOf(m.tenant()), m.SerializeAsString());
@@ -271,7 +265,92 @@ class SqliteCatalog : public Catalog {
     return out;
   }
 
+  // Leases: in this process (a SQLite catalogue serves one), under mu_ like the rows.
+  absl::StatusOr<JobQueue> ReadQueue() override {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    JobQueue q;
+    std::vector<v1::Job> queued;
+    Stmt s(db_, "SELECT proto FROM jobs WHERE state IN (?, ?) ORDER BY seq ASC");
+    if (!s.ok()) return Err("prepare read queue");
+    s.Bind(1, static_cast<int64_t>(v1::JOB_STATE_QUEUED));
+    s.Bind(2, static_cast<int64_t>(v1::JOB_STATE_RUNNING));
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      v1::Job j;
+      if (!j.ParseFromString(s.Blob(0))) return absl::DataLossError("corrupt job row");
+      const std::string tenant = OwnerOf(j.tenant());
+      if (j.state() == v1::JOB_STATE_QUEUED) ++q.queued_by_tenant[tenant];
+      if (leases_.Held(j.id(), now)) {
+        ++q.leased_by_tenant[tenant];
+      } else if (j.state() == v1::JOB_STATE_RUNNING) {
+        q.claimable.push_back(std::move(j));
+      } else {
+        queued.push_back(std::move(j));
+      }
+    }
+    if (rc != SQLITE_DONE) return Err("read queue");
+    q.claimable.insert(q.claimable.end(), queued.begin(), queued.end());
+    return q;
+  }
+  absl::StatusOr<std::optional<JobClaim>> ClaimJob(const std::string& job_id,
+                                                   const std::string& owner,
+                                                   absl::Duration duration) override {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    Stmt s(db_, "SELECT proto FROM jobs WHERE id = ?");
+    if (!s.ok()) return Err("prepare claim");
+    s.Bind(1, job_id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::nullopt;
+    if (rc != SQLITE_ROW) return Err("claim");
+    v1::Job j;
+    if (!j.ParseFromString(s.Blob(0))) return absl::DataLossError("corrupt job row");
+    if (j.state() != v1::JOB_STATE_QUEUED && j.state() != v1::JOB_STATE_RUNNING) {
+      return std::nullopt;
+    }
+    if (leases_.Held(job_id, now)) return std::nullopt;
+    JobClaim claim = leases_.Claim(job_id, owner, now, duration);
+    claim.job = std::move(j);
+    return claim;
+  }
+  absl::StatusOr<bool> RenewLease(const JobLease& lease, absl::Duration duration) override {
+    absl::MutexLock lock(&mu_);
+    return leases_.Renew(lease, absl::Now(), duration);
+  }
+  absl::Status ReleaseLeasesOf(const std::string& owner) override {
+    absl::MutexLock lock(&mu_);
+    leases_.ReleaseOf(owner);
+    return absl::OkStatus();
+  }
+  absl::Status RequestCancel(const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "SELECT 1 FROM jobs WHERE id = ?");
+    if (!s.ok()) return Err("prepare request cancel");
+    s.Bind(1, job_id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return UnknownIdError("job", job_id);
+    if (rc != SQLITE_ROW) return Err("request cancel");
+    leases_.RequestCancel(job_id);
+    return absl::OkStatus();
+  }
+
  private:
+  absl::Status InsertEventsLocked(const std::string& job_id,
+                                  const std::vector<v1::JobEvent>& events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (events.empty()) return absl::OkStatus();
+    Stmt s(db_, "INSERT OR REPLACE INTO job_events (job_id, seq, proto) VALUES (?, ?, ?)");
+    if (!s.ok()) return Err("prepare insert event");
+    for (const auto& e : events) {
+      sqlite3_reset(s.get());
+      s.Bind(1, job_id);
+      s.Bind(2, e.seq());
+      s.BindBlob(3, e.SerializeAsString());
+      if (s.Step() != SQLITE_DONE) return Err("insert event");
+    }
+    return absl::OkStatus();
+  }
   // The status of the last failure on db_: a full disk is RESOURCE_EXHAUSTED, an I/O error
   // UNAVAILABLE (the write may succeed later), anything else INTERNAL.
   absl::Status Err(const std::string& what) {
@@ -439,6 +518,7 @@ class SqliteCatalog : public Catalog {
 
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  LeaseTable leases_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/core/memory_catalog.h"
 #include "server/core/postgres_catalog.h"
 #include "tests/postgres_server.h"
@@ -573,6 +575,192 @@ TEST_P(CatalogContractTest, ConcurrentCallsLoseNothing) {
   }
   EXPECT_EQ(ValueOf(catalog_->ListDatasets("", 1000, "")).items.size(),
             static_cast<size_t>(kThreads * kJobsEach));
+}
+
+// --- Job leases (the same rules in every catalogue; shared by processes only in PostgreSQL) ---
+
+// A job the catalogue holds under `state`, inserted with its first event.
+v1::Job InsertWithEvent(Catalog* c, const std::string& id,
+                        v1::JobState state = v1::JOB_STATE_QUEUED) {
+  v1::Job j = MakeJob(id, state);
+  j.set_last_seq(1);
+  EXPECT_TRUE(c->InsertJobWithEvents(j, {Progress(1, 0)}, nullptr).ok());
+  return j;
+}
+
+std::vector<std::string> ClaimableIds(Catalog* c) {
+  absl::StatusOr<JobQueue> q = c->ReadQueue();
+  EXPECT_TRUE(q.ok()) << q.status();
+  return q.ok() ? Ids(q->claimable) : std::vector<std::string>{};
+}
+
+TEST_P(CatalogContractTest, AJobIsInsertedWithItsFirstEventsAllOrNothing) {
+  const v1::Job j = InsertWithEvent(catalog_.get(), "j1");
+  EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents("j1", 1))), (std::vector<int64_t>{1}));
+  EXPECT_EQ(ValueOf(catalog_->GetJob("j1")).last_seq(), 1);
+  // A duplicate id writes neither the row nor its events.
+  v1::Job again = MakeJob("j1", v1::JOB_STATE_FAILED);
+  EXPECT_TRUE(Is(catalog_->InsertJobWithEvents(again, {Progress(2, 9)}, nullptr),
+                 absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents("j1", 1))), (std::vector<int64_t>{1}));
+  EXPECT_EQ(ValueOf(catalog_->GetJob("j1")).state(), v1::JOB_STATE_QUEUED);
+  // With a request: both or neither.
+  CreateRequest r{"job", "req-1", "fp", "j2"};
+  ASSERT_TRUE(catalog_->InsertJobWithEvents(MakeJob("j2"), {Progress(1, 0)}, &r).ok());
+  CreateRequest reused{"job", "req-1", "fp", "j3"};
+  EXPECT_TRUE(Is(catalog_->InsertJobWithEvents(MakeJob("j3"), {Progress(1, 0)}, &reused),
+                 absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(Is(catalog_->GetJob("j3").status(), absl::StatusCode::kNotFound));
+  EXPECT_TRUE(ValueOf(catalog_->ListEvents("j3", 0)).empty());
+}
+
+TEST_P(CatalogContractTest, AClaimTakesAJobOnceAndTheQueueSaysWhatIsHeld) {
+  InsertWithEvent(catalog_.get(), "old");
+  InsertWithEvent(catalog_.get(), "new");
+  InsertWithEvent(catalog_.get(), "done", v1::JOB_STATE_SUCCEEDED);
+  JobQueue q = ValueOf(catalog_->ReadQueue());
+  EXPECT_EQ(Ids(q.claimable), (std::vector<std::string>{"old", "new"}));
+  EXPECT_EQ(q.queued(), 2);
+  EXPECT_TRUE(q.leased_by_tenant.empty());
+
+  std::optional<JobClaim> a = ValueOf(catalog_->ClaimJob("old", "replica-a", absl::Seconds(30)));
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->lease.owner, "replica-a");
+  EXPECT_EQ(a->lease.token, 1);
+  EXPECT_EQ(a->previous_owner, "");
+  EXPECT_FALSE(a->cancel_requested);
+  EXPECT_EQ(a->job.id(), "old");
+  // Held: nobody else gets it, not even the holder again.
+  EXPECT_FALSE(ValueOf(catalog_->ClaimJob("old", "replica-b", absl::Seconds(30))).has_value());
+  EXPECT_FALSE(ValueOf(catalog_->ClaimJob("old", "replica-a", absl::Seconds(30))).has_value());
+  // Ended and unknown jobs are never claimable.
+  EXPECT_FALSE(ValueOf(catalog_->ClaimJob("done", "replica-b", absl::Seconds(30))).has_value());
+  EXPECT_FALSE(ValueOf(catalog_->ClaimJob("ghost", "replica-b", absl::Seconds(30))).has_value());
+  q = ValueOf(catalog_->ReadQueue());
+  EXPECT_EQ(Ids(q.claimable), (std::vector<std::string>{"new"}));
+  EXPECT_EQ(q.leased_by_tenant[kDefaultTenant], 1);
+  EXPECT_EQ(q.queued(), 2);  // still QUEUED in its row until its holder writes RUNNING
+}
+
+// The known pitfall of job queues: a claim must also take RUNNING jobs whose holder stopped
+// renewing (pg-boss #436, graphile-worker #222), and the holder that lost the lease must be
+// refused, with nothing written.
+TEST_P(CatalogContractTest, AnExpiredLeaseIsReclaimedAndTheOldHolderIsFencedOut) {
+  InsertWithEvent(catalog_.get(), "j");
+  JobClaim a = *ValueOf(catalog_->ClaimJob("j", "replica-a", absl::Milliseconds(300)));
+  JobWrite running{MakeJob("j", v1::JOB_STATE_RUNNING), {Progress(2, 10)}, a.lease.token};
+  running.job.set_last_seq(2);
+  ASSERT_TRUE(catalog_->WriteJob(running).ok());
+  EXPECT_TRUE(ClaimableIds(catalog_.get()).empty());
+  absl::SleepFor(absl::Milliseconds(600));  // replica-a is silent past its lease
+  EXPECT_EQ(ClaimableIds(catalog_.get()), (std::vector<std::string>{"j"}));
+  JobClaim b = *ValueOf(catalog_->ClaimJob("j", "replica-b", absl::Seconds(30)));
+  EXPECT_EQ(b.lease.token, 2);
+  EXPECT_EQ(b.previous_owner, "replica-a");
+  EXPECT_EQ(b.job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(b.job.last_seq(), 2);
+
+  // replica-a wakes up: its renewal and every write it tries are refused and change nothing.
+  EXPECT_TRUE(IsLeaseLost(catalog_->RenewLease(a.lease, absl::Seconds(30)).status()));
+  JobWrite stale{MakeJob("j", v1::JOB_STATE_SUCCEEDED), {Progress(3, 99)}, a.lease.token};
+  stale.job.set_last_seq(3);
+  stale.model = MakeModel("model-stale");
+  stale.release_lease = true;
+  absl::Status refused = catalog_->WriteJob(stale);
+  EXPECT_TRUE(IsLeaseLost(refused)) << refused;
+  EXPECT_TRUE(Is(refused, absl::StatusCode::kFailedPrecondition, "superseded by token 2"));
+  EXPECT_EQ(ValueOf(catalog_->GetJob("j")).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents("j", 1))), (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(Is(catalog_->GetModel("model-stale").status(), absl::StatusCode::kNotFound));
+  // The new holder writes and publishes, once.
+  JobWrite done{MakeJob("j", v1::JOB_STATE_SUCCEEDED), {Progress(3, 20)}, b.lease.token};
+  done.job.set_last_seq(3);
+  done.model = MakeModel("model-1");
+  done.release_lease = true;
+  ASSERT_TRUE(catalog_->WriteJob(done).ok());
+  EXPECT_EQ(ValueOf(catalog_->GetModel("model-1")).job_id(), "job-of-model-1");
+  EXPECT_EQ(Seqs(ValueOf(catalog_->ListEvents("j", 1))), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_TRUE(ClaimableIds(catalog_.get()).empty());
+  // Its lease is over: a write with it is refused too.
+  EXPECT_TRUE(IsLeaseLost(catalog_->WriteJob(done)));
+}
+
+TEST_P(CatalogContractTest, RenewalsKeepALeaseAndAnExpiredOneNobodyTookIsStillHeld) {
+  InsertWithEvent(catalog_.get(), "j");
+  JobClaim a = *ValueOf(catalog_->ClaimJob("j", "replica-a", absl::Milliseconds(300)));
+  for (int i = 0; i < 6; ++i) {  // 600 ms, twice the lease
+    absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_EQ(catalog_->RenewLease(a.lease, absl::Milliseconds(300)).value_or(true), false);
+    EXPECT_FALSE(ValueOf(catalog_->ClaimJob("j", "replica-b", absl::Seconds(30))).has_value());
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // expired, but claimed by nobody: still a's
+  ASSERT_TRUE(catalog_->RenewLease(a.lease, absl::Seconds(30)).ok());
+  EXPECT_FALSE(ValueOf(catalog_->ClaimJob("j", "replica-b", absl::Seconds(30))).has_value());
+  JobWrite w{MakeJob("j", v1::JOB_STATE_RUNNING), {}, a.lease.token};
+  EXPECT_TRUE(catalog_->WriteJob(w).ok());
+}
+
+TEST_P(CatalogContractTest, ReleasedLeasesMakeJobsClaimableAtOnceWithTheNextToken) {
+  InsertWithEvent(catalog_.get(), "j");
+  JobClaim a = *ValueOf(catalog_->ClaimJob("j", "replica-a", absl::Seconds(30)));
+  // Back to the queue (a graceful stop): released in the same write.
+  JobWrite requeue{MakeJob("j", v1::JOB_STATE_QUEUED), {Progress(2, 5)}, a.lease.token};
+  requeue.job.set_last_seq(2);
+  requeue.release_lease = true;
+  ASSERT_TRUE(catalog_->WriteJob(requeue).ok());
+  EXPECT_EQ(ClaimableIds(catalog_.get()), (std::vector<std::string>{"j"}));
+  JobClaim b = *ValueOf(catalog_->ClaimJob("j", "replica-b", absl::Seconds(30)));
+  EXPECT_EQ(b.lease.token, 2);
+  EXPECT_TRUE(IsLeaseLost(catalog_->RenewLease(a.lease, absl::Seconds(30)).status()));
+  // A replica restarted under its stable id gets its jobs back at once.
+  ASSERT_TRUE(catalog_->ReleaseLeasesOf("replica-b").ok());
+  EXPECT_EQ(ClaimableIds(catalog_.get()), (std::vector<std::string>{"j"}));
+  EXPECT_TRUE(IsLeaseLost(catalog_->RenewLease(b.lease, absl::Seconds(30)).status()));
+  EXPECT_EQ(ValueOf(catalog_->ClaimJob("j", "replica-b", absl::Seconds(30)))->lease.token, 3);
+}
+
+TEST_P(CatalogContractTest, ACancelRequestReachesTheHolderAndTheNextClaimer) {
+  InsertWithEvent(catalog_.get(), "j");
+  EXPECT_TRUE(Is(catalog_->RequestCancel("ghost"), absl::StatusCode::kNotFound));
+  JobClaim a = *ValueOf(catalog_->ClaimJob("j", "replica-a", absl::Milliseconds(200)));
+  EXPECT_FALSE(ValueOf(catalog_->RenewLease(a.lease, absl::Milliseconds(200))));
+  ASSERT_TRUE(catalog_->RequestCancel("j").ok());
+  EXPECT_TRUE(ValueOf(catalog_->RenewLease(a.lease, absl::Milliseconds(200))));
+  absl::SleepFor(absl::Milliseconds(400));
+  std::optional<JobClaim> b = ValueOf(catalog_->ClaimJob("j", "replica-b", absl::Seconds(30)));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_TRUE(b->cancel_requested);
+}
+
+// Claimers racing for the same jobs: each job goes to exactly one of them.
+TEST_P(CatalogContractTest, ConcurrentClaimersGetEachJobOnce) {
+  constexpr int kJobs = 24, kClaimers = 4;
+  for (int i = 0; i < kJobs; ++i) InsertWithEvent(catalog_.get(), absl::StrCat("job-", i));
+  std::vector<std::vector<std::string>> got(kClaimers);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClaimers; ++t) {
+    threads.emplace_back([&, t] {
+      while (true) {
+        absl::StatusOr<JobQueue> q = catalog_->ReadQueue();
+        EXPECT_TRUE(q.ok()) << q.status();
+        if (!q.ok() || q->claimable.empty()) return;
+        // Everyone goes for the same (oldest) job, the worst case.
+        absl::StatusOr<std::optional<JobClaim>> c = catalog_->ClaimJob(
+            q->claimable.front().id(), absl::StrCat("replica-", t), absl::Seconds(30));
+        EXPECT_TRUE(c.ok()) << c.status();
+        if (c.ok() && *c) {
+          EXPECT_EQ((*c)->lease.token, 1);
+          got[t].push_back((*c)->job.id());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<std::string> all;
+  for (const auto& g : got) all.insert(all.end(), g.begin(), g.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
 }
 
 INSTANTIATE_TEST_SUITE_P(

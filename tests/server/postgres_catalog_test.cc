@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -199,6 +200,59 @@ TEST_F(PostgresCatalogTest, CataloguesOpenedAtOnceMigrateOnceAndShareTheRows) {
   EXPECT_EQ(ValueOf(catalogs[0]->ListEvents("job-1", 0)).size(), 1u);
   ASSERT_TRUE(catalogs[3]->InsertDataset(MakeDataset("ds-1")).ok());
   EXPECT_EQ(ValueOf(catalogs[1]->StoredBy(kDefaultTenant)).dataset_bytes, 12000);
+}
+
+// Two catalogues on one database are two replicas: a lease one takes holds against the other, a
+// lease that expires on one is claimed by the other, which fences the first out, and each hears
+// of the other's writes (LISTEN/NOTIFY) without asking.
+TEST_F(PostgresCatalogTest, ReplicasShareLeasesAndHearOfEachOthersWrites) {
+  std::unique_ptr<Catalog> a = Open(), b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(a->SharedByProcesses());
+  absl::Mutex mu;
+  std::vector<std::string> heard;  // by b
+  ASSERT_TRUE(b->WatchChanges([&](const std::string& id) {
+    absl::MutexLock lock(&mu);
+    heard.push_back(id);
+  }));
+  auto heard_of = [&](const std::string& id) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      {
+        absl::MutexLock lock(&mu);
+        if (std::find(heard.begin(), heard.end(), id) != heard.end()) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  };
+  absl::SleepFor(absl::Milliseconds(300));  // b's LISTEN is in place
+  ASSERT_TRUE(a->InsertJobWithEvents(MakeJob("job-1"), {Progress(1)}, nullptr).ok());
+  EXPECT_TRUE(heard_of("job-1"));
+
+  JobClaim by_a = *ValueOf(a->ClaimJob("job-1", "replica-a", absl::Milliseconds(500)));
+  EXPECT_FALSE(ValueOf(b->ClaimJob("job-1", "replica-b", absl::Seconds(30))).has_value());
+  EXPECT_EQ(Count("SELECT count(*) FROM job_leases WHERE owner = 'replica-a' AND token = 1"), 1);
+  v1::Job running = MakeJob("job-1", v1::JOB_STATE_RUNNING);
+  running.set_last_seq(2);
+  ASSERT_TRUE(a->WriteJob(JobWrite{running, {Progress(2)}, by_a.lease.token}).ok());
+  absl::SleepFor(absl::Seconds(1));  // a is silent past its lease
+  JobClaim by_b = *ValueOf(b->ClaimJob("job-1", "replica-b", absl::Seconds(30)));
+  EXPECT_EQ(by_b.lease.token, 2);
+  EXPECT_EQ(by_b.previous_owner, "replica-a");
+  running.set_last_seq(3);
+  EXPECT_TRUE(IsLeaseLost(a->WriteJob(JobWrite{running, {Progress(3)}, by_a.lease.token})));
+  EXPECT_TRUE(IsLeaseLost(a->RenewLease(by_a.lease, absl::Seconds(30)).status()));
+  EXPECT_EQ(Count("SELECT count(*) FROM job_events WHERE job_id = 'job-1'"), 2);
+  // A cancel asked through a reaches b's renewal.
+  ASSERT_TRUE(a->RequestCancel("job-1").ok());
+  EXPECT_TRUE(ValueOf(b->RenewLease(by_b.lease, absl::Seconds(30))));
+  // No claim leaves a transaction open behind it (the queue table does not bloat).
+  EXPECT_EQ(Count(absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '", database_,
+                               "' AND state LIKE 'idle in transaction%'")),
+            0);
+  ASSERT_TRUE(b->WatchChanges(nullptr));
 }
 
 // More threads than pooled connections: each inserts its own rows, all race for one id, one
