@@ -330,8 +330,10 @@ absl::StatusOr<int> Watch(Client* client, const std::string& id, int64_t from_se
         if (json) break;
         const v1::StateChange& s = event.state_change();
         ClearProgressLine();
-        std::printf("%s  %s%s%s\n", Time(event.time()).c_str(), StateWord(s.state()).c_str(),
-                    s.message().empty() ? "" : "  ", s.message().c_str());
+        std::printf("%s  %s%s%s%s%s\n", Time(event.time()).c_str(), StateWord(s.state()).c_str(),
+                    s.message().empty() ? "" : "  ", s.message().c_str(),
+                    s.replica_id().empty() ? "" : "  [replica ",
+                    s.replica_id().empty() ? "" : (s.replica_id() + "]").c_str());
         std::fflush(stdout);
         break;
       }

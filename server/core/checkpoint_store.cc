@@ -43,10 +43,19 @@ std::string CheckpointStore::PathOf(const std::string& job_id, int64_t step) con
 absl::Status CheckpointStore::Write(const std::string& job_id, int64_t step,
                                     absl::string_view bytes) {
   RETURN_IF_ERROR(fs_->MakeDirs(JobDir(job_id)));
-  RETURN_IF_ERROR(WriteChecksummedFile(fs_, PathOf(job_id, step), bytes));
-  const std::vector<int64_t> steps = Steps(job_id);
-  for (size_t i = keep_; i < steps.size(); ++i) Remove(job_id, steps[i]);
-  return absl::OkStatus();
+  return WriteChecksummedFile(fs_, PathOf(job_id, step), bytes);
+}
+
+void CheckpointStore::Prune(const std::string& job_id, int64_t registered) {
+  int kept = 0;
+  for (const int64_t step : Steps(job_id)) {  // newest first
+    if (step > registered) continue;
+    if (kept < keep_) {
+      ++kept;
+    } else {
+      Remove(job_id, step);
+    }
+  }
 }
 
 std::vector<int64_t> CheckpointStore::Steps(const std::string& job_id) const {
@@ -76,13 +85,15 @@ void CheckpointStore::RemoveAll(const std::string& job_id) {
   fs_->RemoveDir(dir).IgnoreError();
 }
 
-void CheckpointStore::RemoveAllExcept(const std::set<std::string>& jobs) {
+void CheckpointStore::RemoveAllExcept(const std::function<bool(const std::string&)>& keep,
+                                      bool temporaries) {
   for (const auto& job : fs_->ListDir(dir_)) {
-    if (jobs.count(job) == 0) {
+    if (!keep(job)) {
       LOG(INFO) << "removing checkpoints of ended job " << job;
       RemoveAll(job);
       continue;
     }
+    if (!temporaries) continue;
     for (const auto& name : fs_->ListDir(JobDir(job))) {  // temporary files of a torn write
       if (StepOf(name) < 0) fs_->RemoveFile(JobDir(job) + "/" + name).IgnoreError();
     }

@@ -9,6 +9,7 @@
 #define LOGP_SERVER_CORE_CHECKPOINT_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -26,8 +27,12 @@ class CheckpointStore {
   static absl::StatusOr<std::unique_ptr<CheckpointStore>> Open(const std::string& data_dir,
                                                                int keep, FileSystem* fs);
 
-  // Writes the checkpoint of `job_id` after `step` durably, then prunes older ones.
+  // Writes the checkpoint of `job_id` after `step` durably. It counts once the job's catalogue
+  // row names it (Job.checkpoint_step, a fenced write: see JobManager); then Prune.
   absl::Status Write(const std::string& job_id, int64_t step, absl::string_view bytes);
+  // Keeps the newest `keep` checkpoints at or before `registered` (the step the catalogue names)
+  // and removes the older ones.
+  void Prune(const std::string& job_id, int64_t registered);
   // Steps of the job's whole checkpoints, newest first (empty if none).
   std::vector<int64_t> Steps(const std::string& job_id) const;
   // DATA_LOSS naming job and step when unreadable, torn or corrupt.
@@ -36,8 +41,10 @@ class CheckpointStore {
   void Remove(const std::string& job_id, int64_t step);
   // Removes all of a job's checkpoints (the job has ended).
   void RemoveAll(const std::string& job_id);
-  // Removes the checkpoints of every job not in `jobs` and leftover temporary files (startup).
-  void RemoveAllExcept(const std::set<std::string>& jobs);
+  // Removes the checkpoints of every job `keep` refuses and, with `temporaries`, leftover
+  // temporary files (startup; not while other processes may be writing: replicas).
+  void RemoveAllExcept(const std::function<bool(const std::string& job_id)>& keep,
+                       bool temporaries);
 
  private:
   CheckpointStore(std::string dir, int keep, FileSystem* fs)

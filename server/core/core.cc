@@ -23,7 +23,8 @@ absl::StatusOr<std::unique_ptr<Core>> Core::Open(const CoreOptions& options) {
   ds.fs = options.fs;
   ds.quotas = options.quotas;
   ASSIGN_OR_RETURN(core->datasets_, DatasetStore::Open(ds, core->catalog_));
-  ASSIGN_OR_RETURN(core->models_, ModelStore::Open(options.data_dir, core->catalog_, options.fs));
+  ASSIGN_OR_RETURN(core->models_, ModelStore::Open(options.data_dir, core->catalog_, options.fs,
+                                                   !core->catalog_->SharedByProcesses()));
   ASSIGN_OR_RETURN(
       core->checkpoints_,
       CheckpointStore::Open(options.data_dir, options.jobs.checkpoints_kept, options.fs));

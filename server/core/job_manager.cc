@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -31,7 +32,17 @@ bool IsFinal(v1::JobState s) {
   return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
+// How often a slot with nothing to do looks at the catalogue again (other replicas' jobs, expired
+// leases, quotas raised by a reload), unless told of news sooner.
+constexpr absl::Duration kQueuePoll = absl::Seconds(1);
+
 }  // namespace
+
+std::string DefaultReplicaId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::strcpy(host, "logpd");
+  return absl::StrCat(host, ":", getpid());
+}
 
 struct JobManager::ActiveJob {
   // Serialises the persistence of this job's events; taken before mu_, never inside it.
@@ -42,7 +53,12 @@ struct JobManager::ActiveJob {
   // Protected by JobManager::mu_.
   v1::Job job;
   std::vector<v1::JobEvent> events;  // contiguous seq numbers
-  std::atomic<bool> cancel_requested{false};
+  // The lease this replica holds, and who held the one before; immutable once claimed.
+  JobLease lease;
+  std::string previous_owner;
+  // Set by the keeper: lease lost (another replica took the job over), cancel requested
+  // elsewhere. cancel_requested also by CancelJob here.
+  std::shared_ptr<LeaseSignals> signals = std::make_shared<LeaseSignals>();
   // The last step and epoch this job reported (before a restart too): a resumed run re-trains
   // the steps after its checkpoint without reporting them twice. Training thread only.
   int64_t reported_step = 0;
@@ -51,6 +67,9 @@ struct JobManager::ActiveJob {
   absl::Mutex probe_mu;
   std::shared_ptr<const Model> probe ABSL_GUARDED_BY(probe_mu);
   int64_t probe_step ABSL_GUARDED_BY(probe_mu) = -1;
+
+  bool lost() const { return signals->lost.load(); }
+  bool cancelled() const { return signals->cancel_requested.load(); }
 };
 
 // Turns training callbacks into job events and checkpoints into files.
@@ -82,7 +101,9 @@ class JobManager::Observer : public TrainObserver {
       if (s.is_best()) j->set_best_validation_nll(s.validation_nll());
     });
   }
-  bool StopRequested() override { return job_->cancel_requested.load(); }
+  // A lost lease stops the run at once, with nothing more written (Cancelled; RunJob then
+  // writes nothing either).
+  bool StopRequested() override { return job_->cancelled() || job_->lost(); }
   bool SuspendRequested() override { return manager_->stop_training_.load(); }
   bool CheckpointDue(int64_t step) override {
     const auto& o = manager_->options_;
@@ -96,6 +117,7 @@ class JobManager::Observer : public TrainObserver {
     last_checkpoint_step_ = c.step;
     last_checkpoint_time_ = t0;
     const std::string& id = job_->job.id();  // immutable
+    if (job_->lost()) return absl::OkStatus();
     absl::Status st = manager_->checkpoints_->Write(id, c.step, c.bytes);
     if (!st.ok()) {
       // Training goes on; a later checkpoint (or an older one) serves a restart. The owner is
@@ -121,11 +143,16 @@ class JobManager::Observer : public TrainObserver {
       return absl::OkStatus();
     }
     checkpoints_failing_ = false;
+    // The checkpoint counts once the job's row names it, in a fenced write: a replica that lost
+    // the lease wrote a file nobody will resume from.
+    absl::StatusOr<v1::Job> registered =
+        manager_->Record(job_, std::nullopt, [&](v1::Job* j) { j->set_checkpoint_step(c.step); });
+    if (!registered.ok() && IsLeaseLost(registered.status())) return absl::OkStatus();
+    // Otherwise the row names it with the next event (Record keeps it in memory).
+    manager_->checkpoints_->Prune(id, c.step);
     LOG(INFO) << "job " << id << ": checkpoint at step " << c.step << " (" << c.bytes.size()
               << " bytes): encoded in " << c.encode_seconds * 1e3 << " ms, written in "
               << absl::ToDoubleMilliseconds(absl::Now() - t0) << " ms";
-    absl::MutexLock lock(&manager_->mu_);
-    job_->job.set_checkpoint_step(c.step);
     return absl::OkStatus();
   }
 
@@ -140,6 +167,7 @@ class JobManager::Observer : public TrainObserver {
 JobManager::JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
                        ModelStore* models, CheckpointStore* checkpoints)
     : options_(options),
+      replica_id_(options.replica_id.empty() ? DefaultReplicaId() : options.replica_id),
       catalog_(catalog),
       datasets_(datasets),
       models_(models),
@@ -153,79 +181,32 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(const JobManagerOp
                                                               ModelStore* models,
                                                               CheckpointStore* checkpoints) {
   if (options.training_slots < 1) return absl::InvalidArgumentError("training_slots must be >= 1");
-  std::unique_ptr<JobManager> m(new JobManager(options, catalog, datasets, models, checkpoints));
-  ASSIGN_OR_RETURN(auto pending,
-                   catalog->JobsInStates({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING}));
-  std::set<std::string> pending_ids;
-  for (const auto& job : pending) pending_ids.insert(job.id());
-  checkpoints->RemoveAllExcept(pending_ids);
-  // Jobs that were running first (they had started), then the queue in creation order.
-  std::stable_partition(pending.begin(), pending.end(),
-                        [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; });
-  for (auto& job : pending) {
-    auto active = std::make_shared<ActiveJob>();
-    ASSIGN_OR_RETURN(active->events, catalog->ListEvents(job.id(), 1));
-    for (const auto& e : active->events) {
-      if (e.has_progress())
-        active->reported_step = std::max(active->reported_step, e.progress().step());
-      if (e.has_epoch_summary()) {
-        active->reported_epoch =
-            std::max<int64_t>(active->reported_epoch, e.epoch_summary().epoch());
-        active->reported_step = std::max(active->reported_step, e.epoch_summary().step());
-      }
-    }
-    const bool was_running = job.state() == v1::JOB_STATE_RUNNING;
-    const std::vector<int64_t> steps = checkpoints->Steps(job.id());
-    const int64_t resume_step = steps.empty() ? 0 : steps.front();
-    // A job the server died under: one more crash in a row unless it checkpointed since the
-    // last one.
-    int32_t crashes = 0;
-    if (was_running) {
-      crashes = job.crash_count() > 0 && job.crash_checkpoint_step() == resume_step
-                    ? job.crash_count() + 1
-                    : 1;
-    }
-    active->job = std::move(job);
-    active->job.set_checkpoint_step(resume_step);  // what is on disk, whatever the row said
-    const bool give_up = options.max_job_crashes > 0 && crashes >= options.max_job_crashes;
-    {
-      absl::MutexLock lock(&m->mu_);
-      m->active_[active->job.id()] = active;
-      if (!give_up) m->queue_.push_back(active->job.id());
-    }
-    if (give_up) {
-      const std::string error = absl::StrCat(
-          "interrupted by ", crashes,
-          " crashes in a row: the server died while this job trained (killed, out of memory?), "
-          "each time before a newer checkpoint; not resumed again");
-      LOG(WARNING) << "job " << active->job.id() << ": " << error;
-      checkpoints->RemoveAll(active->job.id());
-      m->ChangeState(active, v1::JOB_STATE_FAILED, error, [&](v1::Job* j) {
-        *j->mutable_end_time() = ToProto(absl::Now());
-        j->set_error(error);
-        j->set_crash_count(crashes);
-        j->set_crash_checkpoint_step(resume_step);
-        j->set_checkpoint_step(0);
-      });
-      continue;
-    }
-    if (was_running) {
-      m->ChangeState(active, v1::JOB_STATE_QUEUED,
-                     resume_step > 0
-                         ? absl::StrCat("requeued after a server restart; resumes from the "
-                                        "checkpoint at step ",
-                                        resume_step)
-                         : "requeued after a server restart; no checkpoint yet, training starts "
-                           "over",
-                     [&](v1::Job* j) {
-                       j->set_step(resume_step);
-                       j->set_checkpoint_step(resume_step);
-                       j->set_crash_count(crashes);
-                       j->set_crash_checkpoint_step(resume_step);
-                     });
-    }
-    LOG(INFO) << "recovered job " << active->job.id() << " into the queue";
+  if (!(options.lease_seconds >= 0.1 && options.lease_seconds <= 86400)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job lease seconds must be in [0.1, 86400], got ", options.lease_seconds));
   }
+  std::unique_ptr<JobManager> m(new JobManager(options, catalog, datasets, models, checkpoints));
+  // A replica restarted under its stable id takes its jobs back at once: its previous process
+  // is gone. (An id of host and pid is never used twice.)
+  if (!options.replica_id.empty()) RETURN_IF_ERROR(catalog->ReleaseLeasesOf(options.replica_id));
+  // Checkpoints of ended (or unknown) jobs, and when no other process shares the directory,
+  // the temporary files of torn writes.
+  checkpoints->RemoveAllExcept(
+      [catalog](const std::string& id) {
+        absl::StatusOr<v1::Job> job = catalog->GetJob(id);
+        return !absl::IsNotFound(job.status()) && !(job.ok() && IsFinal(job->state()));
+      },
+      !catalog->SharedByProcesses());
+  const absl::Duration lease = absl::Seconds(options.lease_seconds);
+  m->leases_ = std::make_unique<LeaseKeeper>(
+      catalog, lease, std::clamp(lease / 10, absl::Milliseconds(50), absl::Seconds(2)));
+  catalog->WatchChanges([mgr = m.get()](const std::string& id) { mgr->OnCatalogChange(id); });
+  LOG(INFO) << "job manager: replica " << m->replica_id_ << ", " << options.training_slots
+            << " training slot(s), job leases of " << absl::FormatDuration(lease);
+  // Jobs a previous process (or a replica that died) left RUNNING go back to the queue now, and
+  // whenever another replica's lease expires later.
+  m->ReapOrphans();
+  m->reaper_ = std::thread([mgr = m.get()] { mgr->ReaperLoop(); });
   for (int i = 0; i < options.training_slots; ++i) {
     m->slots_.emplace_back([mgr = m.get()] { mgr->SlotLoop(); });
   }
@@ -246,15 +227,34 @@ void JobManager::Shutdown() {
     notify_everyone_ = true;
   }
   stop_training_.store(true);
+  {
+    absl::MutexLock lock(&mu_);
+    reaper_cv_.SignalAll();
+  }
   for (auto& t : slots_) {
     if (t.joinable()) t.join();
   }
   slots_.clear();
+  if (reaper_.joinable()) reaper_.join();
+  catalog_->WatchChanges(nullptr);
   {
     absl::MutexLock lock(&watch_mu_);
     stop_notifier_ = true;
   }
   if (notifier_.joinable()) notifier_.join();
+}
+
+void JobManager::OnCatalogChange(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    work_cv_.SignalAll();  // a job may have been queued or released
+  }
+  absl::MutexLock lock(&watch_mu_);
+  if (job_id.empty()) {
+    notify_everyone_ = true;
+  } else {
+    changed_jobs_.insert(job_id);
+  }
 }
 
 // The job an earlier CreateJob under request.request_id created; nullopt if none;
@@ -271,7 +271,6 @@ absl::StatusOr<std::optional<v1::Job>> JobManager::EarlierJob(const CreateReques
   }
   return GetJob(earlier->resource_id);
 }
-
 absl::StatusOr<v1::Job> JobManager::CreateJob(const Scope& scope, const v1::JobSpec& raw,
                                               const std::string& request_id) {
   const std::string& tenant = scope.tenant();
@@ -314,45 +313,55 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const Scope& scope, const v1::JobS
                                 "no room for the job's model: delete datasets first");
     }
   }
-  auto active = std::make_shared<ActiveJob>();
-  v1::Job& job = active->job;
+  v1::Job job;
   *job.mutable_memory_estimate() = memory;
   job.set_id(absl::StrCat("job-", RandomHex(16)));
   *job.mutable_spec() = spec;
   job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_create_time() = ToProto(absl::Now());
   job.set_tenant(tenant);
-  const v1::Job initial = job;
+  v1::JobEvent queued;
+  queued.set_seq(1);
+  *queued.mutable_time() = job.create_time();
+  queued.mutable_state_change()->set_state(v1::JOB_STATE_QUEUED);
+  queued.mutable_state_change()->set_message("queued");
+  queued.mutable_state_change()->set_replica_id(replica_id_);
+  job.set_last_seq(1);
+  // The queue as the catalogue has it (every replica's jobs), read before taking mu_.
+  ASSIGN_OR_RETURN(const JobQueue queue, catalog_->ReadQueue());
   {
-    // Reserve a queue place before writing, so concurrent calls cannot overrun the bound, and
-    // register the job at once: GetJob, CancelJob and DatasetInUse see it while it is written.
+    // Reserve a queue place before writing, so concurrent calls here cannot overrun the bound
+    // (calls on other replicas at the same instant can, by one each).
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
-    if (static_cast<int>(queue_.size()) + reserved_places_ >= options_.max_queued) {
+    if (queue.queued() + reserved_places_ >= options_.max_queued) {
       return absl::ResourceExhaustedError(
           absl::StrCat("the job queue is full (", options_.max_queued, " jobs waiting)"));
     }
     if (quota.queued_jobs) {
-      const int64_t queued = QueuedOfLocked(tenant) + reserved_by_tenant_[tenant];
-      if (queued >= *quota.queued_jobs) {
+      auto it = queue.queued_by_tenant.find(OwnerOf(tenant));
+      const int64_t queued_jobs =
+          (it == queue.queued_by_tenant.end() ? 0 : it->second) + reserved_by_tenant_[tenant];
+      if (queued_jobs >= *quota.queued_jobs) {
         return QuotaExceededError(tenant, "queued_jobs", absl::StrCat(*quota.queued_jobs),
-                                  absl::StrCat(queued));
+                                  absl::StrCat(queued_jobs));
       }
     }
     ++reserved_places_;
     ++reserved_by_tenant_[tenant];
-    active_[initial.id()] = active;
   }
-  if (request) request->resource_id = initial.id();
+  if (request) request->resource_id = job.id();
+  // The row and its first event in one transaction: a replica may claim it the moment it is
+  // there.
   absl::Status inserted =
-      request ? catalog_->InsertJobForRequest(initial, *request) : catalog_->InsertJob(initial);
+      catalog_->InsertJobWithEvents(job, {queued}, request ? &*request : nullptr);
+  {
+    absl::MutexLock lock(&mu_);
+    --reserved_places_;
+    --reserved_by_tenant_[tenant];
+    if (inserted.ok()) work_cv_.Signal();
+  }
   if (!inserted.ok()) {
-    {
-      absl::MutexLock lock(&mu_);
-      --reserved_places_;
-      --reserved_by_tenant_[tenant];
-      active_.erase(initial.id());
-    }
     if (request && absl::IsAlreadyExists(inserted)) {
       // A concurrent retry of the same call committed first.
       ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, EarlierJob(*request));
@@ -360,14 +369,12 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const Scope& scope, const v1::JobS
     }
     return inserted;
   }
-  // A CancelJob that came in meanwhile set cancel_requested: the slot cancels it before it runs.
-  v1::Job out = ChangeState(active, v1::JOB_STATE_QUEUED, "queued");
-  absl::MutexLock lock(&mu_);
-  --reserved_places_;
-  --reserved_by_tenant_[tenant];
-  queue_.push_back(initial.id());
-  work_cv_.Signal();
-  return out;
+  LOG(INFO) << "job " << job.id() << " -> JOB_STATE_QUEUED: queued";
+  {
+    absl::MutexLock lock(&watch_mu_);
+    changed_jobs_.insert(job.id());
+  }
+  return job;
 }
 
 absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& id) {
@@ -385,7 +392,7 @@ absl::StatusOr<Page<v1::Job>> JobManager::ListJobs(const std::string& tenant, in
                                                    const std::string& page_token) {
   ASSIGN_OR_RETURN(Page<v1::Job> page, catalog_->ListJobs(tenant, page_size, page_token));
   absl::MutexLock lock(&mu_);
-  for (auto& j : page.items) {  // live progress of active jobs
+  for (auto& j : page.items) {  // live progress of the jobs training here
     auto it = active_.find(j.id());
     if (it != active_.end()) j = it->second->job;
   }
@@ -393,32 +400,56 @@ absl::StatusOr<Page<v1::Job>> JobManager::ListJobs(const std::string& tenant, in
 }
 
 absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& id) {
-  std::shared_ptr<ActiveJob> active;
-  bool was_queued = false;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(id);
-    if (it != active_.end()) {
-      active = it->second;
-      active->cancel_requested.store(true);
-      auto q = std::find(queue_.begin(), queue_.end(), id);
-      if (q != queue_.end()) {
-        queue_.erase(q);
-        was_queued = true;
+  for (int attempt = 0;; ++attempt) {
+    {
+      // Training here: its slot stops it at the next step boundary.
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(id);
+      if (it != active_.end()) {
+        it->second->signals->cancel_requested.store(true);
+        return it->second->job;
       }
     }
-  }
-  if (!active) {
     ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", id, " has already ended (", v1::JobState_Name(job.state()), ")"));
+    if (IsFinal(job.state())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", id, " has already ended (", v1::JobState_Name(job.state()), ")"));
+    }
+    // Held by nobody (queued, or its replica is gone): claim it and cancel it now.
+    ASSIGN_OR_RETURN(std::optional<JobClaim> claim,
+                     catalog_->ClaimJob(id, replica_id_, absl::Seconds(options_.lease_seconds)));
+    if (claim) {
+      auto active = std::make_shared<ActiveJob>();
+      active->job = std::move(claim->job);
+      active->lease = claim->lease;
+      active->job.set_replica_id(replica_id_);
+      active->job.set_attempt(claim->lease.token);
+      const bool started = active->job.state() == v1::JOB_STATE_RUNNING;
+      absl::Status st = ChangeState(
+          active, v1::JOB_STATE_CANCELLED,
+          started ? "cancelled by request" : "cancelled before it started", [](v1::Job* j) {
+            *j->mutable_end_time() = ToProto(absl::Now());
+            j->set_checkpoint_step(0);
+          });
+      if (st.ok()) {
+        checkpoints_->RemoveAll(id);
+        return GetJob(id);
+      }
+      if (!IsLeaseLost(st)) return st;
+      continue;  // claimed meanwhile by another replica: ask it
+    }
+    // Held by another replica (or claimed just now here): its lease keeper tells it.
+    RETURN_IF_ERROR(catalog_->RequestCancel(id));
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(id);
+      if (it != active_.end()) it->second->signals->cancel_requested.store(true);
+    }
+    if (attempt > 0 || !job.replica_id().empty() || job.state() == v1::JOB_STATE_RUNNING) {
+      return GetJob(id);
+    }
+    // A job claimed between the read and the claim: look once more (it may have ended).
   }
-  if (was_queued) {
-    return ChangeState(active, v1::JOB_STATE_CANCELLED, "cancelled before it started",
-                       [](v1::Job* j) { *j->mutable_end_time() = ToProto(absl::Now()); });
-  }
-  absl::MutexLock lock(&mu_);
-  return active->job;
 }
 
 absl::StatusOr<EventBatch> JobManager::ReadEvents(const std::string& id, int64_t from_seq,
@@ -521,67 +552,119 @@ void JobManager::NotifierLoop() {
 }
 
 std::string JobManager::DatasetInUse(const std::string& dataset_id) {
-  absl::MutexLock lock(&mu_);
-  for (const auto& [id, job] : active_) {
-    const auto& s = job->job.spec();
+  // Every replica's queued and running jobs.
+  absl::StatusOr<std::vector<v1::Job>> pending =
+      catalog_->JobsInStates({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING});
+  if (!pending.ok()) return absl::StrCat("the catalogue cannot tell: ", pending.status().message());
+  for (const v1::Job& job : *pending) {
+    const auto& s = job.spec();
     if (s.dataset_id() == dataset_id ||
         (s.has_validation_dataset_id() && s.validation_dataset_id() == dataset_id)) {
-      return absl::StrCat("job ", id, " is ", v1::JobState_Name(job->job.state()));
+      return absl::StrCat("job ", job.id(), " is ", v1::JobState_Name(job.state()));
     }
   }
   return "";
 }
 
-v1::Job JobManager::AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent event,
-                             const std::function<void(v1::Job*)>& update) {
+absl::StatusOr<v1::Job> JobManager::Record(const std::shared_ptr<ActiveJob>& job,
+                                           std::optional<v1::JobEvent> event,
+                                           const std::function<void(v1::Job*)>& update,
+                                           const std::optional<v1::Model>& model,
+                                           bool release_lease) {
   absl::MutexLock write_lock(&job->write_mu);
-  v1::Job snapshot;
+  if (job->lost()) return LeaseLostError(job->lease.job_id, job->lease.token, 0);
+  // The update applies to a copy, kept once written (or, for an event that is not the job's
+  // last, kept to be written with the next one): a last write that fails leaves the job as it
+  // was, and its seq number unused.
+  JobWrite write;
   {
     absl::MutexLock lock(&mu_);
-    event.set_seq(job->job.last_seq() + 1);
-    *event.mutable_time() = ToProto(absl::Now());
-    job->job.set_last_seq(event.seq());
-    if (update) update(&job->job);
-    snapshot = job->job;
+    write.job = job->job;
   }
-  std::vector<v1::JobEvent> batch = std::move(job->unpersisted);
+  if (event) {
+    event->set_seq(write.job.last_seq() + 1);
+    *event->mutable_time() = ToProto(absl::Now());
+    write.job.set_last_seq(event->seq());
+  }
+  if (update) update(&write.job);
+  const bool final = IsFinal(write.job.state());
+  write.events = std::move(job->unpersisted);
   job->unpersisted.clear();
-  batch.push_back(event);
-  absl::Status st = catalog_->AppendEvents(snapshot, batch);
-  // A job's last event must reach the catalogue, or a restart would take it for running: retry
+  if (event) write.events.push_back(*event);
+  write.lease_token = job->lease.token;
+  write.model = model;
+  write.release_lease = release_lease;
+  absl::Status st = catalog_->WriteJob(write);
+  // A job's last event must reach the catalogue, or the job would look held or running: retry
   // it for a while (the slot waits).
-  for (int i = 0; !st.ok() && IsFinal(snapshot.state()) && i < 20; ++i) {
+  for (int i = 0; !st.ok() && !IsLeaseLost(st) && (final || release_lease) && i < 20; ++i) {
     absl::SleepFor(absl::Milliseconds(500));
-    st = catalog_->AppendEvents(snapshot, batch);
+    st = catalog_->WriteJob(write);
   }
+  if (IsLeaseLost(st)) {
+    // Another replica holds the job now: what this one had not written is not its to write.
+    LOG(WARNING) << "job " << write.job.id() << ": " << st.message()
+                 << "; this replica writes nothing more for it";
+    job->signals->lost.store(true);
+    Forget(job);
+    return st;
+  }
+  const bool keep = st.ok() || !(final || release_lease || model);
   if (!st.ok()) {
-    LOG(ERROR) << "job " << snapshot.id() << ": cannot persist " << batch.size()
-               << " event(s) (kept; written with the next one): " << st;
-    job->unpersisted = std::move(batch);
+    LOG(ERROR) << "job " << write.job.id() << ": cannot persist " << write.events.size()
+               << " event(s)" << (keep ? " (kept; written with the next one)" : "") << ": " << st;
+    job->unpersisted = std::move(write.events);
+    if (!keep && event) job->unpersisted.pop_back();
   }
-  {
+  if (keep) {
     absl::MutexLock lock(&mu_);
-    job->events.push_back(std::move(event));
-    if (IsFinal(snapshot.state())) active_.erase(snapshot.id());
+    job->job = write.job;
+    if (event) job->events.push_back(*event);
   }
-  // Watchers are told by the notifier thread: the training loop never runs their code.
-  absl::MutexLock lock(&watch_mu_);
-  changed_jobs_.insert(snapshot.id());
-  return snapshot;
+  if (st.ok() && (final || release_lease)) Forget(job);
+  if (keep) {
+    // Watchers are told by the notifier thread: the training loop never runs their code.
+    absl::MutexLock lock(&watch_mu_);
+    changed_jobs_.insert(write.job.id());
+  }
+  if (!st.ok()) return st;
+  return write.job;
 }
 
-v1::Job JobManager::ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobState state,
-                                const std::string& message,
-                                const std::function<void(v1::Job*)>& update) {
+v1::Job JobManager::AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent event,
+                             const std::function<void(v1::Job*)>& update) {
+  Record(job, std::move(event), update).IgnoreError();
+  absl::MutexLock lock(&mu_);
+  return job->job;
+}
+
+absl::Status JobManager::ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobState state,
+                                     const std::string& message,
+                                     const std::function<void(v1::Job*)>& update,
+                                     const std::optional<v1::Model>& model) {
   v1::JobEvent e;
   e.mutable_state_change()->set_state(state);
   e.mutable_state_change()->set_message(message);
-  LOG(INFO) << "job " << job->job.id() << " -> " << v1::JobState_Name(state)
+  e.mutable_state_change()->set_replica_id(replica_id_);
+  LOG(INFO) << "job " << job->lease.job_id << " -> " << v1::JobState_Name(state)
             << (message.empty() ? "" : ": ") << message;
-  return AddEvent(job, e, [&](v1::Job* j) {
-    j->set_state(state);
-    if (update) update(j);
-  });
+  const bool release = IsFinal(state) || state == v1::JOB_STATE_QUEUED;
+  return Record(
+             job, e,
+             [&](v1::Job* j) {
+               j->set_state(state);
+               if (release) j->clear_replica_id();
+               if (update) update(j);
+             },
+             model, release)
+      .status();
+}
+
+void JobManager::Forget(const std::shared_ptr<ActiveJob>& job) {
+  leases_->Drop(job->lease.job_id);
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job->lease.job_id);
+  if (it != active_.end() && it->second == job) active_.erase(it);
 }
 
 void JobManager::SlotLoop() {
@@ -593,65 +676,244 @@ void JobManager::SlotLoop() {
                    << std::strerror(errno);
     }
   }
+  const absl::Duration lease = absl::Seconds(options_.lease_seconds);
+  bool catalogue_failing = false;
   while (true) {
-    std::shared_ptr<ActiveJob> job;
-    std::string tenant;
     {
       absl::MutexLock lock(&mu_);
-      std::deque<std::string>::iterator next;
-      while (!shutting_down_ && (next = NextJobLocked()) == queue_.end()) {
-        // Queued jobs may all wait for their tenants' running_jobs quota, which a reload of the
-        // quotas can raise: look again now and then.
-        if (queue_.empty()) {
-          work_cv_.Wait(&mu_);
+      if (shutting_down_) return;
+    }
+    // Claim-then-commit: the claim is its own short transaction; training happens after it.
+    absl::StatusOr<JobQueue> queue = catalog_->ReadQueue();
+    std::optional<JobClaim> claim;
+    if (queue.ok()) {
+      catalogue_failing = false;
+      std::string next;
+      {
+        absl::MutexLock lock(&mu_);
+        const v1::Job* job = NextJobLocked(*queue);
+        if (job != nullptr) next = job->id();
+      }
+      if (!next.empty()) {
+        absl::StatusOr<std::optional<JobClaim>> claimed =
+            catalog_->ClaimJob(next, replica_id_, lease);
+        if (claimed.ok()) {
+          claim = std::move(*claimed);
+          if (!claim) continue;  // another slot or replica was quicker: look again
         } else {
-          work_cv_.WaitWithTimeout(&mu_, absl::Seconds(1));
+          LOG(WARNING) << "training slot: cannot claim job " << next << ": " << claimed.status();
         }
       }
+    } else if (!catalogue_failing) {
+      catalogue_failing = true;
+      LOG(WARNING) << "training slot: cannot read the job queue (retried): " << queue.status();
+    }
+    if (!claim) {
+      // Told of news (CreateJob here, another replica's write), or looking again anyway.
+      absl::MutexLock lock(&mu_);
       if (shutting_down_) return;
-      job = active_[*next];
-      queue_.erase(next);
-      tenant = OwnerOf(job->job.tenant());
-      ++running_by_tenant_[tenant];
+      work_cv_.WaitWithTimeout(&mu_, kQueuePoll);
+      continue;
+    }
+    const std::string tenant = OwnerOf(claim->job.tenant());
+    {
+      absl::MutexLock lock(&mu_);
       last_start_[tenant] = ++starts_;
     }
-    if (job->cancel_requested.load()) {
-      ChangeState(job, v1::JOB_STATE_CANCELLED, "cancelled before it started",
-                  [](v1::Job* j) { *j->mutable_end_time() = ToProto(absl::Now()); });
-    } else {
-      RunJob(job);
-    }
+    RunClaimed(*std::move(claim));
     absl::MutexLock lock(&mu_);
-    --running_by_tenant_[tenant];
     work_cv_.SignalAll();  // a job of this tenant may wait for its running_jobs quota
   }
 }
 
-int64_t JobManager::QueuedOfLocked(const std::string& tenant) {
-  int64_t n = 0;
-  for (const std::string& id : queue_) {
-    if (OwnerOf(active_[id]->job.tenant()) == tenant) ++n;
-  }
-  return n;
-}
-
-std::deque<std::string>::iterator JobManager::NextJobLocked() {
-  auto best = queue_.end();
+const v1::Job* JobManager::NextJobLocked(const JobQueue& queue) {
+  const v1::Job* best = nullptr;
   int64_t best_turn = 0;
   std::set<std::string> seen;
-  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-    const std::string tenant = OwnerOf(active_[*it]->job.tenant());
-    if (!seen.insert(tenant).second) continue;  // FIFO within a tenant: only its oldest
+  // Jobs a crash interrupted first (they had started; a graceful stop clears crash_count), then
+  // the others, each group in creation order.
+  std::vector<const v1::Job*> order;
+  for (const v1::Job& job : queue.claimable) {
+    if (job.state() == v1::JOB_STATE_RUNNING || job.crash_count() > 0) order.push_back(&job);
+  }
+  for (const v1::Job& job : queue.claimable) {
+    if (!(job.state() == v1::JOB_STATE_RUNNING || job.crash_count() > 0)) order.push_back(&job);
+  }
+  for (const v1::Job* candidate : order) {
+    const v1::Job& job = *candidate;
+    const std::string tenant = OwnerOf(job.tenant());
+    if (!seen.insert(tenant).second) continue;  // FIFO within a tenant: only its first
     const TenantQuota quota = QuotaOf(options_.quotas, tenant);
-    if (quota.running_jobs && running_by_tenant_[tenant] >= *quota.running_jobs) continue;
+    if (quota.running_jobs) {
+      auto it = queue.leased_by_tenant.find(tenant);
+      if (it != queue.leased_by_tenant.end() && it->second >= *quota.running_jobs) continue;
+    }
     auto last = last_start_.find(tenant);
     const int64_t turn = last == last_start_.end() ? 0 : last->second;
-    if (best == queue_.end() || turn < best_turn) {
-      best = it;
+    if (best == nullptr || turn < best_turn) {
+      best = &job;
       best_turn = turn;
     }
   }
   return best;
+}
+
+std::shared_ptr<JobManager::ActiveJob> JobManager::Adopt(JobClaim claim) {
+  auto active = std::make_shared<ActiveJob>();
+  active->lease = claim.lease;
+  if (claim.cancel_requested) active->signals->cancel_requested.store(true);
+  const std::string id = claim.lease.job_id;
+  absl::StatusOr<std::vector<v1::JobEvent>> events = catalog_->ListEvents(id, 1);
+  if (!events.ok()) {
+    // Its lease expires and this or another replica claims it again.
+    LOG(WARNING) << "job " << id
+                 << ": cannot read its events (claimed again later): " << events.status();
+    return nullptr;
+  }
+  // The events this replica continues from are the stored ones, all of them.
+  active->events = *std::move(events);
+  const int64_t last_seq = active->events.empty() ? 0 : active->events.back().seq();
+  for (const auto& e : active->events) {
+    if (e.has_progress()) {
+      active->reported_step = std::max(active->reported_step, e.progress().step());
+    }
+    if (e.has_epoch_summary()) {
+      active->reported_epoch = std::max<int64_t>(active->reported_epoch, e.epoch_summary().epoch());
+      active->reported_step = std::max(active->reported_step, e.epoch_summary().step());
+    }
+  }
+  // The checkpoint the row names is the newest that counts; newer files are from a replica that
+  // lost its lease, or died, before naming them.
+  const int64_t registered = claim.job.checkpoint_step();
+  int64_t resume_step = 0;
+  for (const int64_t step : checkpoints_->Steps(id)) {
+    if (step > registered) {
+      LOG(INFO) << "job " << id << ": removing checkpoint at step " << step << ", never registered";
+      checkpoints_->Remove(id, step);
+    } else if (resume_step == 0) {
+      resume_step = step;
+    }
+  }
+  active->previous_owner = claim.previous_owner;
+  active->job = std::move(claim.job);
+  active->job.set_last_seq(std::max(active->job.last_seq(), last_seq));
+  active->job.set_checkpoint_step(resume_step);
+  active->job.set_replica_id(replica_id_);
+  active->job.set_attempt(claim.lease.token);
+  {
+    absl::MutexLock lock(&mu_);
+    active_[id] = active;
+  }
+  leases_->Hold(claim.lease, active->signals);
+  return active;
+}
+
+bool JobManager::RequeueOrphan(const std::shared_ptr<ActiveJob>& active, bool release) {
+  const std::string& id = active->lease.job_id;
+  int64_t resume_step;
+  int32_t crashes;
+  {
+    absl::MutexLock lock(&mu_);
+    resume_step = active->job.checkpoint_step();
+    // One more crash in a row unless it checkpointed since the last one.
+    crashes = active->job.crash_count() > 0 && active->job.crash_checkpoint_step() == resume_step
+                  ? active->job.crash_count() + 1
+                  : 1;
+  }
+  if (active->cancelled()) {
+    checkpoints_->RemoveAll(id);
+    ChangeState(active, v1::JOB_STATE_CANCELLED, "cancelled by request", [](v1::Job* j) {
+      *j->mutable_end_time() = ToProto(absl::Now());
+      j->set_checkpoint_step(0);
+    }).IgnoreError();
+    return false;
+  }
+  if (options_.max_job_crashes > 0 && crashes >= options_.max_job_crashes) {
+    const std::string error = absl::StrCat(
+        "interrupted by ", crashes,
+        " crashes in a row: the server died while this job trained (killed, out of memory?), "
+        "each time before a newer checkpoint; not resumed again");
+    LOG(WARNING) << "job " << id << ": " << error;
+    absl::Status st = ChangeState(active, v1::JOB_STATE_FAILED, error, [&](v1::Job* j) {
+      *j->mutable_end_time() = ToProto(absl::Now());
+      j->set_error(error);
+      j->set_crash_count(crashes);
+      j->set_crash_checkpoint_step(resume_step);
+      j->set_checkpoint_step(0);
+    });
+    if (st.ok()) checkpoints_->RemoveAll(id);
+    return false;
+  }
+  const std::string who =
+      active->previous_owner.empty() || active->previous_owner == replica_id_
+          ? "a server restart"
+          : absl::StrCat("replica ", active->previous_owner,
+                         " stopped renewing its lease (killed, paused or cut off)");
+  v1::JobEvent e;
+  e.mutable_state_change()->set_state(v1::JOB_STATE_QUEUED);
+  e.mutable_state_change()->set_message(
+      resume_step > 0
+          ? absl::StrCat("requeued after ", who, "; resumes from the checkpoint at step ",
+                         resume_step)
+          : absl::StrCat("requeued after ", who, "; no checkpoint yet, training starts over"));
+  e.mutable_state_change()->set_replica_id(replica_id_);
+  LOG(INFO) << "job " << id << " -> JOB_STATE_QUEUED: " << e.state_change().message();
+  absl::Status st = Record(
+                        active, e,
+                        [&](v1::Job* j) {
+                          j->set_state(v1::JOB_STATE_QUEUED);
+                          if (release) j->clear_replica_id();
+                          j->set_step(resume_step);
+                          j->set_crash_count(crashes);
+                          j->set_crash_checkpoint_step(resume_step);
+                        },
+                        std::nullopt, release)
+                        .status();
+  if (!st.ok()) Forget(active);  // lost, or its lease expires and it is claimed again later
+  return st.ok();
+}
+
+void JobManager::ReapOrphans() {
+  absl::StatusOr<JobQueue> queue = catalog_->ReadQueue();
+  if (!queue.ok()) return;  // the slots say it
+  for (const v1::Job& job : queue->claimable) {
+    if (job.state() != v1::JOB_STATE_RUNNING) continue;
+    absl::StatusOr<std::optional<JobClaim>> claim =
+        catalog_->ClaimJob(job.id(), replica_id_, absl::Seconds(options_.lease_seconds));
+    if (!claim.ok() || !*claim) continue;
+    std::shared_ptr<ActiveJob> active = Adopt(**std::move(claim));
+    if (active) RequeueOrphan(active, /*release=*/true);
+  }
+}
+
+void JobManager::ReaperLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutting_down_) return;
+      reaper_cv_.WaitWithTimeout(&mu_, kQueuePoll);
+      if (shutting_down_) return;
+    }
+    ReapOrphans();
+  }
+}
+
+void JobManager::RunClaimed(JobClaim claim) {
+  const bool was_running = claim.job.state() == v1::JOB_STATE_RUNNING;
+  std::shared_ptr<ActiveJob> active = Adopt(std::move(claim));
+  if (!active) return;
+  if (was_running && !RequeueOrphan(active, /*release=*/false)) return;
+  if (active->cancelled()) {
+    checkpoints_->RemoveAll(active->lease.job_id);
+    ChangeState(active, v1::JOB_STATE_CANCELLED, "cancelled before it started", [](v1::Job* j) {
+      *j->mutable_end_time() = ToProto(absl::Now());
+      j->set_checkpoint_step(0);
+    }).IgnoreError();
+    return;
+  }
+  RunJob(active);
+  // Whatever happened, this replica is done with it (its final write forgot it already).
+  Forget(active);
 }
 
 void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
@@ -665,18 +927,24 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     tenant = OwnerOf(job->job.tenant());
   }
   auto finish = [&](v1::JobState state, const std::string& message, const std::string& model_id,
-                    const std::string& stop_reason) {
-    checkpoints_->RemoveAll(id);
-    ChangeState(job, state, message, [&](v1::Job* j) {
-      *j->mutable_end_time() = ToProto(absl::Now());
-      if (state == v1::JOB_STATE_FAILED) j->set_error(message);
-      if (!model_id.empty()) j->set_model_id(model_id);
-      j->set_stop_reason(stop_reason);
-      j->set_checkpoint_step(0);
-    });
+                    const std::string& stop_reason,
+                    const std::optional<v1::Model>& model) -> absl::Status {
+    absl::Status st = ChangeState(
+        job, state, message,
+        [&](v1::Job* j) {
+          *j->mutable_end_time() = ToProto(absl::Now());
+          if (state == v1::JOB_STATE_FAILED) j->set_error(message);
+          if (!model_id.empty()) j->set_model_id(model_id);
+          j->set_stop_reason(stop_reason);
+          j->set_checkpoint_step(0);
+        },
+        model);
+    if (st.ok()) checkpoints_->RemoveAll(id);
+    return st;
   };
   std::string stop_reason;
-  absl::StatusOr<v1::Model> published = [&]() -> absl::StatusOr<v1::Model> {
+  std::shared_ptr<const Model> trained;
+  absl::StatusOr<v1::Model> prepared = [&]() -> absl::StatusOr<v1::Model> {
     ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec.dataset_id()));
     ASSIGN_OR_RETURN(std::shared_ptr<const RecordMatrix> data, datasets_->Load(spec.dataset_id()));
     // Binary training rows stay bit-packed (as loaded) while the job runs; the trainer
@@ -701,8 +969,8 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     opts.max_steps = spec.max_steps();
     opts.max_seconds = spec.max_seconds();
     opts.early_stopping_patience = spec.early_stopping_patience();
-    // Newest checkpoint first; one that cannot be read or does not fit is removed and the next
-    // older one tried, then a fresh start.
+    // Newest checkpoint first (RunClaimed removed the unregistered ones); one that cannot be
+    // read or does not fit is removed and the next older one tried, then a fresh start.
     std::vector<int64_t> steps = checkpoints_->Steps(id);
     absl::StatusOr<TrainResult> result;
     while (true) {
@@ -721,14 +989,16 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
         }
       }
       opts.resume_from = bytes.empty() ? nullptr : &bytes;
-      ChangeState(job, v1::JOB_STATE_RUNNING,
-                  from > 0 ? absl::StrCat("resuming from the checkpoint at step ", from) : "",
-                  [&](v1::Job* j) {
-                    if (!j->has_start_time()) *j->mutable_start_time() = ToProto(absl::Now());
-                  });
+      absl::Status running =
+          ChangeState(job, v1::JOB_STATE_RUNNING,
+                      from > 0 ? absl::StrCat("resuming from the checkpoint at step ", from) : "",
+                      [&](v1::Job* j) {
+                        if (!j->has_start_time()) *j->mutable_start_time() = ToProto(absl::Now());
+                      });
+      if (IsLeaseLost(running)) return running;  // other failures: written with the next event
       Observer observer(this, job);
       result = Train(spec.model(), *train, *valid, opts, &observer);
-      if (from > 0 && IsUnusableCheckpoint(result.status())) {
+      if (from > 0 && IsUnusableCheckpoint(result.status()) && !job->lost()) {
         LOG(WARNING) << "job " << id << ": checkpoint at step " << from
                      << " cannot be resumed: " << result.status();
         checkpoints_->Remove(id, from);
@@ -738,6 +1008,7 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
       break;
     }
     RETURN_IF_ERROR(result.status());
+    if (job->lost()) return LeaseLostError(id, job->lease.token, 0);
     stop_reason = result->stop_reason;
     v1::Model meta;
     meta.set_job_id(id);
@@ -749,12 +1020,42 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     if (ds.has_image_shape()) *meta.mutable_image_shape() = ds.image_shape();
     meta.set_validation_nll(result->best_validation_nll);
     meta.set_tenant(tenant);
-    return models_->Publish(meta, std::shared_ptr<const Model>(std::move(result->model)));
+    trained = std::move(result->model);
+    return models_->Prepare(meta, *trained);
   }();
-  if (published.ok()) {
-    finish(v1::JOB_STATE_SUCCEEDED, stop_reason, published->id(), stop_reason);
-  } else if (absl::IsAborted(published.status())) {
-    // Suspended by the server's shutdown after a checkpoint.
+  if (job->lost() || IsLeaseLost(prepared.status())) {
+    // Another replica has the job: it trains and publishes it; this one leaves no trace.
+    if (prepared.ok()) models_->Discard(prepared->id());
+    LOG(WARNING) << "job " << id << ": lease lost; stopped without writing";
+    return;
+  }
+  if (prepared.ok()) {
+    // Published exactly once: the model's row, the final state and the lease's end in one fenced
+    // transaction.
+    absl::Status st =
+        finish(v1::JOB_STATE_SUCCEEDED, stop_reason, prepared->id(), stop_reason, *prepared);
+    if (st.ok()) {
+      models_->Published(prepared->id(), std::move(trained));
+      return;
+    }
+    if (IsLeaseLost(st)) {
+      // Lost before the commit, or lost track of a commit that happened (a connection lost while
+      // committing): the job's row says which; its model file stays only if it is published.
+      absl::StatusOr<v1::Job> row = catalog_->GetJob(id);
+      if (row.ok() && row->model_id() != prepared->id()) models_->Discard(prepared->id());
+      return;
+    }
+    // The job fails with the reason; the file goes once that is written (had the publication
+    // committed after all, the lease would be gone and this write refused).
+    LOG(WARNING) << "job " << id << ": model " << prepared->id() << " not published: " << st;
+    if (finish(v1::JOB_STATE_FAILED, std::string(st.message()), "", "", std::nullopt).ok()) {
+      models_->Discard(prepared->id());
+    }
+    return;
+  }
+  if (absl::IsAborted(prepared.status())) {
+    // Suspended by the server's shutdown after a checkpoint: back to the queue, for this or
+    // another replica.
     int64_t step;
     {
       absl::MutexLock lock(&mu_);
@@ -763,12 +1064,14 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     ChangeState(job, v1::JOB_STATE_QUEUED,
                 absl::StrCat("interrupted by server shutdown; resumes from the checkpoint at step ",
                              step, " at the next start"),
-                [](v1::Job* j) { j->set_crash_count(0); });  // a graceful stop ends a crash run
-  } else if (absl::IsCancelled(published.status())) {
-    finish(v1::JOB_STATE_CANCELLED, "cancelled by request", "", "");
+                [](v1::Job* j) { j->set_crash_count(0); })  // a graceful stop ends a crash run
+        .IgnoreError();
+  } else if (absl::IsCancelled(prepared.status())) {
+    finish(v1::JOB_STATE_CANCELLED, "cancelled by request", "", "", std::nullopt).IgnoreError();
   } else {
-    LOG(WARNING) << "job " << id << " failed: " << published.status();
-    finish(v1::JOB_STATE_FAILED, std::string(published.status().message()), "", "");
+    LOG(WARNING) << "job " << id << " failed: " << prepared.status();
+    finish(v1::JOB_STATE_FAILED, std::string(prepared.status().message()), "", "", std::nullopt)
+        .IgnoreError();
   }
 }
 
@@ -779,16 +1082,36 @@ absl::StatusOr<ResolvedModel> JobManager::CheckpointModel(const std::string& id)
     auto it = active_.find(id);
     if (it != active_.end()) active = it->second;
   }
+  int64_t step;
   if (!active) {
+    // Not training here: the catalogue says what it is, the shared directory has its files.
     ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
-    if (job.state() != v1::JOB_STATE_SUCCEEDED) {
+    if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+      ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, models_->Load(job.model_id()));
+      return ResolvedModel{std::move(model), 0};
+    }
+    if (IsFinal(job.state())) {
       return absl::FailedPreconditionError(
           absl::StrCat("job ", id, " ended ", v1::JobState_Name(job.state()), " and has no model"));
     }
-    ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, models_->Load(job.model_id()));
-    return ResolvedModel{std::move(model), 0};
+    step = job.checkpoint_step();
+    if (step == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", id, " has no checkpoint yet (", v1::JobState_Name(job.state()),
+                       ", step ", job.step(), "); try again after its first checkpoint"));
+    }
+    absl::MutexLock lock(&remote_mu_);
+    auto cached = remote_probes_.find(id);
+    if (cached != remote_probes_.end() && cached->second.checkpoint_step == step) {
+      return cached->second;
+    }
+    ASSIGN_OR_RETURN(std::string bytes, checkpoints_->Read(id, step));
+    ASSIGN_OR_RETURN(std::unique_ptr<Model> model, ModelFromCheckpoint(bytes));
+    if (remote_probes_.size() >= 8) remote_probes_.erase(remote_probes_.begin());
+    ResolvedModel resolved{std::shared_ptr<const Model>(std::move(model)), step};
+    remote_probes_[id] = resolved;
+    return resolved;
   }
-  int64_t step;
   {
     absl::MutexLock lock(&mu_);
     step = active->job.checkpoint_step();  // the newest checkpoint written (or found at start)

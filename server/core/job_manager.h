@@ -1,18 +1,30 @@
-// JobManager: validates training jobs, queues them (bounded FIFO), runs them on a fixed number of
-// training slots, records their numbered events durably and serves them to watchers.
+// JobManager: validates training jobs, queues them in the catalogue (bounded), runs them on a
+// fixed number of training slots, records their numbered events durably and serves them to
+// watchers.
+//
+// Replicas: several managers (logpd processes) may share one PostgreSQL catalogue and one data
+// directory. A slot claims a job with a lease (Catalog::ClaimJob: claim, then train, never inside
+// the claim's transaction); a LeaseKeeper renews it while the job trains. Every write for the job
+// (events, the checkpoint the row names, the model's publication) is fenced by the lease's token,
+// so a replica that lost the lease (paused, cut off) writes nothing more for it. A replica that
+// stops renewing (killed) loses its jobs: a reaper on every replica claims RUNNING jobs whose
+// lease expired and requeues them, and they resume from their newest registered checkpoint on
+// whichever replica claims them next. With a SQLite catalogue, one process, leases live in the
+// process and a restart requeues every job left RUNNING at once.
 //
 // Durability: a running job writes a checkpoint (weights, optimiser, generators, position in the
 // epoch, best weights so far) every checkpoint_interval_steps steps or
-// checkpoint_interval_seconds seconds, at epoch ends, and when the server shuts down. A job that
-// was RUNNING when the server stopped (SIGTERM, crash, kill -9) is re-queued at the next start,
-// ahead of jobs queued after it, and resumes from its newest checkpoint. Its event sequence
-// continues: a state change says where it resumed, and the steps and epochs it had already
-// reported are not reported again.
+// checkpoint_interval_seconds seconds, at epoch ends, and when the server shuts down; it counts
+// once the job's row names it (a fenced write). A job that was RUNNING when its server stopped
+// (SIGTERM, crash, kill -9) is re-queued, ahead of jobs queued after it, and resumes from its
+// newest checkpoint. Its event sequence continues: a state change says where it resumed (and on
+// which replica), and the steps and epochs it had already reported are not reported again.
 //
 // Watching: a watcher subscribes to a job, then reads its events without blocking (ReadEvents)
 // whenever it is told there is news. Recording an event only marks the job as changed; one
 // notifier thread (started with the manager, joined by Shutdown) tells the listeners, so a slow
-// or vanished watcher never slows a training loop.
+// or vanished watcher never slows a training loop. Events of a job training on another replica
+// are read from the catalogue, which announces every write (Catalog::WatchChanges).
 //
 // Thread-safety: all public methods may be called concurrently.
 #ifndef LOGP_SERVER_CORE_JOB_MANAGER_H_
@@ -35,6 +47,7 @@
 #include "server/core/catalog.h"
 #include "server/core/checkpoint_store.h"
 #include "server/core/dataset_store.h"
+#include "server/core/lease_keeper.h"
 #include "server/core/model_store.h"
 #include "server/core/quota.h"
 #include "server/core/scope.h"
@@ -102,10 +115,15 @@ struct ResolvedModel {
   int64_t checkpoint_step = 0;
 };
 
+// The host name and the process id, e.g. "logp-0:1234".
+std::string DefaultReplicaId();
+
 class JobManager {
  public:
-  // Re-queues jobs left QUEUED or RUNNING by a previous process (in creation order) and starts
-  // the training slots. The stores and catalogue must outlive the manager.
+  // Starts the training slots, which claim QUEUED jobs, and RUNNING ones whose replica stopped
+  // renewing their lease (a previous process of this server, another replica), in creation
+  // order, and resume them from their newest checkpoint. The stores and catalogue must outlive
+  // the manager.
   static absl::StatusOr<std::unique_ptr<JobManager>> Start(const JobManagerOptions& options,
                                                            Catalog* catalog, DatasetStore* datasets,
                                                            ModelStore* models,
@@ -161,47 +179,76 @@ class JobManager {
   JobManager(const JobManagerOptions& options, Catalog* catalog, DatasetStore* datasets,
              ModelStore* models, CheckpointStore* checkpoints);
   void SlotLoop();
-  // The queued job a free slot starts next, queue_.end() if none may start. Round-robin across
-  // tenants: of each tenant's oldest queued job, the one whose tenant started a job least
-  // recently (never: first; ties: the oldest job) goes first, skipping tenants at their
-  // running_jobs quota. Within a tenant, jobs start in creation order.
-  std::deque<std::string>::iterator NextJobLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The tenant's jobs waiting in queue_.
-  int64_t QueuedOfLocked(const std::string& tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Of the claimable jobs, the one a free slot claims next (null if none may start). Round-robin
+  // across tenants: of each tenant's oldest claimable job, the one whose tenant started a job
+  // here least recently (never: first; ties: the oldest job) goes first, skipping tenants at
+  // their running_jobs quota (counted over every replica's leases). Within a tenant, jobs start
+  // in creation order (those that had started, and lost their replica, first).
+  const v1::Job* NextJobLocked(const JobQueue& queue) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls the listeners of changed jobs until Shutdown.
   void NotifierLoop();
+  // A claimed job, until its lease is released or lost: requeued, failed for crashing too often,
+  // cancelled, or trained.
+  void RunClaimed(JobClaim claim);
+  // Takes a claimed job on: its events, its registered checkpoint (newer files removed), into
+  // active_ and the lease keeper. Null when its events cannot be read (the lease expires).
+  std::shared_ptr<ActiveJob> Adopt(JobClaim claim);
+  // A claimed job its replica died under: requeued (releasing the lease with `release`), or
+  // FAILED after max_job_crashes crashes in a row, or CANCELLED if asked. True when requeued.
+  bool RequeueOrphan(const std::shared_ptr<ActiveJob>& active, bool release);
+  // Claims and requeues every RUNNING job no live lease holds (Start, then the reaper thread
+  // every second): a dead replica's jobs go back to the queue even when every slot is busy.
+  void ReapOrphans();
+  void ReaperLoop();
   void RunJob(const std::shared_ptr<ActiveJob>& job);
-  // Assigns the next seq, updates the job with `update`, persists both, tells the notifier. Returns
-  // the updated job.
+  // Persists `update` of the job (and `event`, numbered next, when given) in one fenced write,
+  // with `model` and releasing the lease when asked; tells the notifier. The job's last event
+  // is retried for a while; other events the catalogue refuses are kept and written with the
+  // next one. Returns the updated job, or the error of the write (FAILED_PRECONDITION when the
+  // lease is lost: then nothing is kept, and the job leaves active_).
+  absl::StatusOr<v1::Job> Record(const std::shared_ptr<ActiveJob>& job,
+                                 std::optional<v1::JobEvent> event,
+                                 const std::function<void(v1::Job*)>& update,
+                                 const std::optional<v1::Model>& model = std::nullopt,
+                                 bool release_lease = false);
+  // Record with an event; the updated job whatever the write's fate.
   v1::Job AddEvent(const std::shared_ptr<ActiveJob>& job, v1::JobEvent event,
                    const std::function<void(v1::Job*)>& update);
-  // Records a state change (and removes the job from the active set if it is final).
-  v1::Job ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobState state,
-                      const std::string& message,
-                      const std::function<void(v1::Job*)>& update = nullptr);
+  // Records a state change (releasing the lease when it is final or QUEUED) and returns the
+  // write's status.
+  absl::Status ChangeState(const std::shared_ptr<ActiveJob>& job, v1::JobState state,
+                           const std::string& message,
+                           const std::function<void(v1::Job*)>& update = nullptr,
+                           const std::optional<v1::Model>& model = std::nullopt);
+  // The job leaves this replica (released or lost): out of active_ and the keeper.
+  void Forget(const std::shared_ptr<ActiveJob>& job);
+  // Told by the catalogue that another replica wrote job `job_id` ("": anything).
+  void OnCatalogChange(const std::string& job_id);
 
   const JobManagerOptions options_;
+  const std::string replica_id_;
   Catalog* const catalog_;
   DatasetStore* const datasets_;
   ModelStore* const models_;
   CheckpointStore* const checkpoints_;
+  std::unique_ptr<LeaseKeeper> leases_;
 
   absl::Mutex mu_;
-  absl::CondVar work_cv_;  // queue_ changed or shutting down
+  absl::CondVar work_cv_;  // a job was queued, a slot freed, or shutting down
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
   // Queue places taken by CreateJob calls still writing their job.
   int reserved_places_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, int64_t> reserved_by_tenant_ ABSL_GUARDED_BY(mu_);
-  // Jobs each tenant has on a slot; when each tenant last started one (a count of starts).
-  std::map<std::string, int64_t> running_by_tenant_ ABSL_GUARDED_BY(mu_);
+  // When each tenant last started a job here (a count of starts).
   std::map<std::string, int64_t> last_start_ ABSL_GUARDED_BY(mu_);
   int64_t starts_ ABSL_GUARDED_BY(mu_) = 0;
-  // QUEUED and RUNNING jobs; ended jobs live only in the catalogue.
+  // Jobs this replica holds the lease of; the others live in the catalogue.
   std::map<std::string, std::shared_ptr<ActiveJob>> active_ ABSL_GUARDED_BY(mu_);
   // Mirrors shutting_down_ for lock-free polling at every training step.
   std::atomic<bool> stop_training_{false};
   std::vector<std::thread> slots_;
+  std::thread reaper_;
+  absl::CondVar reaper_cv_;  // shutting down
 
   // Watch notifications. Never held together with mu_, nor while a listener runs.
   absl::Mutex watch_mu_;
@@ -211,6 +258,10 @@ class JobManager {
   bool notify_everyone_ ABSL_GUARDED_BY(watch_mu_) = false;
   bool stop_notifier_ ABSL_GUARDED_BY(watch_mu_) = false;
   std::thread notifier_;
+
+  // Models of checkpoints of jobs training on other replicas (CheckpointModel), a few.
+  absl::Mutex remote_mu_;
+  std::map<std::string, ResolvedModel> remote_probes_ ABSL_GUARDED_BY(remote_mu_);
 };
 
 }  // namespace logp

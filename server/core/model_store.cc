@@ -11,9 +11,11 @@
 namespace logp {
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir,
-                                                             Catalog* catalog, FileSystem* fs) {
+                                                             Catalog* catalog, FileSystem* fs,
+                                                             bool remove_orphans) {
   std::unique_ptr<ModelStore> store(new ModelStore(dir + "/models", catalog, fs));
   RETURN_IF_ERROR(fs->MakeDirs(store->dir_));
+  if (!remove_orphans) return store;
   for (const auto& name : fs->ListDir(store->dir_)) {
     const auto dot = name.rfind(".model");
     const bool orphan = dot == std::string::npos || dot + 6 != name.size() ||
@@ -26,12 +28,12 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   return store;
 }
 
-absl::StatusOr<v1::Model> ModelStore::Publish(v1::Model meta, std::shared_ptr<const Model> model) {
+absl::StatusOr<v1::Model> ModelStore::Prepare(v1::Model meta, const Model& model) {
   meta.set_id(absl::StrCat("model-", RandomHex(16)));
-  meta.set_num_parameters(static_cast<uint64_t>(model->NumParameters()));
-  meta.set_score_kind(model->score_kind());
+  meta.set_num_parameters(static_cast<uint64_t>(model.NumParameters()));
+  meta.set_score_kind(model.score_kind());
   *meta.mutable_create_time() = ToProto(absl::Now());
-  ASSIGN_OR_RETURN(std::string bytes, model->Serialize());
+  ASSIGN_OR_RETURN(std::string bytes, model.Serialize());
   meta.set_stored_bytes(kChecksumFrameBytes + bytes.size());
   absl::Status st = WriteChecksummedFile(fs_, PathOf(meta.id()), bytes);
   if (!st.ok()) {
@@ -41,15 +43,15 @@ absl::StatusOr<v1::Model> ModelStore::Publish(v1::Model meta, std::shared_ptr<co
     }
     return absl::InternalError("publishing the model: I/O error (see the server log)");
   }
-  st = catalog_->InsertModel(meta);
-  if (!st.ok()) {
-    fs_->RemoveFile(PathOf(meta.id())).IgnoreError();
-    return st;
-  }
-  absl::MutexLock lock(&mu_);
-  cache_[meta.id()] = std::move(model);
   return meta;
 }
+
+void ModelStore::Published(const std::string& id, std::shared_ptr<const Model> model) {
+  absl::MutexLock lock(&mu_);
+  cache_[id] = std::move(model);
+}
+
+void ModelStore::Discard(const std::string& id) { fs_->RemoveFile(PathOf(id)).IgnoreError(); }
 
 absl::StatusOr<v1::Model> ModelStore::Get(const std::string& id) { return catalog_->GetModel(id); }
 

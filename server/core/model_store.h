@@ -21,15 +21,23 @@ namespace logp {
 
 class ModelStore {
  public:
-  // Files live in <dir>/models. Removes files without a catalogue row (left by a crash).
-  // `catalog` and `fs` must outlive the store.
+  // Files live in <dir>/models. With `remove_orphans`, removes files without a catalogue row
+  // (left by a crash between the file and its row); not when other processes share the
+  // directory (replicas): one of them may be between the two. `catalog` and `fs` must outlive the
+  // store.
   static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir, Catalog* catalog,
-                                                          FileSystem* fs);
+                                                          FileSystem* fs, bool remove_orphans);
 
-  // Writes the model durably, then commits `meta` (its id, create_time, num_parameters and
-  // score_kind are filled in here) to the catalogue. Returns the stored row. On any failure
-  // nothing is left: no file, no row (RESOURCE_EXHAUSTED when the disk is full).
-  absl::StatusOr<v1::Model> Publish(v1::Model meta, std::shared_ptr<const Model> model);
+  // Writes the model's file durably and returns its catalogue row (`meta` with its id,
+  // create_time, num_parameters, stored_bytes and score_kind filled in), which the caller commits
+  // (JobWrite::model: with the job's final state, in one transaction), then calls Published or,
+  // when the commit failed, Discard. RESOURCE_EXHAUSTED when the disk is full; on any failure no
+  // file is left.
+  absl::StatusOr<v1::Model> Prepare(v1::Model meta, const Model& model);
+  // The row of a prepared model is committed: keeps the loaded model in the cache.
+  void Published(const std::string& id, std::shared_ptr<const Model> model);
+  // The row of a prepared model was not committed: removes its file.
+  void Discard(const std::string& id);
   absl::StatusOr<v1::Model> Get(const std::string& id);
   // `tenant` filters the listing (empty: every tenant's).
   absl::StatusOr<Page<v1::Model>> List(const std::string& tenant, int page_size,

@@ -297,15 +297,24 @@ TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
   EXPECT_TRUE(Is(core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20)).status(),
                  absl::StatusCode::kResourceExhausted, "no space left on device"));
   EXPECT_TRUE(core_->jobs().ListJobs("", 100, "")->items.empty());
-  // A model whose row cannot be written: the job fails, the file goes.
+  // A model whose row is refused once is published by the retry of the job's last write, once.
   catalog_->Fail("InsertModel", io, 1);
+  auto retried = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  const v1::Job published = WaitForEnd(retried->id());
+  EXPECT_EQ(published.state(), v1::JOB_STATE_SUCCEEDED) << published.error();
+  EXPECT_EQ(Models(), 1);
+  EXPECT_EQ(Files("models").size(), 1u);
+  // A model whose row can never be written (every retry refused): the job fails, the file goes.
+  catalog_->Fail("InsertModel", io);
   auto failing = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20));
   ASSERT_TRUE(failing.ok()) << failing.status();
   const v1::Job failed = WaitForEnd(failing->id());
+  catalog_->Clear();
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_TRUE(absl::StrContains(failed.error(), "I/O error")) << failed.error();
-  EXPECT_EQ(Models(), 0);
-  EXPECT_TRUE(Files("models").empty());
+  EXPECT_EQ(Models(), 1);
+  EXPECT_EQ(Files("models").size(), 1u);
   // Events refused five times in a row are written with later ones: the stored history of the
   // finished job, read back after a restart, runs 1..N with nothing missing.
   catalog_->Fail("AppendEvents", full, 5);
