@@ -59,6 +59,8 @@ struct JobManager::ActiveJob {
   // Set by the keeper: lease lost (another replica took the job over), cancel requested
   // elsewhere. cancel_requested also by CancelJob here.
   std::shared_ptr<LeaseSignals> signals = std::make_shared<LeaseSignals>();
+  // A write that ends the job here (final, or back to the queue) is in flight (Record).
+  std::atomic<bool> leaving{false};
   // The last step and epoch this job reported (before a restart too): a resumed run re-trains
   // the steps after its checkpoint without reporting them twice. Training thread only.
   int64_t reported_step = 0;
@@ -381,7 +383,7 @@ absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& id) {
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
-    if (it != active_.end()) return it->second->job;
+    if (it != active_.end() && !it->second->leaving.load()) return it->second->job;
   }
   auto job = catalog_->GetJob(id);
   if (absl::IsNotFound(job.status())) return UnknownIdError("job", id);
@@ -394,7 +396,7 @@ absl::StatusOr<Page<v1::Job>> JobManager::ListJobs(const std::string& tenant, in
   absl::MutexLock lock(&mu_);
   for (auto& j : page.items) {  // live progress of the jobs training here
     auto it = active_.find(j.id());
-    if (it != active_.end()) j = it->second->job;
+    if (it != active_.end() && !it->second->leaving.load()) j = it->second->job;
   }
   return page;
 }
@@ -588,6 +590,10 @@ absl::StatusOr<v1::Job> JobManager::Record(const std::shared_ptr<ActiveJob>& job
   }
   if (update) update(&write.job);
   const bool final = IsFinal(write.job.state());
+  // While the write that ends the job (or hands it back) is in flight, this replica answers for
+  // the job from the catalogue, as every other replica does: the memory would lag behind a commit
+  // that others may already have seen.
+  if (final || release_lease) job->leaving.store(true);
   write.events = std::move(job->unpersisted);
   job->unpersisted.clear();
   if (event) write.events.push_back(*event);
@@ -622,6 +628,7 @@ absl::StatusOr<v1::Job> JobManager::Record(const std::shared_ptr<ActiveJob>& job
     if (event) job->events.push_back(*event);
   }
   if (st.ok() && (final || release_lease)) Forget(job);
+  job->leaving.store(false);
   if (keep) {
     // Watchers are told by the notifier thread: the training loop never runs their code.
     absl::MutexLock lock(&watch_mu_);

@@ -90,7 +90,7 @@ EOF
 }
 model_hash() {  # model_hash JOB: sha256 of its published model file
   local m
-  m=$(ctl 1 --json jobs get "$1" | field modelId)
+  m=$("${RR[@]}" --json jobs get "$1" | field modelId)
   [[ $m == model-* ]] || fail "job $1 published no model"
   sha256sum "$WORK/data/models/$m"* | cut -d' ' -f1
 }
