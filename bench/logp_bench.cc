@@ -11,6 +11,7 @@
 //   logp_bench score-client --server=ADDR --model=ID --data=IDX.gz --batch=B [--seconds=S]
 //       records/s of Score through liblogp_client (Client::ScoreAll, one request of B records
 //       per call).
+//       --clients=C: C callers at once on one channel (a --server list: round robin)
 //   logp_bench latency --server=ADDR --model=ID --data=IDX.gz [--n=1000]
 //       single-record Score latency (ms): p50, p99, max over n sequential calls after a warm-up;
 //       LOGP_TRACE_SLOW=1 prints each call over 10 ms with its time to stderr.
@@ -27,6 +28,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -36,6 +38,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -46,6 +49,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "client/client.h"
 #include "client/connection_flags.h"
 #include "client/data_files.h"
@@ -67,6 +72,9 @@ ABSL_FLAG(int, min_windows, 3, "Least rate windows");
 ABSL_FLAG(std::string, server, "localhost:50051", "logpd address (score-client, latency)");
 ABSL_FLAG(std::string, model, "", "Model id, or a job id (score-client, latency)");
 ABSL_FLAG(int, warmup, 20, "latency: untimed calls first");
+ABSL_FLAG(int, clients, 1,
+          "score-client: concurrent callers on one channel (a --server list spreads them round "
+          "robin over the servers)");
 
 namespace logp {
 namespace {
@@ -252,6 +260,45 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectFromFlags() {
   return Client::Connect(absl::GetFlag(FLAGS_server), ConnectionOptionsFromFlags());
 }
 
+// score-client with C callers at once for --seconds: records scored over the time taken.
+absl::Status ScoreConcurrently(Client* client, const std::string& model,
+                               const std::vector<RecordMatrix>& batches, int64_t batch,
+                               int64_t total, int clients) {
+  std::atomic<int64_t> records{0};
+  std::atomic<bool> stop{false};
+  absl::Mutex mu;
+  absl::Status failed;
+  std::vector<std::thread> callers;
+  const absl::Time t0 = absl::Now();
+  for (int c = 0; c < clients; ++c) {
+    callers.emplace_back([&, c] {
+      for (size_t i = c; !stop.load(); ++i) {
+        const RecordMatrix& m = batches[i % batches.size()];
+        absl::StatusOr<v1::ScoreResponse> r = client->ScoreAll(model, m, ScoringOptions{}, batch);
+        if (!r.ok()) {
+          absl::MutexLock lock(&mu);
+          failed = r.status();
+          stop.store(true);
+          return;
+        }
+        records += m.rows;
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_seconds)));
+  stop.store(true);
+  for (auto& t : callers) t.join();
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - t0);
+  RETURN_IF_ERROR(failed);
+  Common("score-client")
+      .Add("batch", batch)
+      .Add("clients", static_cast<int64_t>(clients))
+      .Add("records", total)
+      .Add("records_per_second", static_cast<double>(records.load()) / elapsed)
+      .Print();
+  return absl::OkStatus();
+}
+
 absl::Status ScoreClient() {
   ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectFromFlags());
   const std::string model = absl::GetFlag(FLAGS_model);
@@ -260,6 +307,8 @@ absl::Status ScoreClient() {
   ASSIGN_OR_RETURN(std::vector<RecordMatrix> batches, LoadBatches(batch, &total));
   // One untimed request: connection setup and the server's model load.
   RETURN_IF_ERROR(client->ScoreAll(model, batches[0], ScoringOptions{}, batch).status());
+  const int clients = absl::GetFlag(FLAGS_clients);
+  if (clients > 1) return ScoreConcurrently(client.get(), model, batches, batch, total, clients);
   double sum = 0;
   int64_t scored = 0;
   ASSIGN_OR_RETURN(Rate rate, MeasureRate([&](int64_t i) -> absl::StatusOr<int64_t> {
