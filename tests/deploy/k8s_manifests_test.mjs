@@ -1,8 +1,10 @@
 // deploy/k8s, offline: every kustomization renders and passes the strict schema and consistency
 // checks of deploy/k8s/validate; copies of the tree with one defect each (an unknown field, a
 // wrong type, a missing field, a bad patch, a Service that selects nothing, probes on the mTLS
-// port, a flag logpd does not have, ...) fail with the expected message and nothing else; and,
-// where a kubectl is installed, its `kubectl kustomize` renders what the validator renders.
+// port, a flag logpd does not have, replicas on SQLite or on a ReadWriteOnce claim, a password in
+// the catalogue URI, ...) fail with the expected message and nothing else, and never quote a
+// password; and, where a kubectl is installed, its `kubectl kustomize` renders what the
+// validator renders.
 //
 //   node tests/deploy/k8s_manifests_test.mjs REPO_ROOT
 import { execFileSync } from "node:child_process";
@@ -26,13 +28,26 @@ const flagsFile = path.join(repo, "server/main.cc");
 
 const STS = "base/statefulset.yaml";
 const PATCH = "components/mtls/statefulset-patch.yaml";
+const REP = "components/replicated/statefulset-patch.yaml";
+const CLAIM = "components/replicated/claim.yaml";
+const PDBP = "components/replicated/poddisruptionbudget-patch.yaml";
+const PG = "components/postgres/statefulset.yaml";
+const NP = "components/postgres/networkpolicy.yaml";
+const isArg = (prefix) => (o) => String(o.value).startsWith(prefix);
+const pgPassword = (ops) => patchOp(ops, (o) => o.value?.name === "PGPASSWORD").value;
+const serverEnv = (d) => d[0].spec.template.spec.containers[0].env;
 const container = (docs) => docs[0].spec.template.spec.containers[0];
 const patchOp = (ops, predicate) => {
   const op = ops.find(predicate);
   if (!op) throw new Error("test bug: no such patch operation");
   return op;
 };
-const BOTH = ["base", "overlays/tls"];
+// The kustomizations: one logpd (SQLite), and replicas (PostgreSQL); each plain and with mTLS.
+const SINGLE = ["base", "overlays/tls"];
+const REPLICAS = ["overlays/replicas", "overlays/replicas-tls"];
+const TLS = ["overlays/tls", "overlays/replicas-tls"];
+const ALL = [...SINGLE, ...REPLICAS].sort();
+const each = (dirs, messages) => Object.fromEntries(dirs.map((d) => [d, messages]));
 
 // Each case: what it does to a copy of deploy/k8s (edit(file, fn) rewrites a file's documents),
 // and per kustomization the messages expected; every other kustomization must pass, and every
@@ -42,7 +57,7 @@ const CASES = [
   {
     name: "unknown field in a probe",
     change: (edit) => edit(STS, (d) => (container(d).livenessProbe.grpcc = { port: 50051 })),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       `StatefulSet/logpd: spec.template.spec.containers[0].livenessProbe.grpcc: Object literal may only specify known properties, and '"grpcc"' does not exist in type 'Probe'.`,
     ],
@@ -51,7 +66,7 @@ const CASES = [
     name: "unknown field in metadata",
     change: (edit) =>
       edit("base/poddisruptionbudget.yaml", (d) => (d[0].metadata.lables = { a: "b" })),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       `PodDisruptionBudget/logpd: metadata.lables: Object literal may only specify known properties, and '"lables"' does not exist in type 'ObjectMeta'.`,
     ],
@@ -59,7 +74,7 @@ const CASES = [
   {
     name: "unknown field at the top",
     change: (edit) => edit("base/service.yaml", (d) => (d[0].specs = {})),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       `Service/logpd: specs: Object literal may only specify known properties, and '"specs"' does not exist in type 'Service'.`,
     ],
@@ -67,7 +82,7 @@ const CASES = [
   {
     name: "wrong type: replicas a string",
     change: (edit) => edit(STS, (d) => (d[0].spec.replicas = "one")),
-    expect: BOTH,
+    expect: SINGLE, // (components/replicated replaces it)
     messages: [
       "StatefulSet/logpd: spec.replicas: Type 'string' is not assignable to type 'number'.",
     ],
@@ -75,7 +90,7 @@ const CASES = [
   {
     name: "wrong type: a label value a number",
     change: (edit) => edit("base/service.yaml", (d) => (d[0].metadata.labels.version = 2)),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       `Service/logpd: metadata.labels.version: Type 'number' is not assignable to type 'string'.`,
     ],
@@ -83,7 +98,7 @@ const CASES = [
   {
     name: "missing required field: a Service port's port",
     change: (edit) => edit("base/service.yaml", (d) => delete d[0].spec.ports[0].port),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       "Service/logpd: spec.ports[0]: Property 'port' is missing in type",
       "but required in type 'ServicePort'.",
@@ -98,7 +113,7 @@ const CASES = [
         "StatefulSet/logpd: spec.template.spec.containers[0]: Property 'name' is missing in type",
         "but required in type 'Container'.",
       ],
-      "overlays/tls": ["/spec/template/spec/containers/0/name does not exist"],
+      ...each([...TLS, ...REPLICAS], ["/spec/template/spec/containers/0/name does not exist"]),
     },
   },
   {
@@ -109,20 +124,22 @@ const CASES = [
         v.secret.secretname = v.secret.secretName;
         delete v.secret.secretName;
       }),
-    expect: {
-      "overlays/tls": [
-        `StatefulSet/logpd: spec.template.spec.volumes[1].secret.secretname: Object literal may only specify known properties, and '"secretname"' does not exist in type 'SecretVolumeSource'.`,
-      ],
-    },
+    expect: TLS,
+    messages: [
+      `StatefulSet/logpd: spec.template.spec.volumes[1].secret.secretname: Object literal may only specify known properties, and '"secretname"' does not exist in type 'SecretVolumeSource'.`,
+    ],
   },
   {
     name: "an apiVersion without the kind",
     change: (edit) =>
       edit("base/poddisruptionbudget.yaml", (d) => (d[0].apiVersion = "policy/v1beta1")),
-    expect: BOTH,
-    messages: [
-      "PodDisruptionBudget/logpd: (the object): no API types for apiVersion policy/v1beta1",
-    ],
+    // components/replicated's patch of the budget names policy/v1.
+    expect: {
+      ...each(SINGLE, [
+        "PodDisruptionBudget/logpd: (the object): no API types for apiVersion policy/v1beta1",
+      ]),
+      ...each(REPLICAS, ["the target matches no object"]),
+    },
   },
   {
     name: "a misspelt kind",
@@ -134,7 +151,7 @@ const CASES = [
         "selects 0 workloads' pods",
         "selects no workload's pods",
       ],
-      "overlays/tls": ["the target matches no object"],
+      ...each([...TLS, ...REPLICAS], ["the target matches no object"]),
     },
   },
 
@@ -148,12 +165,12 @@ const CASES = [
           (patchOp(ops, (o) => o.path.endsWith("livenessProbe/grpc/port")).path =
             "/spec/template/spec/containers/0/livenessProbe/grpc/prt"),
       ),
-    expect: { "overlays/tls": ["livenessProbe/grpc/prt does not exist"] },
+    expect: each(TLS, ["livenessProbe/grpc/prt does not exist"]),
   },
   {
     name: "a kustomization field the renderer does not implement",
     change: (edit) => edit("base/kustomization.yaml", (d) => (d[0].commonLabels = { a: "b" })),
-    expect: BOTH,
+    expect: ALL,
     messages: ["field 'commonLabels' is not supported by this renderer"],
   },
   {
@@ -168,7 +185,7 @@ const CASES = [
     name: "the Service selects other pods",
     change: (edit) =>
       edit("base/service.yaml", (d) => (d[0].spec.selector["app.kubernetes.io/name"] = "logp")),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       "Service/logpd: spec.selector: selects 0 workloads' pods, not 1",
       "StatefulSet/logpd: spec.template.metadata.labels: no ClusterIP Service selects these pods",
@@ -181,7 +198,7 @@ const CASES = [
         "base/poddisruptionbudget.yaml",
         (d) => (d[0].spec.selector.matchLabels["app.kubernetes.io/instance"] = "other"),
       ),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       "PodDisruptionBudget/logpd: spec.selector.matchLabels: selects no workload's pods",
       "StatefulSet/logpd: spec.template.metadata.labels: no PodDisruptionBudget selects these pods",
@@ -190,7 +207,7 @@ const CASES = [
   {
     name: "a PodDisruptionBudget that lets the one pod go",
     change: (edit) => edit("base/poddisruptionbudget.yaml", (d) => (d[0].spec.maxUnavailable = 1)),
-    expect: BOTH,
+    expect: SINGLE, // (what components/replicated sets)
     messages: [
       "PodDisruptionBudget/logpd: spec: one replica: the budget must allow no voluntary eviction",
     ],
@@ -198,12 +215,10 @@ const CASES = [
   {
     name: "a probe on a port the container does not have",
     change: (edit) => edit(STS, (d) => (container(d).livenessProbe.grpc.port = 50052)),
-    expect: {
-      base: [
-        "livenessProbe: port 50052 is not a port of the container",
-        "livenessProbe.grpc.port: 50052 is neither --listen's nor --health_listen's port",
-      ],
-    },
+    expect: each(["base", "overlays/replicas"], [
+      "livenessProbe: port 50052 is not a port of the container",
+      "livenessProbe.grpc.port: 50052 is neither --listen's nor --health_listen's port",
+    ]),
   },
   {
     name: "with mTLS, a probe left on the main port",
@@ -214,16 +229,14 @@ const CASES = [
           1,
         ),
       ),
-    expect: {
-      "overlays/tls": [
-        "spec.template.spec.containers[0].readinessProbe.grpc.port: 50051: with TLS the probes must use --health_listen's port",
-      ],
-    },
+    expect: each(TLS, [
+      "spec.template.spec.containers[0].readinessProbe.grpc.port: 50051: with TLS the probes must use --health_listen's port",
+    ]),
   },
   {
     name: "a mount of a volume that does not exist",
     change: (edit) => edit(STS, (d) => (d[0].spec.template.spec.volumes[0].name = "scratch")),
-    expect: BOTH,
+    expect: ALL,
     messages: [
       "volumeMounts[1].name: 'tmp' is no volume or volumeClaimTemplate",
       "spec.template.spec.volumes: 'scratch' is mounted by no container",
@@ -234,27 +247,32 @@ const CASES = [
     name: "runAsNonRoot off",
     change: (edit) =>
       edit(STS, (d) => (d[0].spec.template.spec.securityContext.runAsNonRoot = false)),
-    expect: BOTH,
+    expect: ALL,
     messages: ["spec.template.spec.securityContext.runAsNonRoot: must be true"],
   },
   {
     name: "a writable root file system",
     change: (edit) =>
       edit(STS, (d) => (container(d).securityContext.readOnlyRootFilesystem = false)),
-    expect: BOTH,
+    expect: ALL,
     messages: ["containers[0].securityContext.readOnlyRootFilesystem: must be true"],
   },
   {
     name: "capabilities kept",
     change: (edit) => edit(STS, (d) => delete container(d).securityContext.capabilities),
-    expect: BOTH,
+    expect: ALL,
     messages: ["containers[0].securityContext.capabilities.drop: must hold ALL"],
   },
   {
     name: "no TMPDIR",
     change: (edit) => edit(STS, (d) => delete container(d).env),
-    expect: BOTH,
-    messages: ["containers[0].env: a read-only root needs an emptyDir at /tmp and TMPDIR on one"],
+    expect: {
+      ...each(SINGLE, [
+        "containers[0].env: a read-only root needs an emptyDir at /tmp and TMPDIR on one",
+      ]),
+      // components/replicated adds to the list.
+      ...each(REPLICAS, ["'env' missing"]),
+    },
   },
   {
     name: "a flag logpd does not have, in the overlay",
@@ -265,13 +283,11 @@ const CASES = [
           (patchOp(ops, (o) => String(o.value).startsWith("--tls_cert_file=")).value =
             "--tls_cert=/etc/logp/tls/tls.crt"),
       ),
-    expect: {
-      "overlays/tls": [
-        "args[5]: --tls_cert is not a logpd flag (server/main.cc)",
-        "--tls_cert_file and --tls_key_file go together",
-        "--tls_client_ca_file needs --tls_cert_file",
-      ],
-    },
+    expect: each(TLS, [
+      "args[5]: --tls_cert is not a logpd flag (server/main.cc)",
+      "--tls_cert_file and --tls_key_file go together",
+      "--tls_client_ca_file needs --tls_cert_file",
+    ]),
   },
   {
     name: "a TLS file the Secret's items do not provide",
@@ -282,17 +298,15 @@ const CASES = [
           (patchOp(ops, (o) => String(o.value).startsWith("--tls_key_file=")).value =
             "--tls_key_file=/etc/logp/tls/server.key"),
       ),
-    expect: {
-      "overlays/tls": [
-        "--tls_key_file=/etc/logp/tls/server.key: volume 'tls' has no item with path server.key",
-      ],
-    },
+    expect: each(TLS, [
+      "--tls_key_file=/etc/logp/tls/server.key: volume 'tls' has no item with path server.key",
+    ]),
   },
   {
     name: "a grace period shorter than logpd's shutdown",
     change: (edit) =>
       edit(STS, (d) => (d[0].spec.template.spec.terminationGracePeriodSeconds = 25)),
-    expect: BOTH,
+    expect: ALL,
     messages: ["terminationGracePeriodSeconds: 25: at least --shutdown_grace_seconds (20) + 10"],
   },
   {
@@ -305,20 +319,264 @@ const CASES = [
             a.startsWith("--compute_threads=") ? "--compute_threads=0" : a,
           )),
       ),
-    expect: BOTH,
+    expect: ALL,
     messages: ["--compute_threads (0) must be from 1 to the CPU limit"],
   },
   {
     name: "the image's entrypoint instead of a command",
     change: (edit) => edit(STS, (d) => delete container(d).command),
-    expect: BOTH,
+    expect: ALL,
     messages: ["spec.template.spec.containers: 0 containers run /usr/local/bin/logpd, not 1"],
   },
   {
     name: "the data directory off the claim",
     change: (edit) => edit(STS, (d) => (container(d).args[0] = "--data_dir=/tmp/data")),
-    expect: BOTH,
+    expect: ALL,
     messages: ["--data_dir (/tmp/data) must be the mountPath of a volumeClaimTemplate"],
+  },
+
+  // Several replicas: PostgreSQL and one ReadWriteMany claim, exactly; the catalogue's Service,
+  // port, password and Secret.
+  {
+    name: "three replicas of the base (SQLite, a claim per pod)",
+    change: (edit) => edit(STS, (d) => (d[0].spec.replicas = 3)),
+    expect: SINGLE, // (the replicas overlays set 3 anyway)
+    messages: [
+      "StatefulSet/logpd: spec.replicas: 3 replicas need the shared PostgreSQL catalogue (--catalog=postgresql://...): the SQLite catalogue in --data_dir serves one logpd",
+      "StatefulSet/logpd: spec.volumeClaimTemplates: 3 replicas: 'data' gives each pod a data directory of its own; the replicas must share one ReadWriteMany PersistentVolumeClaim",
+      "PodDisruptionBudget/logpd: spec: 3 replicas of StatefulSet/logpd: maxUnavailable: 1",
+      "3 replicas: --replica_id=$(POD_NAME), with POD_NAME the pod's metadata.name from the downward API (none given)",
+    ],
+  },
+  {
+    name: "replicas with the SQLite catalogue",
+    change: (edit) =>
+      edit(REP, ([ops]) => ops.splice(ops.indexOf(patchOp(ops, isArg("--catalog="))), 1)),
+    expect: REPLICAS,
+    messages: [
+      "StatefulSet/logpd: spec.replicas: 3 replicas need the shared PostgreSQL catalogue",
+    ],
+  },
+  {
+    name: "replicas on a ReadWriteOnce claim",
+    change: (edit) => edit(CLAIM, (d) => (d[0].spec.accessModes = ["ReadWriteOnce"])),
+    expect: REPLICAS,
+    messages: [
+      "3 replicas: claim 'logpd-data' must be ReadWriteMany (pods on several nodes mount it at once), not ReadWriteOnce",
+    ],
+  },
+  {
+    name: "replicas with a claim each",
+    change: (edit) =>
+      edit(REP, ([ops]) => {
+        for (const op of [
+          patchOp(ops, (o) => o.op === "remove" && o.path === "/spec/volumeClaimTemplates"),
+          patchOp(ops, (o) => o.value?.persistentVolumeClaim),
+        ])
+          ops.splice(ops.indexOf(op), 1);
+      }),
+    expect: REPLICAS,
+    messages: [
+      "spec.volumeClaimTemplates: 3 replicas: 'data' gives each pod a data directory of its own",
+      "PersistentVolumeClaim/logpd-data: metadata.name: mounted by no workload",
+    ],
+  },
+  {
+    name: "a password in the catalogue URI",
+    change: (edit) =>
+      edit(
+        REP,
+        ([ops]) =>
+          (patchOp(ops, isArg("--catalog=")).value =
+            "--catalog=postgresql://logp:hunter2@postgres:5432/logp"),
+      ),
+    expect: REPLICAS,
+    messages: ["--catalog holds a password (visible to anyone who may read the pod)"],
+    secret: "hunter2",
+  },
+  {
+    name: "a password in the catalogue URI's parameters",
+    change: (edit) =>
+      edit(
+        REP,
+        ([ops]) =>
+          (patchOp(ops, isArg("--catalog=")).value =
+            "--catalog=postgresql://logp@postgres:5432/logp?sslmode=prefer&password=hunter2"),
+      ),
+    expect: REPLICAS,
+    messages: ["--catalog holds a password"],
+    secret: "hunter2",
+  },
+  {
+    name: "PGPASSWORD in plain text",
+    change: (edit) =>
+      edit(REP, ([ops]) => {
+        const v = pgPassword(ops);
+        delete v.valueFrom;
+        v.value = "hunter2";
+      }),
+    expect: REPLICAS,
+    messages: [
+      "containers[0].env[2]: PGPASSWORD in plain text in the manifest: valueFrom.secretKeyRef (a Secret)",
+    ],
+    secret: "hunter2",
+  },
+  {
+    name: "no password for the catalogue",
+    change: (edit) =>
+      edit(REP, ([ops]) => {
+        const v = pgPassword(ops);
+        ops.splice(
+          ops.findIndex((o) => o.value === v),
+          1,
+        );
+      }),
+    expect: REPLICAS,
+    messages: ["containers[0].env: the catalogue's password: PGPASSWORD from a Secret"],
+  },
+  {
+    name: "a Secret reference without its key",
+    change: (edit) =>
+      edit(REP, ([ops]) => delete pgPassword(ops).valueFrom.secretKeyRef.key),
+    expect: REPLICAS,
+    messages: [
+      "StatefulSet/logpd: spec.template.spec.containers[0].env[2].valueFrom.secretKeyRef: Property 'key' is missing",
+      "but required in type 'SecretKeySelector'.",
+      "PGPASSWORD is key 'undefined' of Secret 'logpd-postgres', but StatefulSet/postgres's password is key 'password' of Secret 'logpd-postgres'",
+    ],
+  },
+  {
+    name: "logpd and PostgreSQL on different Secret keys",
+    change: (edit) =>
+      edit(PG, (d) => (serverEnv(d)[0].valueFrom.secretKeyRef.key = "pass")),
+    expect: REPLICAS,
+    messages: [
+      "PGPASSWORD is key 'password' of Secret 'logpd-postgres', but StatefulSet/postgres's password is key 'pass' of Secret 'logpd-postgres': one Secret key for both",
+    ],
+  },
+  {
+    name: "an optional Secret",
+    change: (edit) =>
+      edit(REP, ([ops]) => (pgPassword(ops).valueFrom.secretKeyRef.optional = true)),
+    expect: REPLICAS,
+    messages: [
+      "env[2].valueFrom.secretKeyRef.optional: PGPASSWORD: a missing Secret must stop the pod",
+    ],
+  },
+  {
+    name: "the catalogue on a host that is no Service",
+    change: (edit) =>
+      edit(
+        REP,
+        ([ops]) =>
+          (patchOp(ops, isArg("--catalog=")).value =
+            "--catalog=postgresql://logp@postgresql:5432/logp"),
+      ),
+    expect: REPLICAS,
+    messages: ["--catalog's host 'postgresql' is no Service of this kustomization"],
+  },
+  {
+    name: "the catalogue in a namespace the kustomization does not set",
+    change: (edit) =>
+      edit(
+        REP,
+        ([ops]) =>
+          (patchOp(ops, isArg("--catalog=")).value =
+            "--catalog=postgresql://logp@postgres.logp.svc:5433/logp"),
+      ),
+    expect: REPLICAS,
+    messages: [
+      "--catalog's host postgres.logp.svc names namespace logp, which this kustomization does not set",
+    ],
+  },
+  {
+    name: "the catalogue on a port of no Service",
+    change: (edit) =>
+      edit(
+        REP,
+        ([ops]) =>
+          (patchOp(ops, isArg("--catalog=")).value =
+            "--catalog=postgresql://logp@postgres:5433/logp"),
+      ),
+    expect: REPLICAS,
+    messages: ["--catalog's port 5433 is not a port of Service/postgres"],
+  },
+  {
+    name: "one --replica_id for every replica",
+    change: (edit) =>
+      edit(REP, ([ops]) => (patchOp(ops, isArg("--replica_id=")).value = "--replica_id=logpd")),
+    expect: REPLICAS,
+    messages: [
+      "3 replicas: --replica_id=$(POD_NAME), with POD_NAME the pod's metadata.name from the downward API ('logpd' would be every replica's)",
+    ],
+  },
+  {
+    name: "--replica_id from a variable the container does not have",
+    change: (edit) =>
+      edit(REP, ([ops]) => (patchOp(ops, isArg("--replica_id=")).value = "--replica_id=$(POD)")),
+    expect: REPLICAS,
+    messages: [
+      "$(POD) is no env variable of the container (it would stay as it is)",
+      "('$(POD)' would be every replica's)",
+    ],
+  },
+  {
+    name: "replicas under a budget that lets none go",
+    change: (edit) => edit(PDBP, ([ops]) => (ops[0].value = 0)),
+    expect: REPLICAS,
+    messages: [
+      "PodDisruptionBudget/logpd: spec: 3 replicas of StatefulSet/logpd: maxUnavailable: 1",
+    ],
+  },
+  {
+    name: "two PostgreSQL pods",
+    change: (edit) => edit(PG, (d) => (d[0].spec.replicas = 2)),
+    expect: REPLICAS,
+    messages: [
+      "StatefulSet/postgres: spec.replicas: the catalogue of StatefulSet/logpd: 2 PostgreSQL pods would be separate databases behind one Service: 1",
+      "PodDisruptionBudget/postgres: spec: 2 replicas of StatefulSet/postgres: maxUnavailable: 1",
+    ],
+  },
+  {
+    name: "a NetworkPolicy that keeps logpd from PostgreSQL",
+    change: (edit) =>
+      edit(
+        NP,
+        (d) =>
+          (d[0].spec.ingress[0].from[0].podSelector.matchLabels["app.kubernetes.io/instance"] =
+            "other"),
+      ),
+    expect: REPLICAS,
+    messages: [
+      "NetworkPolicy/postgres: spec.ingress[0].from[0].podSelector: selects no workload's pods",
+      "StatefulSet/logpd: spec.template.metadata.labels: the NetworkPolicies keep these pods from StatefulSet/postgres's port 5432 (the catalogue)",
+    ],
+  },
+  {
+    name: "a Secret with its value in the manifests",
+    change: (edit, dir) => {
+      fs.writeFileSync(
+        path.join(dir, "components/postgres/secret.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: logpd-postgres\nstringData:\n  password: hunter2\n",
+      );
+      // (A text edit: the renderer tells a Component by its `kind:` line.)
+      const k = path.join(dir, "components/postgres/kustomization.yaml");
+      fs.writeFileSync(
+        k,
+        fs.readFileSync(k, "utf8").replace("resources:\n", "resources:\n  - secret.yaml\n"),
+      );
+    },
+    expect: REPLICAS,
+    messages: ["Secret/logpd-postgres: data: a Secret with values in the manifests"],
+    secret: "hunter2",
+  },
+  {
+    name: "PostgreSQL as root",
+    change: (edit) => edit(PG, (d) => (d[0].spec.template.spec.securityContext.runAsUser = 0)),
+    expect: REPLICAS,
+    messages: [
+      "StatefulSet/postgres: spec.template.spec.securityContext.runAsUser: must be the image's user, not root (0)",
+    ],
   },
 ];
 
@@ -368,8 +626,8 @@ try {
   );
   const dirs = real.results.map((r) => r.dir).sort();
   check(
-    "the kustomizations are base and overlays/tls",
-    JSON.stringify(dirs) === JSON.stringify(BOTH),
+    `the kustomizations are ${ALL.join(", ")}`,
+    JSON.stringify(dirs) === JSON.stringify(ALL),
     dirs.join(", "),
   );
   for (const r of real.results) {
@@ -379,7 +637,17 @@ try {
       "Service/logpd",
       "Service/logpd-pods",
       "StatefulSet/logpd",
-    ];
+      ...(REPLICAS.includes(r.dir)
+        ? [
+            "NetworkPolicy/postgres",
+            "PersistentVolumeClaim/logpd-data",
+            "PodDisruptionBudget/postgres",
+            "Service/postgres",
+            "Service/postgres-pods",
+            "StatefulSet/postgres",
+          ]
+        : []),
+    ].sort();
     check(
       `${r.dir} renders ${want.join(", ")}`,
       JSON.stringify(kinds) === JSON.stringify(want),
@@ -406,6 +674,9 @@ try {
     }
     for (const dir of Object.keys(expect))
       if (!(dir in got)) errors.push(`no kustomization ${dir}`);
+    // A password of the defect never appears in a message.
+    for (const p of Object.values(got).flat())
+      if (c.secret && p.includes(c.secret)) errors.push(`the password is in "${p}"`);
     check(`rejects ${c.name}`, errors.length === 0, errors.join("\n"));
   });
 
@@ -417,7 +688,7 @@ try {
   } catch {
     console.log("note: no kubectl here: the renderer is not compared with kubectl kustomize");
   }
-  for (const dir of kubectl ? BOTH : []) {
+  for (const dir of kubectl ? ALL : []) {
     let text;
     try {
       text = execFileSync(kubectl, ["kustomize", path.join(k8s, dir)], {
