@@ -5,9 +5,12 @@
 # container while a job trains (SIGTERM: logpd must exit 0 and say it stopped cleanly), starts a
 # new container on the same volume (dataset, job, model and scores intact, the interrupted job
 # requeued), checks that logpd runs as the non-root user, that the HEALTHCHECK passes, and what
-# the image holds (runtime libraries only, OpenBLAS as the BLAS). Last, deploy/docker-compose.yml
-# with its TLS variant (podman-compose): mutual TLS, tokens, the health port, a clean stop.
-# Prints the image size, the build time and the start time to SERVING.
+# the image holds (runtime libraries only, OpenBLAS as the BLAS). Then deploy/docker-compose.yml
+# with its TLS variant (podman-compose): mutual TLS, tokens, the health port, a clean stop. Last,
+# deploy/docker-compose.replicas.yml: the PostgreSQL image of deploy/postgres, three replicas on
+# one catalogue and one volume, a dataset uploaded through one replica and a model trained
+# through another, seen and scored alike through every one and a round-robin list of them.
+# Prints the image sizes, the build times and the start times to SERVING.
 #
 # Usage: scripts/container-test.sh [LOGPCTL]   (default: build/client/logpctl)
 # In the suite as ctest's container_test (label "container": `ctest -LE container` skips it).
@@ -16,11 +19,13 @@
 # No registry is reachable here, so the debian:12 base is made locally once (mmdebstrap, podman
 # import) and kept; buildah's layer cache and the build's ccache directory are kept too, so a
 # rebuild after a source change recompiles only what changed.
-# Environment: LOGP_IMAGE, the tag built and run (default logp:test; kept afterwards).
+# Environment: LOGP_IMAGE, the tag built and run (default logp:test; kept afterwards), and
+# LOGP_POSTGRES_IMAGE, the PostgreSQL image's (default logp-postgres:test; kept too).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 LOGPCTL=${1:-$REPO/build/client/logpctl}
 IMAGE=${LOGP_IMAGE:-logp:test}
+PG_IMAGE=${LOGP_POSTGRES_IMAGE:-logp-postgres:test}
 BASE=docker.io/library/debian:12
 NAME=logp-ct-$$
 VOLUME=logp-ct-$$
@@ -50,6 +55,12 @@ fi
 for tool in buildah podman podman-compose runc mmdebstrap; do
   command -v "$tool" >/dev/null || fail "$tool is missing: run scripts/install-deps.sh"
 done
+# Compose services reach each other by name (the replicas' --catalog host postgres): with CNI
+# networks, podman 4.3 needs the dnsname plugin for that.
+if [[ $(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null) == cni &&
+  ! -x /usr/lib/cni/dnsname ]]; then
+  fail "no CNI dnsname plugin (service names would not resolve): run scripts/install-deps.sh"
+fi
 [[ -x $LOGPCTL ]] || fail "no logpctl at $LOGPCTL (build first: scripts/build.sh)"
 
 # How podman runs containers here. Its default runtime, crun, refuses this machine's hybrid
@@ -229,7 +240,13 @@ compose() {
     podman-compose -p "$PROJECT" -f "$REPO/deploy/docker-compose.yml" \
     -f "$REPO/deploy/docker-compose.tls.yml" "$@"
 }
-compose_down() { compose down -v >/dev/null 2>&1 || true; }
+# (podman-compose 1.0.3's down leaves the project's network behind, and a volume whose
+# container was restarting.)
+compose_down() {
+  compose down -v >/dev/null 2>&1 || true
+  podman volume rm -f "${PROJECT}_logp-data" >/dev/null 2>&1 || true
+  podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+}
 trap 'compose_down; cleanup' EXIT
 compose up -d >"$WORK/compose.log" 2>&1 || {
   cat "$WORK/compose.log"
@@ -265,6 +282,131 @@ echo "compose stop: $(($(now_ms) - t0)) ms"
 podman logs "$CNAME" 2>&1 | grep -q "logpd stopped cleanly" || fail "compose: no clean stop"
 if podman logs "$CNAME" 2>&1 | grep -q "$TOKEN"; then fail "compose: the token is in the log"; fi
 compose_down
+
+# --- compose: deploy/docker-compose.replicas.yml, three replicas on one PostgreSQL catalogue ---
+replicas_t0=$(now_ms)
+t0=$(now_ms)
+buildah bud --isolation=chroot --format=docker --layers --pull=never -t "$PG_IMAGE" \
+  -f "$REPO/deploy/postgres/Containerfile" "$REPO/deploy/postgres" >"$WORK/pg-build.log" 2>&1 || {
+  tail -40 "$WORK/pg-build.log"
+  fail "buildah bud of deploy/postgres failed"
+}
+echo "PostgreSQL image built in $((($(now_ms) - t0) / 1000)) s," \
+  "$(($(podman image inspect "$PG_IMAGE" --format '{{.Size}}') / 1000000)) MB"
+PGPASSWORD_CT=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+printf 'PGPASSWORD=%s\n' "$PGPASSWORD_CT" >"$WORK/postgres.env"
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+RPORTS=("$(free_port)" "$(free_port)" "$(free_port)")
+RPROJECT=logpctr$$
+rcompose() {
+  LOGP_IMAGE=$IMAGE LOGP_POSTGRES_IMAGE=$PG_IMAGE LOGP_PG_ENV=$WORK/postgres.env \
+    LOGP_PUBLISH_1=127.0.0.1:${RPORTS[0]} LOGP_PUBLISH_2=127.0.0.1:${RPORTS[1]} \
+    LOGP_PUBLISH_3=127.0.0.1:${RPORTS[2]} \
+    podman-compose -p "$RPROJECT" -f "$REPO/deploy/docker-compose.replicas.yml" "$@"
+}
+rcompose_down() {
+  rcompose down -v >/dev/null 2>&1 || true
+  podman volume rm -f "${RPROJECT}_logp-shared" "${RPROJECT}_logp-pg" >/dev/null 2>&1 || true
+  podman network rm -f "${RPROJECT}_default" >/dev/null 2>&1 || true
+}
+trap 'rcompose_down; compose_down; cleanup' EXIT
+container_of() {
+  podman ps -a --filter "label=io.podman.compose.project=$RPROJECT" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -1
+}
+# podman-compose 1.0.3 starts the services in order but does not wait for depends_on's
+# service_healthy: PostgreSQL first, until healthy, then the replicas (as docker compose does).
+t0=$(now_ms)
+rcompose up -d postgres >"$WORK/rcompose.log" 2>&1 || {
+  cat "$WORK/rcompose.log"
+  fail "podman-compose up postgres failed"
+}
+PGC=$(container_of postgres)
+[[ -n $PGC ]] || fail "compose started no postgres container: $(cat "$WORK/rcompose.log")"
+for _ in $(seq 300); do
+  podman healthcheck run "$PGC" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+podman healthcheck run "$PGC" >/dev/null 2>&1 ||
+  fail "PostgreSQL never healthy: $(podman logs "$PGC" 2>&1 | tail -5)"
+echo "replicas compose: PostgreSQL healthy $(($(now_ms) - t0)) ms after up"
+rcompose up -d >>"$WORK/rcompose.log" 2>&1 || {
+  cat "$WORK/rcompose.log"
+  fail "podman-compose up of the replicas failed"
+}
+NAMES=()
+for i in 1 2 3; do
+  NAMES+=("$(container_of "logpd-$i")")
+  [[ -n ${NAMES[-1]} ]] || fail "compose started no logpd-$i: $(cat "$WORK/rcompose.log")"
+done
+rctl() {  # rctl I ARGS...: logpctl through replica I (0, 1, 2)
+  local i=$1
+  shift
+  "$LOGPCTL" --server="127.0.0.1:${RPORTS[$i]}" "$@"
+}
+for i in 0 1 2; do
+  for _ in $(seq 600); do
+    [[ $(rctl "$i" health 2>/dev/null) == SERVING ]] && break
+    sleep 0.1
+  done
+  [[ $(rctl "$i" health 2>/dev/null) == SERVING ]] || {
+    podman logs "${NAMES[$i]}" 2>&1 | tail -10
+    fail "replica $((i + 1)) never SERVING"
+  }
+done
+echo "replicas compose: three replicas SERVING $(($(now_ms) - t0)) ms after up"
+for i in 0 1 2; do
+  podman logs "${NAMES[$i]}" >"$WORK/rlog$i" 2>&1
+  grep -q "catalogue: PostgreSQL logp@postgres:5432/logp" "$WORK/rlog$i" ||
+    fail "replica $((i + 1)) is not on the PostgreSQL catalogue"
+done
+[[ $(cat "$WORK"/rlog? | grep -c "migrated from version 0") == 1 ]] ||
+  fail "not exactly one replica migrated the new catalogue"
+# A dataset uploaded through replica 1 is the same dataset through 2 and 3; a model trained
+# through replica 2 scores the same through all three; a list of the three, round robin, sees
+# both; the rows are in PostgreSQL; no SQLite catalogue on the shared volume.
+DS=$(rctl 0 --json datasets upload "$WORK/data.csv" --kind=binary --name=replicas | field id)
+[[ $DS == ds-* ]] || fail "replicas: the upload through replica 1 gave no id"
+HASH=$(rctl 0 --json datasets get "$DS" | field contentHash)
+for i in 1 2; do
+  [[ $(rctl "$i" --json datasets get "$DS" | field contentHash) == "$HASH" ]] ||
+    fail "replica $((i + 1)) does not see the dataset uploaded through replica 1"
+done
+J=$(rctl 1 --json jobs create --dataset="$DS" --family=bernoulli | field id)
+rctl 1 jobs watch "$J" >/dev/null || fail "replicas: the job created through replica 2 failed"
+M=$(rctl 2 --json jobs get "$J" | field modelId)
+[[ $M == model-* ]] || fail "replica 3 sees no model of job $J"
+S=()
+for i in 0 1 2; do
+  S+=("$(rctl "$i" models score "$M" "$WORK/few.csv" --kind=binary)")
+  [[ $(wc -l <<<"${S[$i]}") -ge 20 && ${S[$i]} == "${S[0]}" ]] ||
+    fail "replica $((i + 1)) scores model $M differently or not at all"
+done
+LIST=$("$LOGPCTL" --server="127.0.0.1:${RPORTS[0]},127.0.0.1:${RPORTS[1]},127.0.0.1:${RPORTS[2]}" \
+  --json datasets list)
+grep -q "\"id\":\"$DS\"" <<<"$LIST" || fail "the round-robin list of replicas does not list $DS"
+rsql() { podman exec "$PGC" psql -U postgres -d logp -tAc "$1"; }
+[[ $(rsql "SELECT count(*) FROM datasets WHERE id = '$DS'") == 1 ]] || fail "no dataset row"
+[[ $(rsql "SELECT count(*) FROM models WHERE id = '$M'") == 1 ]] || fail "no model row"
+podman exec "${NAMES[0]}" ls /data >"$WORK/data-ls"
+grep -qx datasets "$WORK/data-ls" || fail "no datasets/ on the shared volume: $(<"$WORK/data-ls")"
+if grep -q catalog.db "$WORK/data-ls"; then fail "a SQLite catalogue on the shared volume"; fi
+t0=$(now_ms)
+rcompose stop >/dev/null 2>&1 || fail "podman-compose stop of the replicas failed"
+echo "replicas compose stop (three replicas, then PostgreSQL): $(($(now_ms) - t0)) ms"
+for name in "${NAMES[@]}" "$PGC"; do
+  [[ $(podman inspect "$name" --format '{{.State.ExitCode}}') == 0 ]] || fail "$name: not exit 0"
+  if podman logs "$name" 2>&1 | grep -q "$PGPASSWORD_CT"; then fail "$name logs the password"; fi
+done
+for name in "${NAMES[@]}"; do
+  podman logs "$name" 2>&1 | grep -q "logpd stopped cleanly" || fail "$name: no clean stop"
+done
+podman logs "$PGC" 2>&1 | grep -q "database system is shut down" || fail "PostgreSQL: no clean stop"
+rcompose_down
+echo "replicas compose, all of it (build, up, checks, stop, down): $((($(now_ms) - replicas_t0) / 1000)) s"
 
 # Keep the layers the two tags use (the next build reuses them), not those of earlier builds.
 podman image prune -f >/dev/null 2>&1 || true

@@ -36,6 +36,9 @@ ALL=(
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
   # scripts/container-test.sh: builds the image without a Docker engine and runs it
   buildah podman podman-compose runc mmdebstrap uidmap containernetworking-plugins
+  # (compose services find each other by name, e.g. logpd's --catalog host postgres, through
+  # this CNI plugin: without it podman 4.3's CNI networks have no DNS)
+  golang-github-containernetworking-plugin-dnsname
   nodejs  # k8s_manifests_test: the manifest validator (deploy/k8s/validate), with npm below
 )
 # Debian's npm, unless an npm is there already (Node.js from elsewhere, e.g. NodeSource's
