@@ -22,8 +22,14 @@ ABSL_FLAG(std::optional<std::string>, token, std::nullopt,
 
 namespace logp {
 
+ABSL_FLAG(std::string, load_balancing, "",
+          "How calls spread over the servers --server stands for: round_robin or pick_first "
+          "(default: round_robin for a list of addresses, pick_first for one name; a dns:/// name "
+          "of several replicas wants round_robin)");
+
 ClientOptions ConnectionOptionsFromFlags() {
   ClientOptions options;
+  options.load_balancing = absl::GetFlag(FLAGS_load_balancing);
   options.use_tls = absl::GetFlag(FLAGS_tls);
   options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);

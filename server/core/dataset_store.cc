@@ -105,7 +105,8 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const DatasetSt
   std::unique_ptr<DatasetStore> store(new DatasetStore(options, catalog));
   RETURN_IF_ERROR(options.fs->MakeDirs(store->data_dir_));
   RETURN_IF_ERROR(options.fs->MakeDirs(store->tmp_dir_));
-  RETURN_IF_ERROR(store->RemoveOrphans());
+  // Not while other processes share the directory (replicas): one may be writing an upload now.
+  if (!catalog->SharedByProcesses()) RETURN_IF_ERROR(store->RemoveOrphans());
   return store;
 }
 

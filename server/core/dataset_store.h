@@ -36,7 +36,8 @@ struct DatasetStoreOptions {
 class DatasetStore {
  public:
   // `catalog` must outlive the store. Removes temporary files and files without a catalogue row
-  // (left by a crash) before returning.
+  // (left by a crash) before returning, unless other processes share the catalogue and the
+  // directory (Catalog::SharedByProcesses: replicas, one of which may be writing them).
   static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(const DatasetStoreOptions& options,
                                                             Catalog* catalog);
 
