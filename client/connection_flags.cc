@@ -6,6 +6,11 @@
 
 #include "absl/flags/flag.h"
 
+ABSL_FLAG(std::string, load_balancing, "",
+          "How calls spread over the servers --server stands for: round_robin or pick_first "
+          "(default: round_robin for a list of addresses, pick_first for one name; a dns:/// name "
+          "of several replicas wants round_robin)");
+
 ABSL_FLAG(bool, tls, false,
           "Connect over TLS (implied by any --tls_* flag); without --tls_ca_file the server's "
           "certificate must chain to one of the system's CAs");
@@ -21,11 +26,6 @@ ABSL_FLAG(std::optional<std::string>, token, std::nullopt,
           "never printed");
 
 namespace logp {
-
-ABSL_FLAG(std::string, load_balancing, "",
-          "How calls spread over the servers --server stands for: round_robin or pick_first "
-          "(default: round_robin for a list of addresses, pick_first for one name; a dns:/// name "
-          "of several replicas wants round_robin)");
 
 ClientOptions ConnectionOptionsFromFlags() {
   ClientOptions options;
