@@ -26,6 +26,7 @@
 #include "server/core/core.h"
 #include "server/grpc/server.h"
 #include "tests/integration/raw_call.h"
+#include "tests/integration/test_catalog.h"
 #include "tests/server/test_util.h"
 
 namespace logp {
@@ -94,6 +95,9 @@ class AccessTest : public ::testing::Test {
     core.data_dir = dir_.path() + "/data";
     core.jobs.training_slots = 1;
     core.jobs.threads_per_slot = 1;
+    auto catalog = catalog_.Open(core.data_dir);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    core.catalog = *catalog;
     auto opened = Core::Open(core);
     ASSERT_TRUE(opened.ok()) << opened.status();
     core_ = std::move(*opened);
@@ -175,6 +179,7 @@ class AccessTest : public ::testing::Test {
   std::unique_ptr<AuthTokensFile> tokens_;
   std::unique_ptr<QuotasFile> quotas_;
   RecordingAuditSink audit_;
+  TestCatalog catalog_;  // outlives core_
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
   std::shared_ptr<grpc::Channel> channel_;

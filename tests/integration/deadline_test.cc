@@ -22,6 +22,7 @@
 #include "logp/v1/model_service.grpc.pb.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
+#include "tests/integration/test_catalog.h"
 
 namespace logp {
 namespace {
@@ -65,6 +66,9 @@ class DeadlineTest : public ::testing::Test {
     o.scoring.max_samples = 100000;
     o.scoring.max_request_seconds = max_request_seconds;
     o.jobs.training_slots = 1;
+    auto catalog = catalog_.Open(o.data_dir);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    o.catalog = *catalog;
     auto core = Core::Open(o);
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = std::move(*core);
@@ -104,6 +108,7 @@ class DeadlineTest : public ::testing::Test {
     if (server_) server_->Shutdown(absl::Seconds(2));
     server_.reset();
     core_.reset();
+    catalog_.Close();
     if (!dir_.empty()) system(("rm -rf " + dir_).c_str());
   }
 
@@ -131,6 +136,7 @@ class DeadlineTest : public ::testing::Test {
   }
 
   std::string dir_, target_, model_id_;
+  TestCatalog catalog_;  // outlives core_
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
   std::unique_ptr<Client> client_;

@@ -12,6 +12,7 @@
 #include "client/client.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
+#include "tests/integration/test_catalog.h"
 
 namespace logp {
 namespace {
@@ -57,6 +58,7 @@ class ReplicaTargetsTest : public ::testing::Test {
  protected:
   struct Replica {
     std::string dir;
+    TestCatalog catalog;  // a database of its own: the servers share nothing
     std::unique_ptr<Core> core;
     std::unique_ptr<LogpServer> server;
     std::string address;
@@ -69,6 +71,9 @@ class ReplicaTargetsTest : public ::testing::Test {
       r.dir = tmpl;
       CoreOptions o;
       o.data_dir = r.dir;
+      auto catalog = r.catalog.Open(o.data_dir);
+      ASSERT_TRUE(catalog.ok()) << catalog.status();
+      o.catalog = *catalog;
       auto core = Core::Open(o);
       ASSERT_TRUE(core.ok()) << core.status();
       r.core = std::move(*core);
@@ -94,6 +99,7 @@ class ReplicaTargetsTest : public ::testing::Test {
     for (Replica& r : replicas_) {
       r.server.reset();
       r.core.reset();
+      r.catalog.Close();
       if (!r.dir.empty()) std::filesystem::remove_all(r.dir);
     }
   }

@@ -35,6 +35,7 @@
 #include "server/core/file_system.h"
 #include "server/grpc/protobuf_log.h"
 #include "tests/integration/raw_call.h"
+#include "tests/integration/test_catalog.h"
 
 namespace logp {
 namespace {
@@ -177,7 +178,11 @@ class ServerTest : public ::testing::Test {
   }
   // On `port`, or a free one if 0.
   void StartServer(int port = 0) {
-    auto core = Core::Open(Options());
+    CoreOptions options = Options();
+    auto catalog = catalog_.Open(options.data_dir);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    options.catalog = *catalog;
+    auto core = Core::Open(options);
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = std::move(*core);
     ServerOptions so;
@@ -195,6 +200,7 @@ class ServerTest : public ::testing::Test {
     if (server_) server_->Shutdown(absl::Seconds(2));
     server_.reset();
     core_.reset();
+    catalog_.Close();
   }
 
   v1::Dataset Upload(const RecordMatrix& m, const std::string& name = "data") {
@@ -247,6 +253,7 @@ class ServerTest : public ::testing::Test {
   int64_t checkpoint_interval_steps_ = 0;  // by time only (60 s) unless a test says
   int64_t max_job_memory_bytes_ = 0;       // no limit unless a test says
   std::string dir_;
+  TestCatalog catalog_;  // the data directory's catalogue, across restarts
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
   std::unique_ptr<Client> client_;
