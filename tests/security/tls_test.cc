@@ -30,6 +30,7 @@
 #include "server/core/core.h"
 #include "server/grpc/server.h"
 #include "server/grpc/transport.h"
+#include "tests/integration/test_catalog.h"
 #include "tests/server/test_util.h"
 
 namespace logp {
@@ -154,9 +155,7 @@ class TlsTest : public ::testing::Test {
 
   // A Core on a fresh data directory and a LogpServer on 127.0.0.1:0 with `options`.
   void StartServer(ServerOptions options) {
-    CoreOptions co;
-    co.data_dir = data_.path() + "/data";
-    auto core = Core::Open(co);
+    auto core = OpenCore();
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = std::move(*core);
     options.listen_address = "127.0.0.1:0";
@@ -168,6 +167,16 @@ class TlsTest : public ::testing::Test {
     if (server_) server_->Shutdown(absl::Seconds(1));
     server_.reset();
     core_.reset();
+    catalog_.Close();
+  }
+  // A Core on the fixture's data directory (and catalogue, tests/integration/test_catalog.h).
+  absl::StatusOr<std::unique_ptr<Core>> OpenCore() {
+    CoreOptions co;
+    co.data_dir = data_.path() + "/data";
+    absl::StatusOr<Catalog*> catalog = catalog_.Open(co.data_dir);
+    if (!catalog.ok()) return catalog.status();
+    co.catalog = *catalog;
+    return Core::Open(co);
   }
   // "127.0.0.1:PORT" (the server certificate names localhost and 127.0.0.1).
   std::string Target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
@@ -180,6 +189,7 @@ class TlsTest : public ::testing::Test {
   }
 
   TempDir data_;
+  TestCatalog catalog_;  // outlives core_
   std::unique_ptr<Core> core_;
   std::unique_ptr<LogpServer> server_;
 };
@@ -300,9 +310,7 @@ TEST_F(TlsTest, MappedClientCertificateAuthenticatesWithoutAToken) {
 }
 
 TEST_F(TlsTest, StartRefusesBadTlsOptionsNamingTheFlag) {
-  CoreOptions co;
-  co.data_dir = data_.path() + "/data";
-  auto core = Core::Open(co);
+  auto core = OpenCore();
   ASSERT_TRUE(core.ok()) << core.status();
   ServerOptions so;
   so.listen_address = "127.0.0.1:0";
