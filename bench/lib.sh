@@ -9,3 +9,14 @@ stop_logpd() {
 }
 # field NAME: the value of the first "NAME": field of the JSON on stdin (string or number).
 field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
+# logp_binaries SCRIPT: sets LOGPD, LOGPCTL and BENCH from LOGP_BIN_DIR, else $ROOT/build (or
+# $ROOT/$LOGP_BUILD_DIR); exits saying how to build them when one is missing.
+logp_binaries() {
+  local bin="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}" b
+  LOGPD="$bin/server/logpd"
+  LOGPCTL="$bin/client/logpctl"
+  BENCH="$bin/bench/logp_bench"
+  for b in "$LOGPD" "$LOGPCTL" "$BENCH"; do
+    [[ -x $b ]] || { echo "$1: no $b; scripts/build.sh --target logpd logpctl logp_bench" >&2; exit 1; }
+  done
+}

@@ -41,13 +41,8 @@ OUT="${OUT:-$ROOT/bench-out}"
 FMNIST=/usr/share/datasets/fashion-mnist
 TEST="$FMNIST/t10k-images-idx3-ubyte.gz"
 PY=/usr/bin/python3
-BIN="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}"
-LOGPD="$BIN/server/logpd"
-LOGPCTL="$BIN/client/logpctl"
-BENCH="$BIN/bench/logp_bench"
-for b in "$LOGPD" "$LOGPCTL" "$BENCH"; do
-  [[ -x $b ]] || { echo "replicas.sh: no $b; scripts/build.sh --target logpd logpctl logp_bench" >&2; exit 1; }
-done
+source "$ROOT/bench/lib.sh"
+logp_binaries replicas.sh
 mkdir -p "$OUT"
 RAW="$OUT/replicas-raw.jsonl"
 : >"$RAW"
@@ -55,7 +50,6 @@ WORK=$(mktemp -d /tmp/logp-replbench.XXXXXX)
 PGDIR=$(mktemp -d /tmp/logp-pg-XXXXXX)
 PG=(bash "$ROOT/tests/postgres_server.sh")
 declare -a PIDS=()
-field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
 stop_all() {
   for p in "${PIDS[@]}"; do
     [[ -n $p ]] && kill -0 "$p" 2>/dev/null && { kill -TERM "$p"; wait "$p" || true; }

@@ -44,20 +44,14 @@ FMNIST=/usr/share/datasets/fashion-mnist
 TEST="$FMNIST/t10k-images-idx3-ubyte.gz"
 PY=/usr/bin/python3
 
-BIN="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}"
-LOGPD="$BIN/server/logpd"
-LOGPCTL="$BIN/client/logpctl"
-BENCH="$BIN/bench/logp_bench"
-for b in "$LOGPD" "$LOGPCTL" "$BENCH"; do
-  [[ -x $b ]] || { echo "tls.sh: no $b; scripts/build.sh --target logpd logpctl logp_bench" >&2; exit 1; }
-done
+source "$ROOT/bench/lib.sh"
+logp_binaries tls.sh
 
 mkdir -p "$OUT"
 RAW="$OUT/tls-raw.jsonl"
 : >"$RAW"
 WORK=$(mktemp -d /tmp/logp-tlsbench.XXXXXX)
 PID=
-source "$ROOT/bench/lib.sh"  # stop_logpd, field
 trap 'stop_logpd; rm -rf "$WORK"' EXIT
 
 tests/security/make_test_certs.sh "$WORK/certs" >/dev/null
