@@ -233,12 +233,11 @@ class JobManager {
   CheckpointStore* const checkpoints_;
   std::unique_ptr<LeaseKeeper> leases_;
 
+  // Held by CreateJob from reading the queue to inserting the job (the queue bound and quotas).
+  absl::Mutex create_mu_;
   absl::Mutex mu_;
   absl::CondVar work_cv_;  // a job was queued, a slot freed, or shutting down
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  // Queue places taken by CreateJob calls still writing their job.
-  int reserved_places_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, int64_t> reserved_by_tenant_ ABSL_GUARDED_BY(mu_);
   // When each tenant last started a job here (a count of starts).
   std::map<std::string, int64_t> last_start_ ABSL_GUARDED_BY(mu_);
   int64_t starts_ ABSL_GUARDED_BY(mu_) = 0;

@@ -26,9 +26,10 @@ void LeaseKeeper::Hold(const JobLease& lease, std::shared_ptr<LeaseSignals> sign
   held_[lease.job_id] = Held{lease, std::move(signals), absl::Now()};
 }
 
-void LeaseKeeper::Drop(const std::string& job_id) {
+void LeaseKeeper::Drop(const JobLease& lease) {
   absl::MutexLock lock(&mu_);
-  held_.erase(job_id);
+  auto it = held_.find(lease.job_id);
+  if (it != held_.end() && it->second.lease.token == lease.token) held_.erase(it);
 }
 
 void LeaseKeeper::Loop() {

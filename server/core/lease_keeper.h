@@ -39,7 +39,8 @@ class LeaseKeeper {
 
   // Keeps `lease` (just claimed) until Drop.
   void Hold(const JobLease& lease, std::shared_ptr<LeaseSignals> signals);
-  void Drop(const std::string& job_id);
+  // Stops renewing `lease` (not a newer lease of the same job held since).
+  void Drop(const JobLease& lease);
 
  private:
   struct Held {
