@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/stats.h"
+#include "proto/cc/json_rows.h"
 #include "proto/cc/status_macros.h"
 #include "server/core/scope.h"
 
@@ -43,19 +44,26 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
   ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
   const std::shared_ptr<const Model>& model = resolved.model;
   const auto& block = request.records();
-  if (static_cast<int64_t>(block.num_records()) > limits.max_score_records) {
-    return absl::ResourceExhaustedError(absl::StrCat("a Score request may carry at most ",
-                                                     limits.max_score_records, " records, got ",
-                                                     block.num_records()));
-  }
   const DataShape& shape = model->shape();
-  if (block.dim() != shape.dim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("records have dim ", block.dim(), ", the model expects ", shape.dim));
-  }
   ASSIGN_OR_RETURN(RecordMatrix records,
                    RecordMatrix::Empty(shape.kind, shape.dim, shape.num_categories));
-  RETURN_IF_ERROR(DecodeAppend(block, 0, &records));
+  if (request.has_rows()) {
+    if (request.has_records()) {
+      return absl::InvalidArgumentError("give the records either as records or as rows, not both");
+    }
+    RETURN_IF_ERROR(AppendRows(request.rows(), limits.max_score_records, &records));
+  } else {
+    if (static_cast<int64_t>(block.num_records()) > limits.max_score_records) {
+      return absl::ResourceExhaustedError(absl::StrCat("a Score request may carry at most ",
+                                                       limits.max_score_records, " records, got ",
+                                                       block.num_records()));
+    }
+    if (block.dim() != shape.dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("records have dim ", block.dim(), ", the model expects ", shape.dim));
+    }
+    RETURN_IF_ERROR(DecodeAppend(block, 0, &records));
+  }
   ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
   RETURN_IF_ERROR(call.Check("scoring"));
   options.stop = call.AsStopPoll();

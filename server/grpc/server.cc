@@ -392,6 +392,11 @@ class ModelServiceImpl final {
     return CallStatus(View(who).Sample(
         *req, [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
   }
+  // TODO(export): being built; UNIMPLEMENTED until then.
+  grpc::Status ExportModel(grpc::ServerContext*, const Principal&, const v1::ExportModelRequest*,
+                           grpc::ServerWriter<v1::ExportModelResponse>*) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "ExportModel is not built yet");
+  }
 
  private:
   // The call's deadline (capped by --max_request_seconds) and cancellation, for the core. A
@@ -444,6 +449,7 @@ struct LogpServer::Services {
     checked_models.Unary("Score", kRead, &models, &M::Score, kStop);
     checked_models.Unary("Evaluate", kRead, &models, &M::Evaluate, kStop);
     checked_models.ServerStreaming("Sample", kRead, &models, &M::Sample, kStop);
+    checked_models.ServerStreaming("ExportModel", kRead, &models, &M::ExportModel, kStop);
   }
   static const google::protobuf::ServiceDescriptor* Descriptor(const char* name) {
     const auto* service =
