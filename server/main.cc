@@ -25,6 +25,7 @@
 #include "server/core/job_memory.h"
 #include "server/core/open_catalog.h"
 #include "server/grpc/server.h"
+#include "server/http/http_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 = any)");
 ABSL_FLAG(std::string, data_dir, "./logp-data",
@@ -82,6 +83,12 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
 ABSL_FLAG(std::string, health_listen, "",
           "If set, HOST:PORT of a second, plaintext port that serves only the grpc.health.v1 "
           "health service (for probes that cannot present client certificates)");
+ABSL_FLAG(std::string, http_listen, "",
+          "If set, HOST:PORT of the HTTP port: REST/JSON calls under /v1, Prometheus metrics at "
+          "/metrics and the dashboard at / (README: HTTP). TLS and tokens as on --listen");
+ABSL_FLAG(std::string, http_port_file, "", "If set, the bound HTTP port is written to this file");
+ABSL_FLAG(int, http_threads, 16,
+          "Connections the HTTP port serves at once (each open event stream holds one)");
 ABSL_FLAG(bool, reflection, true, "Serve gRPC server reflection on --listen");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "Credentials, one per line: TOKEN TENANT ROLE, sha256:HEX TENANT ROLE or "
@@ -217,16 +224,42 @@ int main(int argc, char** argv) {
            server_options.listen_address, server_options.tls.enabled(), clients_authenticated)) {
     LOG(WARNING) << line;
   }
-  if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
-    const std::string tmp = pf + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << "\n";
-    std::rename(tmp.c_str(), pf.c_str());
+  std::unique_ptr<logp::HttpServer> http;
+  if (const std::string address = absl::GetFlag(FLAGS_http_listen); !address.empty()) {
+    logp::HttpOptions http_options;
+    http_options.listen_address = address;
+    http_options.tls = tls;
+    http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.max_body_bytes = static_cast<size_t>(server_options.max_message_bytes) * 2;
+    http_options.auth_tokens = tokens.get();
+    auto started = logp::HttpServer::Start(http_options, (*server)->InProcessChannel());
+    if (!started.ok()) {
+      LOG(ERROR) << started.status();
+      return 1;
+    }
+    http = std::move(*started);
+    LOG(INFO) << "HTTP (REST, /metrics, dashboard) on port " << http->port()
+              << (tls.enabled() ? " (TLS)" : " (plaintext)");
+    for (const std::string& line :
+         logp::ExposureWarnings(address, tls.enabled(), clients_authenticated)) {
+      LOG(WARNING) << "HTTP port: " << line;
+    }
+  }
+  for (const auto& [file, port] :
+       {std::pair{absl::GetFlag(FLAGS_port_file), (*server)->port()},
+        std::pair{absl::GetFlag(FLAGS_http_port_file), http ? http->port() : 0}}) {
+    if (file.empty() || port == 0) continue;
+    const std::string tmp = file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), file.c_str());
   }
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   LOG(INFO) << "received signal " << sig << ", shutting down";
   (*server)->Drain(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  // Drained: event streams have ended, REST calls in flight had their grace.
+  if (http) http->Stop();
   // Everything is saved now. Closing can be held up by a long scoring batch or by a client that
   // stopped reading in the middle of a stream; the process does not wait for them.
   absl::Notification closed;
