@@ -18,6 +18,7 @@ BUILD=(
   libabsl-dev libgoogle-glog-dev libgflags-dev
   libsqlite3-dev libpng-dev zlib1g-dev
   libpqxx-dev  # the PostgreSQL catalogue (--catalog=postgresql://...); brings libpq-dev
+  libcpp-httplib-dev  # the HTTP port (--http_listen): REST, /metrics, the dashboard
 )
 # libopenblas0-pthread is not optional: without it LibTorch's matrix products fall back to the
 # reference BLAS and run about 30 times slower.
@@ -26,6 +27,7 @@ RUNTIME=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
   libgoogle-glog0v6 libgflags2.2 libsqlite3-0 libpng16-16 libssl3 zlib1g
   libpqxx-6.4  # with libpq5
+  libcpp-httplib0.11  # with libbrotli1
 )
 ALL=(
   "${BUILD[@]}" git openssl  # the tests make certificates with openssl
