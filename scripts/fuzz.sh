@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 BUILD_DIR="${LOGP_FUZZ_BUILD_DIR:-build-fuzz}"
-TARGETS=(${LOGP_FUZZ_TARGETS:-records data_files model create_dataset auth_files})
+TARGETS=(${LOGP_FUZZ_TARGETS:-records data_files model create_dataset auth_files json_rows})
 RSS_MB="${LOGP_FUZZ_RSS_MB:-2560}"
 
 if [[ "${LOGP_FUZZ_NO_BUILD:-0}" != "1" ]]; then

@@ -69,8 +69,10 @@ absl::Status AppendRows(const google::protobuf::ListValue& rows, int64_t max_row
       }
       const double x = v.number_value();
       if (continuous) {
-        const float f = static_cast<float>(x);
-        if (!std::isfinite(f)) {
+        // (A double beyond float's range has no float value: converting it is undefined.)
+        const bool in_range = std::isfinite(x) && std::fabs(x) <= std::numeric_limits<float>::max();
+        const float f = in_range ? static_cast<float>(x) : 0.0f;
+        if (!in_range) {
           return absl::InvalidArgumentError(absl::StrCat("record ", r, ", column ", c, ": ", x,
                                                          " is not a finite float32 value"));
         }
