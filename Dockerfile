@@ -9,6 +9,7 @@
 FROM debian:12 AS builder
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/
+COPY dashboard/package.json dashboard/package-lock.json dashboard/
 RUN scripts/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 # ccache's directory is a build cache, not a layer: rebuilding after a change recompiles only

@@ -3,8 +3,10 @@
 # README, CI (.ci/run via scripts/test.sh), scripts/demo.sh and the Dockerfile.
 # Usage: scripts/install-deps.sh [--build | --runtime]
 #   (none)     everything: build, test, fuzz, container-test and demo dependencies, and the npm
-#              packages of the Kubernetes manifest validator (the one step not from Debian)
-#   --build    what building logpd and logpctl needs (the Dockerfile's builder stage)
+#              packages of the manifest validator, the dashboard and its test (the one step not
+#              from Debian)
+#   --build    what building logpd and logpctl needs (the Dockerfile's builder stage), with the
+#              dashboard's npm packages
 #   --runtime  the shared libraries logpd and logpctl load, nothing to build with (the
 #              Dockerfile's runtime stage; it checks with ldd that nothing is missing)
 # Idempotent: does nothing when everything is already installed.
@@ -19,6 +21,7 @@ BUILD=(
   libsqlite3-dev libpng-dev zlib1g-dev
   libpqxx-dev  # the PostgreSQL catalogue (--catalog=postgresql://...); brings libpq-dev
   libcpp-httplib-dev  # the HTTP port (--http_listen): REST, /metrics, the dashboard
+  nodejs  # logpd embeds the web dashboard (dashboard/), built with esbuild; npm below
 )
 # libopenblas0-pthread is not optional: without it LibTorch's matrix products fall back to the
 # reference BLAS and run about 30 times slower.
@@ -41,11 +44,12 @@ ALL=(
   # (compose services find each other by name, e.g. logpd's --catalog host postgres, through
   # this CNI plugin: without it podman 4.3's CNI networks have no DNS)
   golang-github-containernetworking-plugin-dnsname
-  nodejs  # k8s_manifests_test: the manifest validator (deploy/k8s/validate), with npm below
+  # k8s_manifests_test runs the manifest validator (deploy/k8s/validate) in node (in BUILD)
+  chromium  # dashboard_test: the dashboard in headless Chromium (tests/dashboard)
 )
 # Debian's npm, unless an npm is there already (Node.js from elsewhere, e.g. NodeSource's
 # package, brings its own, which Debian's would conflict with).
-command -v npm >/dev/null || ALL+=(npm)
+command -v npm >/dev/null || { BUILD+=(npm); ALL+=(npm); }
 
 case "${1:-}" in
   "") PACKAGES=("${ALL[@]}") ;;
@@ -77,17 +81,23 @@ else
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-[[ -z "${1:-}" ]] || exit 0
+[[ "${1:-}" != "--runtime" ]] || exit 0
 
-# The one step from the npm registry, not Debian: the Kubernetes manifest validator's packages
-# (deploy/k8s/validate: kubernetes-types, typescript, yaml), pinned by its package-lock.json and
-# installed into its node_modules/ for k8s_manifests_test. Nothing to do when they are there
-# already.
-validator="$(cd "$(dirname "$0")/.." && pwd)/deploy/k8s/validate"
-if cmp -s "$validator/package-lock.json" "$validator/node_modules/.logp-installed-lock.json"; then
-  echo "install-deps: deploy/k8s/validate's npm packages present"
-else
-  echo "install-deps: npm ci in deploy/k8s/validate"
-  (cd "$validator" && npm ci --no-audit --no-fund --loglevel=error)
-  cp "$validator/package-lock.json" "$validator/node_modules/.logp-installed-lock.json"
-fi
+# The one step from the npm registry, not Debian: packages pinned by a package-lock.json,
+# installed into node_modules/ by npm ci; nothing to do when they are there already.
+#   deploy/k8s/validate  the Kubernetes manifest validator of k8s_manifests_test (kubernetes-types,
+#                        typescript, yaml)
+#   dashboard            the web dashboard's build (esbuild, uPlot), part of building logpd
+#   tests/dashboard      dashboard_test's browser driver (playwright-core, with Debian's chromium)
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dirs=(dashboard)  # --build: the dashboard only (the Dockerfile copies its package files first)
+[[ -n "${1:-}" ]] || dirs=(deploy/k8s/validate dashboard tests/dashboard)
+for dir in "${dirs[@]}"; do
+  if cmp -s "$root/$dir/package-lock.json" "$root/$dir/node_modules/.logp-installed-lock.json"; then
+    echo "install-deps: $dir's npm packages present"
+  else
+    echo "install-deps: npm ci in $dir"
+    (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$root/$dir/package-lock.json" "$root/$dir/node_modules/.logp-installed-lock.json"
+  fi
+done
