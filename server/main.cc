@@ -25,6 +25,7 @@
 #include "server/core/job_memory.h"
 #include "server/core/open_catalog.h"
 #include "server/grpc/server.h"
+#include "server/http/dashboard_assets.h"
 #include "server/http/http_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 = any)");
@@ -232,6 +233,11 @@ int main(int argc, char** argv) {
     http_options.threads = absl::GetFlag(FLAGS_http_threads);
     http_options.max_body_bytes = static_cast<size_t>(server_options.max_message_bytes) * 2;
     http_options.auth_tokens = tokens.get();
+    http_options.static_files = [](std::string_view path) -> std::optional<logp::StaticFile> {
+      const logp::DashboardAsset* asset = logp::FindDashboardAsset(path);
+      if (asset == nullptr) return std::nullopt;
+      return logp::StaticFile{asset->content_type, asset->body};
+    };
     auto started = logp::HttpServer::Start(http_options, (*server)->InProcessChannel());
     if (!started.ok()) {
       LOG(ERROR) << started.status();
