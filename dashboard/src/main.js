@@ -226,6 +226,8 @@ function onJobEvent(watch, ev) {
     chart.addEpoch(e);
     watch.epochs = watch.epochs.filter((x) => x.epoch !== e.epoch).concat([e]);
     watch.lastEpoch = e;
+    // The listing is polled; the stream's best epoch is newer.
+    if (job && e.isBest) job.bestValidationNll = e.validationNll;
     addEpochRow(e);
     scheduleRender();
   } else if (ev.stateChange) {
@@ -306,6 +308,7 @@ async function refreshJobs() {
     // Live progress from the stream can be newer than the listing.
     if (known && Number(known.step || 0) > Number(job.step || 0) && job.state === known.state) {
       job.step = known.step;
+      job.bestValidationNll = known.bestValidationNll;
     }
     jobs.set(job.id, job);
   }

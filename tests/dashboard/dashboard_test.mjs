@@ -128,8 +128,10 @@ async function runOpen(context) {
   log(`logpd at grpc ${server.grpc}, http ${server.http}`);
   const ds = upload(server);
   // A closed-form model that finishes at once, for the models section (first: one job slot).
-  const quick = ctl(server, ["jobs", "create", `--dataset=${ds.id}`, "--family=bernoulli",
-    "--model_json={\"bernoulli\":{\"pseudoCount\":0.5}}"]);
+  // For the screenshot, a short MADE instead, whose samples look like clothes.
+  const quick = ctl(server, ["jobs", "create", `--dataset=${ds.id}`,
+    ...(screenshot ? ["--family=made", "--hidden_units=300", "--epochs=4", "--seed=2"]
+      : ["--family=bernoulli", "--model_json={\"bernoulli\":{\"pseudoCount\":0.5}}"])]);
   const long = longJob(server, ds);
   const page = await context.newPage();
   const errors = errorsOf(page);
@@ -164,6 +166,8 @@ async function runOpen(context) {
   if (screenshot) {
     await waitFor("6 epochs for the screenshot", async () => (await points(page)).validation >= 6,
       40000);
+    await waitFor("the model's samples for the screenshot",
+      async () => (await attr(page, "#samples", "data-samples")) === "16");
     await page.waitForTimeout(500);
     await page.screenshot({ path: screenshot, fullPage: true });
     log(`screenshot written to ${screenshot}`);
@@ -171,9 +175,9 @@ async function runOpen(context) {
 
   // The finished job: its stop reason.
   const quickJob = await rest(server, "GET", `v1/jobs/${quick.id}`);
-  check(quickJob.state === "JOB_STATE_SUCCEEDED", `bernoulli job ${JSON.stringify(quickJob)}`);
+  check(quickJob.state === "JOB_STATE_SUCCEEDED", `quick job ${JSON.stringify(quickJob)}`);
   check(quickJob.stopReason, "the finished job has no stop_reason to show");
-  await waitFor("the Bernoulli job SUCCEEDED on the page", async () =>
+  await waitFor("the quick job SUCCEEDED on the page", async () =>
     (await stateOf(page, quick.id)) === "JOB_STATE_SUCCEEDED");
   const reasonCell = await jobRow(page, quick.id).locator("td").nth(6).textContent();
   check(reasonCell === quickJob.stopReason, `stop reason cell "${reasonCell}"`);
