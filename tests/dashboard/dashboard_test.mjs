@@ -3,7 +3,8 @@
 //   node dashboard_test.mjs LOGPD LOGPCTL
 // Run 1 (no authentication): a dataset (binarized Fashion-MNIST test set) uploaded with logpctl,
 // a Bernoulli model and a long MADE job. The page loads with no console error; both jobs appear
-// with their state; the running job's NLL curve gains points over time (counted from the page);
+// with their state; the running job's NLL curve gains points over time (counted from the page),
+// also after its event stream broke (reconnected with from_seq = last seq + 1);
 // the generalization gap and a finished job's stop reason are shown; the model shows its
 // evaluation (equal to the REST API's) and a grid of 16 samples; Cancel on the page moves the
 // job to CANCELLED.
@@ -80,6 +81,23 @@ async function rest(server, method, path, body, token) {
   return json;
 }
 
+// The first n event blocks of job id's stream as the server sends them.
+async function firstEvents(server, id, n) {
+  const abort = new AbortController();
+  const r = await fetch(`${server.url}v1/jobs/${id}:watch?from_seq=1`, { signal: abort.signal });
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (text.split("event: job_event").length <= n) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  abort.abort();
+  const blocks = text.split("\n\n").filter((b) => b.includes("event: job_event")).slice(0, n);
+  check(blocks.length === n, `the first ${n} events of ${id}: ${text}`);
+  return blocks.map((b) => `${b}\n\n`).join("");
+}
+
 async function waitFor(what, fn, timeoutMs = 20000, everyMs = 200) {
   const end = Date.now() + timeoutMs;
   let last;
@@ -135,6 +153,18 @@ async function runOpen(context) {
   const long = longJob(server, ds);
   const page = await context.newPage();
   const errors = errorsOf(page);
+  // A broken stream: the MADE job's first watch gets its first 3 real events, then the
+  // connection ends without `event: end`; the page must reconnect with from_seq=4.
+  const watches = [];
+  await page.route(/:watch\?/, async (route) => {
+    const url = route.request().url();
+    watches.push(url);
+    if (!url.includes(long.id) || watches.filter((u) => u.includes(long.id)).length > 1) {
+      return route.continue();
+    }
+    await route.fulfill({ status: 200, contentType: "text/event-stream",
+      body: await firstEvents(server, long.id, 3) });
+  });
   await page.goto(server.url);
   check((await page.title()) === "logp dashboard", `title ${await page.title()}`);
   await waitFor("the dataset's row", () => page.locator(`#dataset-rows tr[data-key="${ds.id}"]`).count());
@@ -154,9 +184,12 @@ async function runOpen(context) {
   }, 20000);
   const later = await waitFor("the curve gaining points", async () => {
     const p = await points(page);
-    return p.train >= first.train + 3 && p.validation >= 2 ? p : null;
+    return p.train >= first.train + 4 && p.validation >= 3 ? p : null;
   }, 30000);
   log(`curve: ${first.train} then ${later.train} training points, ${later.validation} validation`);
+  const resumed = watches.filter((u) => u.includes(long.id));
+  check(resumed.length >= 2 && resumed[1].endsWith(`${long.id}:watch?from_seq=4`),
+    `after the broken stream: ${JSON.stringify(resumed)}`);
   check((await page.textContent("#detail-live")) === "live", "the stream is not live");
   const gap = await page.textContent("#detail-gap");
   check(/^-?\d+\.\d\d nats \(epoch \d+/.test(gap), `generalization gap shown as "${gap}"`);
