@@ -23,6 +23,9 @@ _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 def generate(out_dir, proto_dir=None, protoc="protoc", plugin=None):
     """Writes logp/v1/*_pb2.py and *_pb2_grpc.py for the protos in proto_dir into out_dir."""
     proto_dir = proto_dir or os.path.join(_SOURCE_ROOT, "proto")
+    if not os.path.isfile(os.path.join(proto_dir, "logp", "v1", "records.proto")):
+        raise ImportError(f"no generated logp.v1 stubs and no protos in {proto_dir} to make them "
+                          "from: put build/python on PYTHONPATH or set LOGP_PYTHON_STUBS")
     plugin = plugin or shutil.which("grpc_python_plugin") or "/usr/bin/grpc_python_plugin"
     os.makedirs(out_dir, exist_ok=True)
     subprocess.run(
@@ -61,7 +64,3 @@ def load():
     importlib.invalidate_caches()
     return _import_all()
 
-
-if __name__ == "__main__":
-    # python3 -m logp_client._stubs OUT_DIR [PROTO_DIR]
-    generate(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

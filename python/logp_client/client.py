@@ -267,7 +267,14 @@ class Client:
                 records=_records.encode(encoding, rows[begin:begin + batch]), seed=seed), target)
             if importance_samples is not None:
                 request.importance_samples = importance_samples
-            response = self._unary(self._models.Score, request)
+            try:
+                response = self._unary(self._models.Score, request)
+            except LogpError as e:
+                if begin == 0 or e.code != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                # The server counts records from the start of this request.
+                raise LogpError(e.code, f"{e.details} (in the request of records {begin} to "
+                                        f"{begin + request.records.num_records - 1})") from None
             total.log_prob.extend(response.log_prob)
             total.standard_error.extend(response.standard_error)
             total.score_kind = response.score_kind

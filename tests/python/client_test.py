@@ -117,6 +117,17 @@ class PlainServerTest(unittest.TestCase):
                                    (self.train.astype(np.float64), 2)]:
             ds = logp.upload(array, kind="binary", chunk_bytes=chunk_bytes)
             self.assertEqual(ds.content_hash, self.train_ds.content_hash)
+        # The wire format itself: MSB first, rows padded to whole bytes (D = 13 pads 3 bits,
+        # which the server checks are zero), against bytes built by hand.
+        from logp_client import _records
+        x13 = self.train[:, :13]
+        encoding, rows = _records.prepare(x13, rec_pb.DATA_KIND_BINARY)
+        self.assertEqual(encoding, rec_pb.ENCODING_BITPACKED)
+        want = bytes(sum(int(v) << (7 - i) for i, v in enumerate(row[b:b + 8]))
+                     for row in x13 for b in (0, 8))
+        self.assertEqual(_records.encode(encoding, rows).data, want)
+        ds13 = logp.upload(x13)
+        self.assertEqual((ds13.num_records, ds13.dim), (200, 13))
         got = logp.get_dataset(self.train_ds.id)
         self.assertEqual(got.content_hash, self.train_ds.content_hash)
         self.assertIn(self.train_ds.id, [d.id for d in logp.list_datasets()])
@@ -257,8 +268,11 @@ class PlainServerTest(unittest.TestCase):
                          grpc.StatusCode.NOT_FOUND)
         code, details = code_of(logp.score, self.bernoulli, np.zeros((3, 15), np.uint8))
         self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
-        self.assertEqual(code_of(logp.score, self.bernoulli, bad.repeat(4, axis=1)[:, :16])[0],
-                         grpc.StatusCode.INVALID_ARGUMENT)
+        code, details = code_of(logp.score, self.bernoulli,
+                                np.vstack([self.test, bad.repeat(4, axis=1)[:, :16]]), batch=50)
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("record 12, column 12", details)
+        self.assertIn("in the request of records 50 to 63", details)
         self.assertEqual(code_of(logp.create_job, self.train_ds.id, "gaussian")[0],
                          grpc.StatusCode.FAILED_PRECONDITION)
         code, details = code_of(logp.create_job, self.train_ds.id, "made", hidden_units=-1)
