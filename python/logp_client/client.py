@@ -1,5 +1,6 @@
 """Client: the logp services (proto/logp/v1) with numpy arrays in and out."""
 import os
+import random
 import tempfile
 import time
 
@@ -63,12 +64,18 @@ class Client:
     client certificate and key as files (client_cert_file, client_key_file) or PEM bytes
     (certificate_chain, private_key). server_name: the name the server's certificate must carry
     instead of target's host. timeout: seconds for each unary call (None: no deadline).
+    Calls that are safe to repeat (get_*, list_*, score, evaluate, and upload / create_job with a
+    request_id) are tried up to max_attempts times while the server answers UNAVAILABLE
+    (restarting, not yet listening), waiting initial_backoff seconds before the second attempt
+    and twice as long before each further one (at most max_backoff, +-20% jitter), as the C++
+    client does; max_attempts=1 turns retries off.
     """
 
     def __init__(self, target="localhost:50051", token=None, *, tls=False, root_certificates=None,
                  tls_ca_file=None, client_cert_file=None, client_key_file=None,
                  certificate_chain=None, private_key=None, server_name=None, timeout=None,
-                 max_message_bytes=64 << 20, options=()):
+                 max_message_bytes=64 << 20, options=(), max_attempts=5, initial_backoff=0.1,
+                 max_backoff=2.0):
         if tls_ca_file is not None:
             root_certificates = _read(tls_ca_file)
         if client_cert_file is not None:
@@ -90,6 +97,7 @@ class Client:
             self._channel = grpc.insecure_channel(target, opts)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
+        self._retry = (max_attempts, initial_backoff, max_backoff)
         self._datasets = _m["dataset_service_pb2_grpc"].DatasetServiceStub(self._channel)
         self._jobs = _m["job_service_pb2_grpc"].JobServiceStub(self._channel)
         self._models = _m["model_service_pb2_grpc"].ModelServiceStub(self._channel)
@@ -104,11 +112,19 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def _unary(self, method, request, timeout=None):
-        try:
-            return method(request, timeout=timeout or self._timeout, metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise LogpError.of(e) from None
+    def _unary(self, method, request, retry=False):
+        """One call, or with retry several while it answers UNAVAILABLE; `request` may be a
+        function making the request (a fresh request iterator per attempt)."""
+        attempts, backoff, max_backoff = self._retry
+        for attempt in range(1, attempts + 1):
+            try:
+                return method(request() if callable(request) else request,
+                              timeout=self._timeout, metadata=self._metadata)
+            except grpc.RpcError as e:
+                if not retry or e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
+                    raise LogpError.of(e) from None
+            time.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(max_backoff, backoff * 2)
 
     def _stream(self, method, request):
         call = method(request, metadata=self._metadata)
@@ -159,10 +175,11 @@ class Client:
                 yield _ds.CreateDatasetRequest(
                     chunk=_records.encode(encoding, rows[begin:begin + per_chunk]))
 
-        return self._unary(self._datasets.CreateDataset, requests())
+        return self._unary(self._datasets.CreateDataset, requests, retry=bool(request_id))
 
     def get_dataset(self, dataset_id):
-        return self._unary(self._datasets.GetDataset, _ds.GetDatasetRequest(id=dataset_id))
+        return self._unary(self._datasets.GetDataset, _ds.GetDatasetRequest(id=dataset_id),
+                           retry=True)
 
     def list_datasets(self):
         """Every dataset the caller may see, newest first."""
@@ -174,7 +191,7 @@ class Client:
     def _list(self, method, request_type, field):
         items, token = [], ""
         while True:
-            page = self._unary(method, request_type(page_size=1000, page_token=token))
+            page = self._unary(method, request_type(page_size=1000, page_token=token), retry=True)
             items.extend(getattr(page, field))
             token = page.next_page_token
             if not token:
@@ -191,10 +208,10 @@ class Client:
         logp_client.job_spec)."""
         request = _job.CreateJobRequest(
             spec=job_spec(dataset_id, family, spec, **hyperparameters), request_id=request_id)
-        return self._unary(self._jobs.CreateJob, request)
+        return self._unary(self._jobs.CreateJob, request, retry=bool(request_id))
 
     def get_job(self, job_id):
-        return self._unary(self._jobs.GetJob, _job.GetJobRequest(id=job_id))
+        return self._unary(self._jobs.GetJob, _job.GetJobRequest(id=job_id), retry=True)
 
     def list_jobs(self):
         return self._list(self._jobs.ListJobs, _job.ListJobsRequest, "jobs")
@@ -229,7 +246,8 @@ class Client:
     # --- models ---
 
     def get_model(self, model_id):
-        return self._unary(self._models.GetModel, _model.GetModelRequest(id=model_id))
+        return self._unary(self._models.GetModel, _model.GetModelRequest(id=model_id),
+                           retry=True)
 
     def list_models(self):
         return self._list(self._models.ListModels, _model.ListModelsRequest, "models")
@@ -268,7 +286,7 @@ class Client:
             if importance_samples is not None:
                 request.importance_samples = importance_samples
             try:
-                response = self._unary(self._models.Score, request)
+                response = self._unary(self._models.Score, request, retry=True)
             except LogpError as e:
                 if begin == 0 or e.code != grpc.StatusCode.INVALID_ARGUMENT:
                     raise
@@ -288,7 +306,7 @@ class Client:
         request = self._target(_model.EvaluateRequest(dataset_id=dataset_id, seed=seed), target)
         if importance_samples is not None:
             request.importance_samples = importance_samples
-        return self._unary(self._models.Evaluate, request)
+        return self._unary(self._models.Evaluate, request, retry=True)
 
     def sample(self, target, n, seed=0):
         """n records drawn from the model (equal seeds, equal samples): an n x D array, uint8

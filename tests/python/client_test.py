@@ -10,9 +10,11 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -340,6 +342,40 @@ class ExportTest(unittest.TestCase):
         np.testing.assert_allclose(got, logp.score(model_id, x[:50]), rtol=1e-4, atol=1e-4)
 
 
+class RetryTest(unittest.TestCase):
+    def test_safe_calls_retry_while_unavailable(self):
+        with socket.socket() as sock:  # a port nobody listens on (yet)
+            sock.bind(("127.0.0.1", 0))
+            free = sock.getsockname()[1]
+        target = f"127.0.0.1:{free}"
+        with Client(target, max_attempts=1) as c:
+            self.assertEqual(self.code_of(c.list_datasets), grpc.StatusCode.UNAVAILABLE)
+        with Client(target) as c:  # not safe to repeat: one attempt
+            start = time.monotonic()
+            self.assertEqual(self.code_of(c.create_job, "ds-x", "bernoulli"),
+                             grpc.StatusCode.UNAVAILABLE)
+            self.assertLess(time.monotonic() - start, 0.5)
+        # logpd comes up on that port 0.3 s after the first attempt; list_datasets gets through
+        # once gRPC reconnects (its own backoff: 1 s, then 1.6 times longer each time: 5 to 10 s
+        # here).
+        late = []
+        timer = threading.Timer(0.3, lambda: late.append(subprocess.Popen(
+            [LOGPD, f"--data_dir={WORK}/late", f"--listen={target}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        timer.start()
+        try:
+            with Client(target, max_attempts=14) as c:  # up to 21 s of backoff
+                self.assertEqual(c.list_datasets(), [])
+        finally:
+            timer.join()
+            stop_logpd(late[0])
+
+    def code_of(self, call, *args, **kwargs):
+        with self.assertRaises(LogpError) as err:
+            call(*args, **kwargs)
+        return err.exception.code
+
+
 class SecureServerTest(unittest.TestCase):
     """logpd with mutual TLS and a tokens file."""
 
@@ -399,13 +435,14 @@ class SecureServerTest(unittest.TestCase):
         self.assertEqual(self.code_of(Client(self.target, token=self.wrong, **self.mapped),
                                       Client.list_datasets), grpc.StatusCode.UNAUTHENTICATED)
         # No client certificate, no TLS, or a CA that did not sign the server's: no connection.
-        self.assertEqual(self.code_of(Client(self.target, token=self.writer, tls_ca_file=self.ca),
+        once = dict(token=self.writer, max_attempts=1)
+        self.assertEqual(self.code_of(Client(self.target, tls_ca_file=self.ca, **once),
                                       Client.list_datasets), grpc.StatusCode.UNAVAILABLE)
-        self.assertEqual(self.code_of(Client(self.target, token=self.writer),
+        self.assertEqual(self.code_of(Client(self.target, **once),
                                       Client.list_datasets), grpc.StatusCode.UNAVAILABLE)
         other = os.path.join(WORK, "certs", "other-ca.pem")
-        self.assertEqual(self.code_of(Client(self.target, token=self.writer,
-                                             **dict(self.mapped, tls_ca_file=other)),
+        self.assertEqual(self.code_of(Client(self.target, **dict(self.mapped, tls_ca_file=other),
+                                             **once),
                                       Client.list_datasets), grpc.StatusCode.UNAVAILABLE)
 
 
