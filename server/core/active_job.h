@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct JobManager::ActiveJob {
   // Protected by JobManager::mu_.
   v1::Job job;
   std::vector<v1::JobEvent> events;  // contiguous seq numbers
+  // The newest progress and epoch summary recorded here (for RunningJobs); empty until then.
+  std::optional<v1::TrainingProgress> last_progress;
+  std::optional<v1::EpochSummary> last_epoch;
   // The lease this replica holds, and who held the one before; immutable once claimed.
   JobLease lease;
   std::string previous_owner;

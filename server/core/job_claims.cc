@@ -34,6 +34,33 @@ std::string DefaultReplicaId() {
   return absl::StrCat(host, ":", getpid());
 }
 
+std::vector<RunningJobProgress> JobManager::RunningJobs() {
+  std::vector<RunningJobProgress> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, active] : active_) {
+    if (active->leaving.load() || active->job.state() != v1::JOB_STATE_RUNNING) continue;
+    RunningJobProgress p;
+    p.job_id = id;
+    p.tenant = OwnerOf(active->job.tenant());
+    p.family = active->job.spec().model().family();
+    p.step = active->job.step();
+    p.progress = active->last_progress;
+    p.epoch = active->last_epoch;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+void JobManager::SetCheckpointListener(CheckpointListener listener) {
+  absl::MutexLock lock(&listener_mu_);
+  checkpoint_listener_ = std::move(listener);
+}
+
+void JobManager::TellCheckpointListener(absl::Duration write_time, bool ok) {
+  absl::MutexLock lock(&listener_mu_);
+  if (checkpoint_listener_) checkpoint_listener_(write_time, ok);
+}
+
 void JobManager::SlotLoop() {
   if (options_.threads_per_slot > 0) SetComputeThreads(options_.threads_per_slot);
   if (options_.training_nice != 0) {

@@ -66,6 +66,7 @@ class JobManager::Observer : public TrainObserver {
     const std::string& id = job_->job.id();  // immutable
     if (job_->lost()) return absl::OkStatus();
     absl::Status st = manager_->checkpoints_->Write(id, c.step, c.bytes);
+    manager_->TellCheckpointListener(absl::Now() - t0, st.ok());
     if (!st.ok()) {
       // Training goes on; a later checkpoint (or an older one) serves a restart. The owner is
       // told on the job's stream (without the server's paths).
@@ -567,6 +568,8 @@ absl::StatusOr<v1::Job> JobManager::Record(const std::shared_ptr<ActiveJob>& job
     absl::MutexLock lock(&mu_);
     job->job = write.job;
     if (event) job->events.push_back(*event);
+    if (event && event->has_progress()) job->last_progress = event->progress();
+    if (event && event->has_epoch_summary()) job->last_epoch = event->epoch_summary();
   }
   if (st.ok() && (final || release_lease)) Forget(job);
   job->leaving.store(false);

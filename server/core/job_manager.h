@@ -43,6 +43,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "logp/v1/job_service.pb.h"
 #include "server/core/catalog.h"
 #include "server/core/checkpoint_store.h"
@@ -115,6 +116,23 @@ struct ResolvedModel {
   int64_t checkpoint_step = 0;
 };
 
+// The newest progress of a job training on this replica (JobManager::RunningJobs).
+struct RunningJobProgress {
+  std::string job_id;
+  std::string tenant;  // its owner (OwnerOf)
+  v1::ModelFamily family = v1::MODEL_FAMILY_UNSPECIFIED;
+  int64_t step = 0;  // optimiser steps completed
+  // The newest progress event and epoch summary this replica recorded (none yet: empty; a job
+  // resumed here reports its first ones after the resumption).
+  std::optional<v1::TrainingProgress> progress;
+  std::optional<v1::EpochSummary> epoch;
+};
+
+// Told after each checkpoint file this replica writes: how long the write took (temporary file,
+// fsync, rename) and whether it succeeded. Called on a training thread; must be thread-safe,
+// return quickly and not call the manager.
+using CheckpointListener = std::function<void(absl::Duration write_time, bool ok)>;
+
 // The host name and the process id, e.g. "logp-0:1234".
 std::string DefaultReplicaId();
 
@@ -160,6 +178,11 @@ class JobManager {
   // (SUCCEEDED). FAILED_PRECONDITION before the first checkpoint and for a job that ended without
   // a model; NOT_FOUND for an unknown job.
   absl::StatusOr<ResolvedModel> CheckpointModel(const std::string& id);
+  // The jobs training here (RUNNING, lease held), with their newest progress.
+  std::vector<RunningJobProgress> RunningJobs();
+  // Replaces the checkpoint listener (null: none). Once it returns, the previous listener is
+  // not called any more.
+  void SetCheckpointListener(CheckpointListener listener);
   // Non-empty when a queued or running job uses the dataset.
   std::string DatasetInUse(const std::string& dataset_id);
 
@@ -222,6 +245,8 @@ class JobManager {
                            const std::optional<v1::Model>& model = std::nullopt);
   // The job leaves this replica (released or lost): out of active_ and the keeper.
   void Forget(const std::shared_ptr<ActiveJob>& job);
+  // Calls the checkpoint listener, if any.
+  void TellCheckpointListener(absl::Duration write_time, bool ok);
   // Told by the catalogue that another replica wrote job `job_id` ("": anything).
   void OnCatalogChange(const std::string& job_id);
 
@@ -257,6 +282,10 @@ class JobManager {
   bool notify_everyone_ ABSL_GUARDED_BY(watch_mu_) = false;
   bool stop_notifier_ ABSL_GUARDED_BY(watch_mu_) = false;
   std::thread notifier_;
+
+  // Never held with another lock of the manager's; held while the listener runs.
+  absl::Mutex listener_mu_;
+  CheckpointListener checkpoint_listener_ ABSL_GUARDED_BY(listener_mu_);
 
   // Models of checkpoints of jobs training on other replicas (CheckpointModel), a few.
   absl::Mutex remote_mu_;

@@ -51,6 +51,11 @@ void ModelStore::Published(const std::string& id, std::shared_ptr<const Model> m
   cache_[id] = std::move(model);
 }
 
+int64_t ModelStore::LoadedCount() {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(cache_.size());
+}
+
 void ModelStore::Discard(const std::string& id) { fs_->RemoveFile(PathOf(id)).IgnoreError(); }
 
 absl::StatusOr<v1::Model> ModelStore::Get(const std::string& id) { return catalog_->GetModel(id); }

@@ -45,6 +45,8 @@ class ModelStore {
   // The loaded model (NOT_FOUND for an unknown id; DATA_LOSS naming the model when its file
   // cannot be read, is torn or fails its checksum).
   absl::StatusOr<std::shared_ptr<const Model>> Load(const std::string& id);
+  // Models loaded in the cache (for metrics).
+  int64_t LoadedCount();
 
  private:
   ModelStore(std::string dir, Catalog* catalog, FileSystem* fs)
