@@ -504,6 +504,11 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
   builder.RegisterService(&s->services_->checked_datasets);
   builder.RegisterService(&s->services_->checked_jobs);
   builder.RegisterService(&s->services_->checked_models);
+  if (!options.interceptors.empty()) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    for (const auto& make : options.interceptors) creators.push_back(make());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     s->server_.reset();  // nothing to drain

@@ -5,9 +5,12 @@
 #define LOGP_SERVER_GRPC_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -44,6 +47,12 @@ struct ServerOptions {
   AuthTokensFile* auth_tokens = nullptr;
   // Where the audit records of mutating calls go; null: the log (GlogAuditSink).
   AuditSink* audit = nullptr;
+  // Makers of the interceptor factories of the main port (e.g. ServerMetrics::InterceptorFactory),
+  // each called once by Start, in order; whatever the factories refer to must outlive the
+  // server. Default: none.
+  std::vector<
+      std::function<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>()>>
+      interceptors;
 };
 
 class LogpServer {
