@@ -27,6 +27,7 @@
 #include "server/grpc/server.h"
 #include "server/http/dashboard_assets.h"
 #include "server/http/http_server.h"
+#include "server/metrics/server_metrics.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "Address to serve on (host:port; port 0 = any)");
 ABSL_FLAG(std::string, data_dir, "./logp-data",
@@ -95,6 +96,9 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
           "Credentials, one per line: TOKEN TENANT ROLE, sha256:HEX TENANT ROLE or "
           "cert:IDENTITY TENANT ROLE (README: Security). With it every call must authenticate; "
           "without it every call is tenant 'default' with role admin. Re-read when it changes");
+ABSL_FLAG(bool, metrics, true,
+          "Keep Prometheus metrics (README: Metrics): RPC counts and latencies, jobs, storage, "
+          "process; served at /metrics on --http_listen (false: no RPC interceptor, no /metrics)");
 ABSL_FLAG(std::string, quotas_file, "",
           "Per-tenant quotas, one line per tenant or '*': TENANT key=value ... with keys "
           "stored_bytes, datasets, queued_jobs, running_jobs, records_scored_per_second (README: "
@@ -205,6 +209,11 @@ int main(int argc, char** argv) {
   server_options.health_listen_address = absl::GetFlag(FLAGS_health_listen);
   server_options.reflection = absl::GetFlag(FLAGS_reflection);
   server_options.auth_tokens = tokens.get();
+  std::unique_ptr<logp::ServerMetrics> metrics;
+  if (absl::GetFlag(FLAGS_metrics)) {
+    metrics = std::make_unique<logp::ServerMetrics>(core->get());
+    server_options.interceptors.push_back([m = metrics.get()] { return m->InterceptorFactory(); });
+  }
   auto server = logp::LogpServer::Start(core->get(), server_options);
   if (!server.ok()) {
     LOG(ERROR) << server.status();
@@ -238,6 +247,7 @@ int main(int argc, char** argv) {
       if (asset == nullptr) return std::nullopt;
       return logp::StaticFile{asset->content_type, asset->body};
     };
+    if (metrics) http_options.metrics = [m = metrics.get()] { return m->Scrape(); };
     auto started = logp::HttpServer::Start(http_options, (*server)->InProcessChannel());
     if (!started.ok()) {
       LOG(ERROR) << started.status();
@@ -280,7 +290,9 @@ int main(int argc, char** argv) {
     std::_Exit(0);
   }
   closer.join();
+  http.reset();  // before the gRPC server its channel goes to
   server->reset();
+  metrics.reset();  // after the server that used its interceptors, before the core
   core->reset();
   LOG(INFO) << "logpd stopped cleanly";
   return 0;
