@@ -22,6 +22,7 @@ BUILD=(
   libpqxx-dev  # the PostgreSQL catalogue (--catalog=postgresql://...); brings libpq-dev
   libcpp-httplib-dev  # the HTTP port (--http_listen): REST, /metrics, the dashboard
   nodejs  # logpd embeds the web dashboard (dashboard/), built with esbuild; npm below
+  prometheus-cpp-dev  # server/metrics: Registry, Counter, Gauge, Histogram, TextSerializer
 )
 # libopenblas0-pthread is not optional: without it LibTorch's matrix products fall back to the
 # reference BLAS and run about 30 times slower.
@@ -31,11 +32,13 @@ RUNTIME=(
   libgoogle-glog0v6 libgflags2.2 libsqlite3-0 libpng16-16 libssl3 zlib1g
   libpqxx-6.4  # with libpq5
   libcpp-httplib0.11  # with libbrotli1
+  libprometheus-cpp-core1.0
 )
 ALL=(
   "${BUILD[@]}" git openssl  # the tests make certificates with openssl
   libgtest-dev libgmock-dev
   postgresql-15  # the PostgreSQL catalogue's tests start a private server (initdb, pg_ctl)
+  prometheus  # metrics_test: promtool check metrics on a real scrape
   clang libclang-rt-14-dev  # scripts/fuzz.sh: clang 14 with libFuzzer, ASan and UBSan runtimes
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
