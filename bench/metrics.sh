@@ -9,7 +9,7 @@
 #   flock /tmp/logp-build.lock bench/metrics.sh        on a machine where builds run alongside
 #
 # It does not build: it uses build/'s (or $LOGP_BUILD_DIR's, or LOGP_BIN_DIR's) server/logpd,
-# client/logpctl and bench/logp_bench.
+# client/logpctl, bench/logp_bench and bench/metrics_overhead.
 #
 # Setup: a logpd uploads binarized Fashion-MNIST's training set (pixel > 127) and trains
 # independent Bernoulli (pseudo-count 0.5, closed form): scoring it costs almost nothing, so what
@@ -19,6 +19,9 @@
 # client are one process each on this machine, over 127.0.0.1, logpd --compute_threads=1 and
 # OPENBLAS_NUM_THREADS=1 for both. Figures are medians over the runs (the ratio: the median of
 # the per-run ratios), and the fastest run's p50, the floor that other processes disturb least.
+# Then bench/metrics_overhead (one process, two in-process servers on one Core, one with the
+# interceptor, blocks of calls alternating): the interceptor's cost per call in microseconds,
+# below the noise of the figures above.
 #
 # Environment: RUNS (20), MODELS ("bernoulli"), LAT_N (2000), OUT (./bench-out: metrics-raw.jsonl
 #   and metrics-table.md), LOGP_BIN_DIR, LOGP_BUILD_DIR.
@@ -35,6 +38,11 @@ PY=/usr/bin/python3
 
 source "$ROOT/bench/lib.sh"
 logp_binaries metrics.sh
+OVERHEAD="$(dirname "$BENCH")/metrics_overhead"
+if [[ ! -x $OVERHEAD ]]; then
+  echo "metrics.sh: no $OVERHEAD; scripts/build.sh --target metrics_overhead" >&2
+  exit 1
+fi
 
 mkdir -p "$OUT"
 RAW="$OUT/metrics-raw.jsonl"
@@ -125,7 +133,8 @@ def ratio(a, b, key):
 print("| measure | metrics off | metrics on | ratio on/off |")
 print("|---|---|---|---|")
 for m in sys.argv[2].split():
-    for key, what, of in (("p50_ms", "p50", statistics.median), ("p99_ms", "p99", statistics.median),
+    for key, what, of in (("p50_ms", "p50", statistics.median),
+                          ("p99_ms", "p99", statistics.median),
                           ("p50_ms", "p50 of the fastest run", min)):
         off, on = med(f"latency/{m}/off", key, of), med(f"latency/{m}/on", key, of)
         cell = lambda c: "n/a" if c is None else f"{c:.3f}"
@@ -134,4 +143,6 @@ for m in sys.argv[2].split():
         print(f"| single-record Score {what} (ms), {names.get(m, m)} | {cell(off)} | {cell(on)}"
               f" | {r} |")
 PYEOF
+  echo
+  OPENBLAS_NUM_THREADS=1 "$OVERHEAD" 2>>"$WORK/overhead.log"
 } | tee "$OUT/metrics-table.md"
