@@ -115,6 +115,8 @@ class MadeImpl : public DensityNet {
 
   int64_t num_masks() const { return config_.num_masks; }
   const std::vector<int64_t>& order(int64_t mask = 0) const { return orders_[mask]; }
+  // Mask `mask`'s layer masks [out_units, in_units] (hidden..., output, then direct if enabled).
+  std::vector<torch::Tensor> MasksFor(int64_t mask) const;
 
  private:
   // Conditional log-likelihood of each variable [B, D] from parameters [B, D, P].
@@ -125,8 +127,6 @@ class MadeImpl : public DensityNet {
   MadeConfig config_;
   int64_t params_per_var_ = 1;
   int64_t in_units_ = 0;
-  // Mask `mask`'s layer masks (hidden..., output, then direct if enabled).
-  std::vector<torch::Tensor> MasksFor(int64_t mask) const;
 
   // The degree-sorted view of one mask, for LossAndGradients. Units: 0 = inputs, 1..L = hidden
   // layers, L + 1 = outputs. Weight w (hidden..., output, direct) maps units In(w) to Out(w).
