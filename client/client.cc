@@ -1,10 +1,12 @@
 #include "client/client.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -568,6 +570,51 @@ absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_
         absl::StrCat("server sent ", samples->rows, " samples, expected ", n));
   }
   return samples;
+}
+
+absl::StatusOr<int64_t> Client::ExportModel(const std::string& model_id, const std::string& path) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  }
+  auto fail = [&](absl::Status status) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    return status;
+  };
+  grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);
+  v1::ExportModelRequest request;
+  request.set_id(model_id);
+  std::unique_ptr<grpc::ClientReader<v1::ExportModelResponse>> reader =
+      models_->ExportModel(&context, request);
+  v1::ExportModelResponse response;
+  int64_t size = 0;
+  while (reader->Read(&response)) {
+    if (std::fwrite(response.data().data(), 1, response.data().size(), f) !=
+        response.data().size()) {
+      const int err = errno;
+      context.TryCancel();
+      (void)reader->Finish();
+      return fail(absl::InternalError(absl::StrCat("writing ", tmp, ": ", std::strerror(err))));
+    }
+    size += static_cast<int64_t>(response.data().size());
+  }
+  if (absl::Status status = StatusOf(reader->Finish()); !status.ok()) return fail(status);
+  if (std::fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    return fail(absl::InternalError(absl::StrCat("writing ", tmp, ": ", std::strerror(errno))));
+  }
+  if (std::fclose(f) != 0) {
+    std::remove(tmp.c_str());
+    return absl::InternalError(absl::StrCat("closing ", tmp, ": ", std::strerror(errno)));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    return absl::InternalError(absl::StrCat("renaming to ", path, ": ", std::strerror(err)));
+  }
+  return size;
 }
 
 // --- health ---

@@ -171,6 +171,12 @@ class Client {
                                                 const ScoringOptions& options = {});
   // Draws `n` samples; the result has the model's kind, dim and categories.
   absl::StatusOr<RecordMatrix> Sample(const std::string& model_id, uint64_t n, uint64_t seed);
+  // Writes the published model `model_id` as a TorchScript file (torch.jit.load) to `path`,
+  // atomically: the chunks go to a temporary file beside it, which is flushed and renamed over
+  // `path` only when the whole stream arrived; on any error `path` is untouched. Returns the
+  // file's size in bytes. NOT_FOUND for an unknown model; UNIMPLEMENTED for a family the server
+  // cannot export; INTERNAL (errno text) when the file cannot be written.
+  absl::StatusOr<int64_t> ExportModel(const std::string& model_id, const std::string& path);
 
   // --- health ---
   // Asks the standard health service (grpc.health.v1 Check) about `service` ("": the server as

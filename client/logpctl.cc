@@ -113,7 +113,8 @@ ABSL_FLAG(int64_t, from_seq, 0, "jobs watch: first event to show (0: from the be
 
 // models score / sample.
 ABSL_FLAG(std::string, output, "",
-          "models score: write per-record log p here; models sample: write samples as CSV.");
+          "models score: write per-record log p here; models sample: write samples as CSV; "
+          "models export: the TorchScript file to write.");
 ABSL_FLAG(uint64_t, n, 64, "Number of samples to draw.");
 ABSL_FLAG(std::string, png, "", "models sample: write the samples as a PNG grid.");
 ABSL_FLAG(int32_t, columns, 8, "models sample: images per row of the PNG grid.");
@@ -146,6 +147,7 @@ models get ID | list
 models score ID FILE [read flags as for upload] [--output=FILE]
 models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
+models export ID --output=FILE.pt the model as TorchScript (torch.jit.load): log_prob, sample
                                   ID: a model, or a job ("job-...") for its newest checkpoint
 health [SERVICE]                  exit 0 iff the server (or SERVICE) is SERVING: for container
                                   and Kubernetes probes; needs no token
@@ -778,6 +780,16 @@ absl::StatusOr<int> ModelsSample(Context& ctx) {
   return 0;
 }
 
+absl::StatusOr<int> ModelsExport(Context& ctx) {
+  const std::string output = absl::GetFlag(FLAGS_output);
+  if (ctx.args.size() != 1 || output.empty()) return UsageOf("models export ID --output=FILE.pt");
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const int64_t bytes, client->ExportModel(ctx.args[0], output));
+  std::printf("wrote model %s (%lld bytes) to %s\n", ctx.args[0].c_str(),
+              static_cast<long long>(bytes), output.c_str());
+  return 0;
+}
+
 absl::StatusOr<int> Health(Context& ctx) {
   if (ctx.args.size() > 1) return UsageOf("health [SERVICE]");
   ASSIGN_OR_RETURN(Client * client, ctx.client());
@@ -808,6 +820,7 @@ int Main(int argc, char** argv) {
                                                    {"models score", ModelsScore},
                                                    {"models evaluate", ModelsEvaluate},
                                                    {"models sample", ModelsSample},
+                                                   {"models export", ModelsExport},
                                                    {"health", Health}};
   // Commands are two words (NOUN VERB), but for "health".
   const size_t words = positional.size() >= 2 && std::string(positional[1]) == "health" ? 1 : 2;

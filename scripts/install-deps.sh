@@ -42,6 +42,7 @@ ALL=(
   clang libclang-rt-14-dev  # scripts/fuzz.sh: clang 14 with libFuzzer, ASan and UBSan runtimes
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf python3-numpy  # the cross-language test
+  python3-torch  # export_process_test loads exported TorchScript models
   # scripts/container-test.sh: builds the image without a Docker engine and runs it
   buildah podman podman-compose runc mmdebstrap uidmap containernetworking-plugins
   # (compose services find each other by name, e.g. logpd's --catalog host postgres, through
@@ -63,7 +64,7 @@ case "${1:-}" in
     exit 2
     ;;
 esac
-# PyTorch for the reference scripts in bench/ (large; only when asked for).
+# PyTorch for the reference scripts in bench/ (now also in ALL, for export_process_test).
 if [[ -z "${1:-}" && "${LOGP_WITH_TORCH_PYTHON:-0}" == "1" ]]; then
   PACKAGES+=(python3-torch)
 fi

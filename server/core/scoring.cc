@@ -1,6 +1,7 @@
 #include "server/core/scoring.h"
 
 #include "absl/strings/str_cat.h"
+#include "models/export.h"
 #include "models/stats.h"
 #include "proto/cc/json_rows.h"
 #include "proto/cc/status_macros.h"
@@ -137,6 +138,13 @@ absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest&
     if (!write(response)) return absl::CancelledError("the client stopped reading samples");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ExportModelFile(const ModelResolver& models,
+                                            const v1::ExportModelRequest& request) {
+  if (request.id().empty()) return absl::InvalidArgumentError("id is required");
+  ASSIGN_OR_RETURN(const ResolvedModel resolved, models(request.id(), ""));
+  return ExportTorchScript(*resolved.model);
 }
 
 }  // namespace logp

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "logp/v1/model_service.pb.h"
@@ -53,6 +54,12 @@ absl::Status SampleRecords(const ModelResolver& models, const v1::SampleRequest&
                            const ScoringLimits& limits,
                            const std::function<bool(const v1::SampleResponse&)>& write,
                            const CallControl& call);
+
+// The published model `request.id` as a TorchScript file (models/export.h). INVALID_ARGUMENT for
+// an empty id; NOT_FOUND for an unknown model; UNIMPLEMENTED for a family whose export is not
+// built.
+absl::StatusOr<std::string> ExportModelFile(const ModelResolver& models,
+                                            const v1::ExportModelRequest& request);
 
 }  // namespace logp
 

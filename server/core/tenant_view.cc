@@ -103,4 +103,8 @@ absl::Status TenantView::Sample(const v1::SampleRequest& request,
   return SampleRecords(Resolver(), request, core_->options().scoring, write, call);
 }
 
+absl::StatusOr<std::string> TenantView::ExportModel(const v1::ExportModelRequest& request) {
+  return ExportModelFile(Resolver(), request);
+}
+
 }  // namespace logp

@@ -62,6 +62,8 @@ class TenantView {
   absl::Status Sample(const v1::SampleRequest& request,
                       const std::function<bool(const v1::SampleResponse&)>& write,
                       const CallControl& call);
+  // ExportModelFile of a visible published model.
+  absl::StatusOr<std::string> ExportModel(const v1::ExportModelRequest& request);
 
  private:
   // `object` if the scope sees it (its tenant field filled in), else UnknownIdError.

@@ -392,10 +392,21 @@ class ModelServiceImpl final {
     return CallStatus(View(who).Sample(
         *req, [writer](const v1::SampleResponse& r) { return writer->Write(r); }, call));
   }
-  // TODO(export): being built; UNIMPLEMENTED until then.
-  grpc::Status ExportModel(grpc::ServerContext*, const Principal&, const v1::ExportModelRequest*,
-                           grpc::ServerWriter<v1::ExportModelResponse>*) {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "ExportModel is not built yet");
+  // The TorchScript file in chunks of kExportChunkBytes; CANCELLED when the client goes away.
+  grpc::Status ExportModel(grpc::ServerContext*, const Principal& who,
+                           const v1::ExportModelRequest* req,
+                           grpc::ServerWriter<v1::ExportModelResponse>* writer) {
+    absl::StatusOr<std::string> file = View(who).ExportModel(*req);
+    if (!file.ok()) return ToGrpcStatus(file.status());
+    constexpr size_t kExportChunkBytes = size_t{1} << 20;
+    v1::ExportModelResponse chunk;
+    for (size_t pos = 0; pos < file->size(); pos += kExportChunkBytes) {
+      chunk.set_data(file->substr(pos, kExportChunkBytes));
+      if (!writer->Write(chunk)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+    }
+    return grpc::Status::OK;
   }
 
  private:
