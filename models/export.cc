@@ -18,6 +18,7 @@
 #include "models/families/made.h"
 #include "models/families/nade.h"
 #include "models/families/preprocessing.h"
+#include "models/families/vae.h"
 #include "proto/cc/status_macros.h"
 
 namespace logp {
@@ -364,8 +365,79 @@ def _inner_sample(self, n: int) -> Tensor:
   return s;
 }
 
+absl::StatusOr<FamilySource> VaeSource(const std::string& p, const v1::VaeParams& m,
+                                       const DataShape& shape) {
+  FamilySource s;
+  const bool binary = shape.kind == v1::DATA_KIND_BINARY;
+  auto mlp = [&](const std::string& name) {
+    std::string out = absl::StrCat("def _", name, "(self, h: Tensor) -> Tensor:\n");
+    for (int l = 0; l < m.hidden_layers(); ++l) {
+      absl::StrAppend(&out, "    h = torch.relu(torch.linear(h, self.", p, name, l,
+                      "_weight, self.", p, name, l, "_bias))\n");
+    }
+    absl::StrAppend(&out, "    return torch.linear(h, self.", p, name, "_out_weight, self.", p,
+                    name, "_out_bias)\n\n");
+    return out;
+  };
+  const std::string ll = binary ? "    return (x * out - torch.softplus(out)).sum(-1)\n"
+                                : absl::StrCat("    log_std = self.", p, R"(log_std.clamp(-7.0, 7.0)
+    return (-0.5 * ((x - out) * torch.exp(-log_std)).pow(2) - log_std - HALF_LOG_2PI).sum(-1)
+)");
+  const std::string draw =
+      binary ? "    return (torch.rand([n, DIM]) < torch.sigmoid(out)).float()\n"
+             : absl::StrCat("    return out + torch.exp(self.", p,
+                            "log_std.clamp(-7.0, 7.0)) * torch.randn([n, DIM])\n");
+  // Draws of z per record in chunks of records, as VaeImpl::OverDraws (at most kRowsPerChunk
+  // rows of draws x records at once). mode 0: ELBO (KL analytic, the expectation as the mean of
+  // `draws` draws); mode 1: the IWAE estimate with `draws` importance samples.
+  s.methods = absl::StrReplaceAll(absl::StrCat(mlp("encoder"), mlp("decoder"), R"(
+def _vae_ll(self, x: Tensor, z: Tensor) -> Tensor:
+    out = self._decoder(z)
+)",
+                                               ll, R"(
+def _vae_rows(self, x: Tensor, mode: int, draws: int) -> Tensor:
+    h = self._encoder(x)
+    mu = h[:, 0:LATENT]
+    log_var = h[:, LATENT:LATENT2]
+    std = torch.exp(0.5 * log_var)
+    eps = torch.randn([draws, x.size(0), LATENT])
+    z = mu + std * eps
+    if mode == 0:
+        kl = 0.5 * (mu.pow(2) + torch.exp(log_var) - 1 - log_var).sum(-1)
+        return self._vae_ll(x, z).double().mean(0) - kl.double()
+    log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - HALF_LOG_2PI).sum(-1)
+    log_prior = (-0.5 * z.pow(2) - HALF_LOG_2PI).sum(-1)
+    log_w = (self._vae_ll(x, z) + log_prior - log_q).double()
+    return torch.logsumexp(log_w, 0) - torch.log(torch.full([1], float(draws))).double()
+
+def _inner_scores(self, x: Tensor, mode: int, draws: int, seed: int) -> Tensor:
+    torch.manual_seed(seed)
+    rows = max(1, ROWS_PER_CHUNK // max(1, draws))
+    parts: List[Tensor] = []
+    for s in range(0, x.size(0), rows):
+        parts.append(self._vae_rows(x[s:s + rows], mode, draws))
+    if len(parts) == 0:
+        return torch.zeros([0]).double()
+    return torch.cat(parts, 0)
+
+def _inner_sample(self, n: int) -> Tensor:
+    z = torch.randn([n, LATENT])
+    out = self._decoder(z)
+)",
+                                               draw),
+                                  {{"HALF_LOG_2PI", Lit(0.5 * std::log(2.0 * M_PI))},
+                                   {"LATENT2", absl::StrCat(2 * m.latent_dim())},
+                                   {"LATENT", absl::StrCat(m.latent_dim())},
+                                   {"ROWS_PER_CHUNK", "65536"},
+                                   {"DIM", absl::StrCat(shape.dim)}});
+  return s;
+}
+
 // The shape checks and preprocessing around the family's methods: log_prob, sample and info.
-std::string OuterSource(const v1::ModelSpec& spec, const DataShape& shape) {
+// `default_call`: log_prob's (mode, draws, seed) arguments of _data_scores; `vae` adds elbo
+// and iwae.
+std::string OuterSource(const v1::ModelSpec& spec, const DataShape& shape,
+                        const std::string& default_call, bool vae) {
   const bool pre = spec.has_preprocessing();
   const v1::Preprocessing& pp = spec.preprocessing();
   const double levels = pp.levels(), alpha = pp.logit_alpha();
@@ -397,7 +469,8 @@ std::string OuterSource(const v1::ModelSpec& spec, const DataShape& shape) {
     log_det = torch.zeros([x.size(0)]).double()
 )");
     }
-    absl::StrAppend(&body, R"(    lp = self._inner_log_prob(y.float()).double() + log_det
+    absl::StrAppend(&body,
+                    R"(    lp = self._inner_scores(y.float(), mode, draws, seed).double() + log_det
     lp = torch.where(inside, lp, torch.full_like(lp, float("-inf")))
 )");
     body = absl::StrReplaceAll(body, {{"LEVELS", Lit(levels)},
@@ -405,7 +478,7 @@ std::string OuterSource(const v1::ModelSpec& spec, const DataShape& shape) {
                                       {"LOG_SCALE", Lit(std::log(scale))},
                                       {"SCALE", Lit(scale)}});
   } else {
-    body = "    lp = self._inner_log_prob(x).double()\n";
+    body = "    lp = self._inner_scores(x, mode, draws, seed).double()\n";
   }
   if (shape.kind == v1::DATA_KIND_CONTINUOUS) {
     // As Model::Score: overflowing records score -inf, never NaN or +inf.
@@ -427,8 +500,24 @@ std::string OuterSource(const v1::ModelSpec& spec, const DataShape& shape) {
                           out, "\n");
   }
   return absl::StrCat(R"(
-def log_prob(self, x: Tensor) -> Tensor:)",
+def _data_scores(self, x: Tensor, mode: int, draws: int, seed: int) -> Tensor:)",
                       check, body, R"(    return lp
+
+def log_prob(self, x: Tensor) -> Tensor:
+    return self._data_scores(x, )",
+                      default_call, R"()
+)",
+                      vae ? R"(
+def elbo(self, x: Tensor, num_draws: int, seed: int) -> Tensor:
+    assert num_draws >= 1, "num_draws must be >= 1"
+    return self._data_scores(x, 0, num_draws, seed)
+
+def iwae(self, x: Tensor, k: int, seed: int) -> Tensor:
+    assert k >= 1, "k must be >= 1"
+    return self._data_scores(x, 1, k, seed)
+)"
+                          : "",
+                      R"(
 
 def sample(self, n: int, seed: int) -> Tensor:
     assert n >= 0, "n must be >= 0"
@@ -494,6 +583,9 @@ absl::StatusOr<std::string> ExportTorchScript(const Model& model) {
       case v1::MODEL_FAMILY_MADE:
         source = MadeSource(prefix, dynamic_cast<MadeImpl&>(*inner), spec.made(), shape);
         break;
+      case v1::MODEL_FAMILY_VAE:
+        source = VaeSource(prefix, spec.vae(), shape);
+        break;
       default:
         return absl::UnimplementedError(
             absl::StrCat("TorchScript export of ", info->name, " models is not built yet"));
@@ -518,7 +610,21 @@ absl::StatusOr<std::string> ExportTorchScript(const Model& model) {
                               static_cast<int64_t>(shape.num_categories));
     std::string score_kind = v1::ScoreKind_Name(model.score_kind());
     module.register_attribute("score_kind", c10::StringType::get(), score_kind);
-    module.define(source->methods + OuterSource(spec, shape));
+    const bool vae = spec.family() == v1::MODEL_FAMILY_VAE;
+    std::string methods = source->methods;
+    std::string default_call = "0, 0, 0";
+    if (vae) {
+      // As VaeImpl::Score with its defaults: the ELBO from kElboSamples draws, or IWAE-k.
+      const int k = spec.vae().importance_samples();
+      default_call =
+          k > 0 ? absl::StrCat("1, ", k, ", 0") : absl::StrCat("0, ", VaeImpl::kElboSamples, ", 0");
+    } else {
+      absl::StrAppend(&methods, R"(
+def _inner_scores(self, x: Tensor, mode: int, draws: int, seed: int) -> Tensor:
+    return self._inner_log_prob(x)
+)");
+    }
+    module.define(methods + OuterSource(spec, shape, default_call, vae));
     std::ostringstream out;
     module.save(out);
     return out.str();
