@@ -258,6 +258,8 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
          req.set_num_samples(2);
          return std::vector<std::string>{req.SerializeAsString()};
        }},
+      {"/logp.v1.ModelService/ExportModel", false,
+       [&] { return id_request(v1::ExportModelRequest(), job.model_id()); }},
   };
   // The methods of the three services, all of them in the matrix.
   int methods = 0;
@@ -299,7 +301,7 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
       if (rpc.writes) ++audited;
     }
   }
-  EXPECT_EQ(cells, 84);
+  EXPECT_EQ(cells, 90);
 
   // One audit record per mutating call of the matrix (and of the setup), tokens nowhere.
   const std::vector<AuditRecord> records = audit_.records();

@@ -193,6 +193,13 @@ TEST_F(TenancyTest, AnotherTenantsObjectsAreAnsweredAsUnknownIds) {
   EXPECT_TRUE(LooksUnknown(b.Sample(sample, write, call), b.Sample(sample0, write, call),
                            model.id(), model0));
   EXPECT_EQ(written, 0);
+  v1::ExportModelRequest export_model;
+  export_model.set_id(model.id());
+  v1::ExportModelRequest export_model0;
+  export_model0.set_id(model0);
+  EXPECT_TRUE(LooksUnknown(b.ExportModel(export_model).status(),
+                           b.ExportModel(export_model0).status(), model.id(), model0));
+  EXPECT_TRUE(a.ExportModel(export_model).ok());
   // A job naming A's dataset, for training or for validation.
   v1::JobSpec spec = TinyBernoulliSpec(ds.id());
   spec.set_validation_dataset_id(b_ds.id());
