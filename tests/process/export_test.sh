@@ -21,6 +21,9 @@ launch "$WORK/log" "$WORK/data"
 awk 'BEGIN { srand(3); for (r = 0; r < 300; r++) { line = ""; p = 0.3
   for (c = 0; c < 8; c++) { v = rand() < p ? 1 : 0; p = v ? 0.7 : 0.2; line = line (c ? "," : "") v }
   print line } }' >"$WORK/binary.csv"
+# 100 binary records of dim 600, for a model whose file (2.9 MB) takes several 1 MiB chunks.
+awk 'BEGIN { srand(8); for (r = 0; r < 100; r++) { line = ""; for (c = 0; c < 600; c++)
+  line = line (c ? "," : "") (rand() < 0.3 ? 1 : 0); print line } }' >"$WORK/wide.csv"
 awk 'BEGIN { srand(4); for (r = 0; r < 300; r++) { line = ""; for (c = 0; c < 5; c++)
   line = line (c ? "," : "") int(rand() * rand() * 3); print line } }' >"$WORK/categorical.csv"
 awk 'BEGIN { srand(5); for (r = 0; r < 300; r++) { a = rand() - rand(); b = rand()
@@ -32,6 +35,7 @@ upload() {
   "${CTL[@]}" --json datasets upload "$WORK/$1.csv" --kind="$2" "${@:3}" | json_field id
 }
 DS_binary=$(upload binary binary)
+DS_wide=$(upload wide binary)
 DS_categorical=$(upload categorical categorical --num_categories=3)
 DS_continuous=$(upload continuous continuous)
 DS_pixels=$(upload pixels continuous)
@@ -75,6 +79,9 @@ check gaussian_mixture continuous continuous 3 0 gaussian_mixture --components=2
 check made_gaussian continuous continuous 3 0 made --hidden_units=16
 check made_logit pixels continuous 4 0 made --hidden_units=16 --dequantize --logit
 check gaussian_dequantized pixels continuous 4 0 gaussian --dequantize
+check fvsbn_wide wide binary 600 2 fvsbn
+size=$(stat -c %s "$WORK/fvsbn_wide.pt")
+((size > 2 * 1024 * 1024)) || fail "fvsbn_wide: $size bytes, expected a file over two chunks"
 check vae_binary binary binary 8 2 vae --latent_dim=2 --hidden_units=16
 check vae_logit pixels continuous 4 0 vae --latent_dim=2 --hidden_units=16 --dequantize --logit
 
