@@ -20,6 +20,7 @@ struct Case {
   v1::ModelSpec spec;
   DataShape shape;
 };
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 RecordMatrix RandomRecords(const DataShape& s, int64_t n, uint64_t seed, double hi = 0) {
   RecordMatrix m = RecordMatrix::Empty(s.kind, s.dim, s.num_categories).value();
