@@ -65,9 +65,10 @@ grpc::Status ParseRequest(const httplib::Request& req, Message* message) {
   }
   const auto parsed = google::protobuf::util::JsonStringToMessage(json, message, options);
   if (!parsed.ok()) {
-    return InvalidArgument(absl::StrCat(req.method == "GET" ? "query parameters" : "the body",
-                                        " do not parse as ", message->GetDescriptor()->full_name(),
-                                        " in protobuf's JSON mapping: ", parsed.message().ToString()));
+    return InvalidArgument(
+        absl::StrCat(req.method == "GET" ? "query parameters" : "the body", " do not parse as ",
+                     message->GetDescriptor()->full_name(),
+                     " in protobuf's JSON mapping: ", parsed.message().ToString()));
   }
   return grpc::Status::OK;
 }
