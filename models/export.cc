@@ -19,6 +19,7 @@
 #include "models/families/nade.h"
 #include "models/families/preprocessing.h"
 #include "models/families/vae.h"
+#include "proto/cc/records.h"
 #include "proto/cc/status_macros.h"
 
 namespace logp {
@@ -530,19 +531,6 @@ def info(self) -> Dict[str, str]:
 )");
 }
 
-std::string KindLabel(v1::DataKind kind) {
-  switch (kind) {
-    case v1::DATA_KIND_BINARY:
-      return "binary";
-    case v1::DATA_KIND_CATEGORICAL:
-      return "categorical";
-    case v1::DATA_KIND_CONTINUOUS:
-      return "continuous";
-    default:
-      return "unspecified";
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> ExportTorchScript(const Model& model) {
@@ -604,7 +592,7 @@ absl::StatusOr<std::string> ExportTorchScript(const Model& model) {
     }
     for (const auto& [name, t] : source->buffers) module.register_buffer(name, t);
     module.register_attribute("family", c10::StringType::get(), info->name);
-    module.register_attribute("kind", c10::StringType::get(), KindLabel(shape.kind));
+    module.register_attribute("kind", c10::StringType::get(), KindName(shape.kind));
     module.register_attribute("dim", c10::IntType::get(), shape.dim);
     module.register_attribute("num_categories", c10::IntType::get(),
                               static_cast<int64_t>(shape.num_categories));
