@@ -7,6 +7,9 @@
 # --format=docker keeps HEALTHCHECK, which the OCI image format has no field for.
 
 FROM debian:12 AS builder
+# A CA bundle for npm (the dashboard's packages) behind a TLS-intercepting proxy, mounted into
+# the build (scripts/container-test.sh passes the host's); unset: the system's CAs.
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/
 COPY dashboard/package.json dashboard/package-lock.json dashboard/

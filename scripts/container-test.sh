@@ -97,7 +97,14 @@ if ! podman image exists "$BASE"; then
 fi
 
 t0=$(now_ms)
-buildah bud --isolation=chroot --format=docker --layers --pull=never -t "$IMAGE" \
+# npm in the builder stage (the dashboard's packages) trusts what the host trusts: this machine
+# reaches the npm registry through a TLS-intercepting proxy whose CA only the host's bundle has.
+CA_ARGS=()
+if [[ -r /etc/ssl/certs/ca-certificates.crt ]]; then
+  CA_ARGS=(--volume /etc/ssl/certs/ca-certificates.crt:/run/logp-host-ca.crt:ro
+    --build-arg NODE_EXTRA_CA_CERTS=/run/logp-host-ca.crt)
+fi
+buildah bud --isolation=chroot --format=docker --layers --pull=never -t "$IMAGE" "${CA_ARGS[@]}" \
   -f "$REPO/Dockerfile" "$REPO" >"$WORK/build.log" 2>&1 || {
   tail -40 "$WORK/build.log"
   fail "buildah bud failed"
@@ -106,7 +113,7 @@ echo "image built in $((($(now_ms) - t0) / 1000)) s"
 # A tag on the builder stage too (all its layers are cached by now, so this takes seconds), so
 # that pruning below keeps them for the next build.
 buildah bud --isolation=chroot --format=docker --layers --pull=never --target=builder \
-  -t "$IMAGE-builder" -f "$REPO/Dockerfile" "$REPO" >>"$WORK/build.log" 2>&1 ||
+  -t "$IMAGE-builder" "${CA_ARGS[@]}" -f "$REPO/Dockerfile" "$REPO" >>"$WORK/build.log" 2>&1 ||
   fail "tagging the builder stage failed"
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 echo "image size: $((size / 1000000)) MB"
