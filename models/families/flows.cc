@@ -10,7 +10,7 @@ namespace logp {
 namespace F = torch::nn::functional;
 namespace {
 
-constexpr double kBatchNormEps = 1e-5;
+constexpr double kBatchNormEps = FlowBatchNormImpl::kEps;
 constexpr double kBatchNormMomentum = 0.1;
 const double kLogSqrt2Pi = 0.5 * std::log(2.0 * M_PI);
 

@@ -37,6 +37,8 @@ class BijectionImpl : public torch::nn::Module {
 // averages, so y is a fixed affine map of x.
 class FlowBatchNormImpl : public BijectionImpl {
  public:
+  // The eps added to the variance.
+  static constexpr double kEps = 1e-5;
   explicit FlowBatchNormImpl(int64_t dim);
   FlowOutput Forward(const torch::Tensor& x) override;
   // The inverse of the eval-mode map (running statistics).
@@ -61,6 +63,9 @@ class MadeGaussianImpl : public BijectionImpl {
   // x from u, one variable at a time in the order (D passes).
   torch::Tensor Inverse(const torch::Tensor& u) override;
   const std::vector<int64_t>& order() const { return order_; }
+  // The hidden layers of the masked MLP (submodules hidden<l> with masks mask<l>, then output
+  // with mask_out).
+  int64_t num_hidden_layers() const { return static_cast<int64_t>(layers_.size()) - 1; }
 
  private:
   int64_t dim_;
@@ -80,6 +85,9 @@ class AffineCouplingImpl : public BijectionImpl {
                      double dropout);
   FlowOutput Forward(const torch::Tensor& x) override;
   torch::Tensor Inverse(const torch::Tensor& y) override;
+  // The hidden layers of each of the scale and shift MLPs (submodules scale_net<l>, then
+  // scale_net_out; shift_net likewise).
+  int64_t num_hidden_layers() const { return static_cast<int64_t>(scale_net_.size()) - 1; }
 
  private:
   std::pair<torch::Tensor, torch::Tensor> ScaleShift(const torch::Tensor& x_cond);
@@ -99,6 +107,10 @@ class FlowNet : public DensityNet {
   torch::Tensor Inverse(const torch::Tensor& u);
   torch::Tensor LogProb(const torch::Tensor& x) override;
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
+  // The steps x -> u in order, and each one's submodule name.
+  int64_t num_steps() const { return static_cast<int64_t>(steps_.size()); }
+  BijectionImpl& step(int64_t i) const { return *steps_[i]; }
+  const std::string& step_name(int64_t i) const { return step_names_[i]; }
 
  protected:
   explicit FlowNet(int64_t dim) : dim_(dim) {}
@@ -107,12 +119,14 @@ class FlowNet : public DensityNet {
   Holder AddStep(const std::string& name, Holder step) {
     register_module(name, step);
     steps_.push_back(step.ptr());
+    step_names_.push_back(name);
     return step;
   }
   int64_t dim_;
 
  private:
   std::vector<std::shared_ptr<BijectionImpl>> steps_;
+  std::vector<std::string> step_names_;
 };
 
 // MAF: `flow_layers` MADE-Gaussian layers, the order reversed between consecutive layers, with
