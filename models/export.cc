@@ -14,6 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "models/density_net.h"
+#include "models/export_internal.h"
+#include "models/families/flows.h"
 #include "models/families/fvsbn.h"
 #include "models/families/made.h"
 #include "models/families/nade.h"
@@ -23,9 +25,8 @@
 #include "proto/cc/status_macros.h"
 
 namespace logp {
-namespace {
+namespace export_internal {
 
-// A double as a TorchScript float literal (never an int literal; inf as float("inf")).
 std::string Lit(double v) {
   if (std::isinf(v)) return v > 0 ? "float(\"inf\")" : "float(\"-inf\")";
   std::string s = absl::StrFormat("%.17g", v);
@@ -33,19 +34,16 @@ std::string Lit(double v) {
   return s;
 }
 
+}  // namespace export_internal
+
+namespace {
+
+using export_internal::FamilySource;
+using export_internal::Lit;
+
 std::string IntList(const std::vector<int64_t>& v) {
   return absl::StrCat("[", absl::StrJoin(v, ", "), "]");
 }
-
-// What one family contributes: TorchScript methods
-//   _inner_log_prob(self, x: Tensor) -> Tensor   (x float [N, D] in the net's input space)
-//   _inner_sample(self, n: int) -> Tensor        (float [n, D], drawing from the global RNG)
-// reading the net's tensors as self.<prefix><name with '.' as '_'>.
-struct FamilySource {
-  std::string methods;
-  // Extra buffers (orders, masks) the methods read.
-  std::vector<std::pair<std::string, torch::Tensor>> buffers;
-};
 
 // In module.define, `torch.` names aten operators (torch.softplus is aten::softplus, as
 // torch::nn::functional::softplus calls it); dtypes are spelled by .float() and .double().
@@ -573,6 +571,10 @@ absl::StatusOr<std::string> ExportTorchScript(const Model& model) {
         break;
       case v1::MODEL_FAMILY_VAE:
         source = VaeSource(prefix, spec.vae(), shape);
+        break;
+      case v1::MODEL_FAMILY_MAF:
+      case v1::MODEL_FAMILY_REALNVP:
+        source = export_internal::FlowSource(prefix, dynamic_cast<FlowNet&>(*inner), shape.dim);
         break;
       default:
         return absl::UnimplementedError(

@@ -33,8 +33,9 @@
 
 namespace logp {
 
-// The bytes of a TorchScript file (torch::jit::Module::save) of `model`. UNIMPLEMENTED for a
-// family whose export is not built (MAF, RealNVP); INTERNAL if LibTorch fails.
+// The bytes of a TorchScript file (torch::jit::Module::save) of `model`. Every family exports
+// (MAF and RealNVP with their eval-mode batch norm; models/export_flows.cc); UNIMPLEMENTED for a
+// family whose export is not built; INTERNAL if LibTorch fails.
 // Thread-safe (reads the model only).
 absl::StatusOr<std::string> ExportTorchScript(const Model& model);
 

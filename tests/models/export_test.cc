@@ -9,7 +9,9 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "models/density_net.h"
+#include "models/families/flows.h"
 #include "tests/models/test_data.h"
 
 namespace logp {
@@ -126,24 +128,83 @@ std::vector<Case> Cases() {
     s->mutable_preprocessing()->set_logit(true);
     s->mutable_preprocessing()->set_levels(16);
   });
+  add("maf", cont, [](v1::ModelSpec* s) {
+    s->set_family(v1::MODEL_FAMILY_MAF);
+    s->mutable_maf()->set_flow_layers(3);
+    s->mutable_maf()->set_hidden_units(8);
+  });
+  add("maf_batch_norm", cont, [](v1::ModelSpec* s) {
+    s->set_family(v1::MODEL_FAMILY_MAF);
+    s->mutable_maf()->set_flow_layers(3);
+    s->mutable_maf()->set_hidden_layers(2);
+    s->mutable_maf()->set_hidden_units(8);
+    s->mutable_maf()->set_batch_norm(true);
+  });
+  add("maf_logit", cont, [](v1::ModelSpec* s) {
+    s->set_family(v1::MODEL_FAMILY_MAF);
+    s->mutable_maf()->set_flow_layers(2);
+    s->mutable_maf()->set_hidden_units(8);
+    s->mutable_maf()->set_batch_norm(true);
+    s->mutable_preprocessing()->set_dequantize(true);
+    s->mutable_preprocessing()->set_logit(true);
+    s->mutable_preprocessing()->set_levels(16);
+  });
+  add("realnvp", cont, [](v1::ModelSpec* s) {
+    s->set_family(v1::MODEL_FAMILY_REALNVP);
+    s->mutable_realnvp()->set_coupling_layers(3);
+    s->mutable_realnvp()->set_hidden_units(8);
+  });
+  add("realnvp_batch_norm", cont, [](v1::ModelSpec* s) {
+    s->set_family(v1::MODEL_FAMILY_REALNVP);
+    s->mutable_realnvp()->set_coupling_layers(4);
+    s->mutable_realnvp()->set_hidden_layers(1);
+    s->mutable_realnvp()->set_hidden_units(8);
+    s->mutable_realnvp()->set_batch_norm(true);
+  });
+  add("realnvp_dequantized", cont, [](v1::ModelSpec* s) {
+    s->set_family(v1::MODEL_FAMILY_REALNVP);
+    s->mutable_realnvp()->set_coupling_layers(2);
+    s->mutable_realnvp()->set_hidden_units(8);
+    s->mutable_realnvp()->set_batch_norm(true);
+    s->mutable_preprocessing()->set_dequantize(true);
+    s->mutable_preprocessing()->set_levels(16);
+  });
   return out;
+}
+
+bool IsFlow(const Case& c) {
+  return c.spec.family() == v1::MODEL_FAMILY_MAF || c.spec.family() == v1::MODEL_FAMILY_REALNVP;
+}
+
+// A model of the case with its parameters (and batch norms' running statistics) moved away from
+// their initial values (zeros, ones for several families), so that a wrong weight shows.
+std::unique_ptr<Model> PerturbedModel(const Case& c) {
+  auto model = Model::Create(c.spec, c.shape, 5);
+  if (!model.ok()) {
+    ADD_FAILURE() << model.status();
+    return nullptr;
+  }
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(11);
+  for (auto& p : NetOf(**model).parameters()) p.add_(0.3 * torch::randn_like(p));
+  for (auto& b : NetOf(**model).named_buffers()) {
+    if (absl::EndsWith(b.key(), "running_mean")) b.value().add_(0.5 * torch::randn_like(b.value()));
+    if (absl::EndsWith(b.key(), "running_var")) {
+      b.value().mul_(torch::exp(0.5 * torch::randn_like(b.value())));
+    }
+  }
+  // As training leaves them: masked weights 0 (MADE with one mask).
+  ForEachDensityNet(NetOf(**model), [](DensityNet& n) { n.FoldMasks(); });
+  return std::move(*model);
 }
 
 class ExportTest : public testing::TestWithParam<Case> {};
 
 TEST_P(ExportTest, LogProbEqualsScoreAndSamplesAreSeeded) {
   const Case& c = GetParam();
-  auto model = Model::Create(c.spec, c.shape, 5);
-  ASSERT_TRUE(model.ok()) << model.status();
-  {
-    // Away from the initial values (zeros for several families), so that a wrong weight shows.
-    torch::NoGradGuard no_grad;
-    torch::manual_seed(11);
-    for (auto& p : NetOf(**model).parameters()) p.add_(0.3 * torch::randn_like(p));
-    // As training leaves them: masked weights 0 (MADE with one mask).
-    ForEachDensityNet(NetOf(**model), [](DensityNet& n) { n.FoldMasks(); });
-  }
-  absl::StatusOr<std::string> file = ExportTorchScript(**model);
+  std::unique_ptr<Model> model = PerturbedModel(c);
+  ASSERT_NE(model, nullptr);
+  absl::StatusOr<std::string> file = ExportTorchScript(*model);
   ASSERT_TRUE(file.ok()) << file.status();
   std::istringstream in(*file);
   torch::jit::Module m = torch::jit::load(in);
@@ -151,7 +212,7 @@ TEST_P(ExportTest, LogProbEqualsScoreAndSamplesAreSeeded) {
   const bool pre = c.spec.has_preprocessing();
   RecordMatrix records = RandomRecords(c.shape, 300, 9, pre ? 16 : 0);
   if (pre) records.f32[4] = 16;  // outside the support: -inf
-  absl::StatusOr<Scores> want = (*model)->Score(records, ScoreOptions{});
+  absl::StatusOr<Scores> want = model->Score(records, ScoreOptions{});
   ASSERT_TRUE(want.ok()) << want.status();
   torch::Tensor got = m.run_method("log_prob", RecordsToTensor(records)).toTensor();
   ASSERT_EQ(got.scalar_type(), torch::kDouble);
@@ -191,7 +252,7 @@ TEST_P(ExportTest, LogProbEqualsScoreAndSamplesAreSeeded) {
   torch::Tensor lp = m.run_method("log_prob", s1).toTensor();
   EXPECT_TRUE(torch::isfinite(lp).all().item<bool>()) << c.name;
   EXPECT_EQ(m.attr("dim").toInt(), c.shape.dim);
-  EXPECT_EQ(m.attr("score_kind").toStringRef(), v1::ScoreKind_Name((*model)->score_kind()));
+  EXPECT_EQ(m.attr("score_kind").toStringRef(), v1::ScoreKind_Name(model->score_kind()));
   if (c.spec.family() == v1::MODEL_FAMILY_VAE) {
     // The ELBO bounds the IWAE estimate from below on average (Burda et al.), here with 200
     // draws each.
@@ -220,13 +281,31 @@ TEST(ExportErrorsTest, WrongDimRaises) {
   EXPECT_THROW(m.run_method("log_prob", torch::full({2, 4}, 2.0)), std::exception);
 }
 
-TEST(ExportErrorsTest, FlowIsUnimplemented) {  // MAF and RealNVP
-  v1::ModelSpec spec;
-  spec.set_family(v1::MODEL_FAMILY_MAF);
-  spec.mutable_maf()->set_hidden_units(4);
-  auto model = Model::Create(spec, DataShape{v1::DATA_KIND_CONTINUOUS, 3, 0}, 1);
-  ASSERT_TRUE(model.ok()) << model.status();
-  EXPECT_EQ(ExportTorchScript(**model).status().code(), absl::StatusCode::kUnimplemented);
+// A flow's sample is its inverse map of the normal draws: the module's sample(n, seed) equals
+// FlowNet::Inverse of torch.randn after torch.manual_seed(seed) (MAF: one variable at a time in
+// each layer's order; RealNVP: the couplings undone in reverse; batch norm's eval-mode map), and
+// the forward map of log_prob takes the samples back to those draws.
+TEST(ExportFlowsTest, SampleIsTheInverseOfTheNormalDraws) {
+  for (const Case& c : Cases()) {
+    if (!IsFlow(c) || c.spec.has_preprocessing()) continue;
+    SCOPED_TRACE(c.name);
+    std::unique_ptr<Model> model = PerturbedModel(c);
+    ASSERT_NE(model, nullptr);
+    absl::StatusOr<std::string> file = ExportTorchScript(*model);
+    ASSERT_TRUE(file.ok()) << file.status();
+    std::istringstream in(*file);
+    torch::jit::Module m = torch::jit::load(in);
+    torch::Tensor got = m.run_method("sample", 200, 3).toTensor();
+    torch::NoGradGuard no_grad;
+    auto& flow = dynamic_cast<FlowNet&>(NetOf(*model));
+    torch::manual_seed(3);
+    torch::Tensor u = torch::randn({200, c.shape.dim});
+    torch::Tensor want = flow.Inverse(u);
+    EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5))
+        << "max difference " << (got - want).abs().max().item<double>();
+    // And back: the forward map of the samples is the draws.
+    EXPECT_TRUE(torch::allclose(flow.Forward(got).y, u, 1e-4, 1e-4));
+  }
 }
 
 }  // namespace
