@@ -6,8 +6,10 @@ line), or SCORES.json logpctl --json's ScoreResponse. Checks that log_prob equal
 scores within 1e-5 relative (-inf where the server said -inf) or, for Monte Carlo scores (the
 VAE's, with standard errors se), within 5 sqrt(2) se per record (both estimates have standard
 error se), that sample(n, seed) is reproducible by seed, differs across seeds and has
-the shape and values of the data kind, and for bernoulli that the sample means match the model's
-probabilities. Exits 1 with a message on the first failed check.
+the shape and values of the data kind, for bernoulli that the sample means match the model's
+probabilities, and for maf and realnvp that every batch norm carries the running statistics
+that training left (not its initial variances of one). Exits 1 with a message on the first
+failed check.
 """
 import json
 import math
@@ -73,6 +75,10 @@ def main():
         bound = 5 * torch.sqrt(p * (1 - p) / n) + 1e-3
         if not bool(((mean - p).abs() <= bound).all()):
             fail(f"{path}: sample means {mean.tolist()} vs probabilities {p.tolist()}")
+    if family in ("maf", "realnvp"):
+        for name, b in m.named_buffers():
+            if name.endswith("running_var") and torch.equal(b, torch.ones_like(b)):
+                fail(f"{path}: {name} is still all ones: not the trained running statistics")
     how = "within 5 sqrt(2) standard errors" if se is not None else "to 1e-5"
     print(f"ok {family} {kind}: {len(rows)} scores match {how}, samples seeded")
 
