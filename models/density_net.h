@@ -58,6 +58,19 @@ class DensityNet : public torch::nn::Module {
   // [n, D] float samples drawn with `gen`, in the same value convention as the input.
   virtual torch::Tensor Sample(int64_t n, at::Generator& gen) = 0;
 
+  // Analytics (models/explain.cc, models/conditional.cc). Each has a default meaning "this family
+  // cannot": the callers answer FAILED_PRECONDITION.
+  //
+  // The chain-rule terms of LogProb: [B, D] double whose column d is log p(x_d | x_<d) for data
+  // dimension d, "<d" meaning the dimensions before d in FactorOrder() (all of them are independent
+  // when FactorOrder() is empty); each row sums to LogProb(x) (within rounding). Eval mode, no
+  // gradients. Undefined for a family without such a decomposition (flows, the VAE).
+  virtual torch::Tensor PerDimensionLogProb(const torch::Tensor& x) { return torch::Tensor(); }
+  // The order of PerDimensionLogProb's factorisation: order[i] is the data dimension that comes
+  // i-th. Empty when the dimensions are independent under the model (or there is no
+  // decomposition).
+  virtual std::vector<int64_t> FactorOrder() const { return {}; }
+
   // How Train fits the family: Adam on Loss (default), a closed form, or EM (one EM step over
   // the whole training set per epoch).
   virtual Fit fit() const { return Fit::kGradient; }
