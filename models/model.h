@@ -93,6 +93,20 @@ class Model {
   absl::StatusOr<RecordMatrix> Sample(int64_t n, uint64_t seed,
                                       const StopPoll& stop = nullptr) const;
 
+  // --- per-dimension explanations (models/explain.cc) ---
+  // The chain-rule terms of log p(x): for every row of `records` (checked as in LogProb) and
+  // every data dimension d, log p(x_d | x_<d) in nats, "<d" meaning the dimensions before d in
+  // FactorOrder() (none when it is empty: the dimensions are independent under the model).
+  // N x D row-major; each row sums to LogProb's value within rounding. Continuous terms that
+  // overflow are -inf, never NaN. Computed in batches of kEvalBatchRows, polling `stop` between
+  // them (CANCELLED). FAILED_PRECONDITION naming the family when it has no such decomposition
+  // (MAF, RealNVP, the VAE, a MADE ensemble of several masks).
+  absl::StatusOr<std::vector<double>> PerDimensionLogProb(const RecordMatrix& records,
+                                                          const StopPoll& stop = nullptr) const;
+  // The order of that factorisation: order[i] is the data dimension that comes i-th; empty when
+  // the dimensions are independent under the model or it has no decomposition.
+  std::vector<int64_t> FactorOrder() const;
+
   const v1::ModelSpec& spec() const;
   const DataShape& shape() const;
   int64_t NumParameters() const;

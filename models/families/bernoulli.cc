@@ -25,6 +25,11 @@ void BernoulliNetImpl::FitClosedForm(const torch::Tensor& x) {
   logits_.copy_(torch::log(p) - torch::log1p(-p));
 }
 
+torch::Tensor BernoulliNetImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  auto l = logits_.detach().to(torch::kDouble).unsqueeze(0);
+  return x.to(torch::kDouble) * l - torch::nn::functional::softplus(l);
+}
+
 torch::Tensor BernoulliNetImpl::Probabilities() const { return torch::sigmoid(logits_.detach()); }
 
 FamilyInfo BernoulliFamily() {

@@ -16,6 +16,8 @@ class BernoulliNetImpl : public DensityNet {
   // p_d = (ones_d + a) / (N + 2a), clamped to [1e-6, 1 - 1e-6].
   void FitClosedForm(const torch::Tensor& x) override;
   torch::Tensor Probabilities() const;
+  // log Bernoulli(x_d | p_d) per dimension (independent: FactorOrder() is empty).
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
 
  private:
   double pseudo_count_;

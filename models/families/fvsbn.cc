@@ -31,6 +31,11 @@ torch::Tensor FvsbnImpl::LogProb(const torch::Tensor& x) {
   return BernoulliLogLikelihood(Logits(x), x);
 }
 
+torch::Tensor FvsbnImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  auto l = Logits(x).to(torch::kDouble);
+  return x.to(torch::kDouble) * l - F::softplus(l);
+}
+
 torch::Tensor FvsbnImpl::Sample(int64_t n, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   const int64_t dim = static_cast<int64_t>(order_.size());

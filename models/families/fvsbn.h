@@ -20,6 +20,9 @@ class FvsbnImpl : public DensityNet {
   torch::Tensor LogProb(const torch::Tensor& x) override;
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
   const std::vector<int64_t>& order() const { return order_; }
+  // log Bernoulli(x_d | sigmoid(logit_d)) per dimension, in the model's order.
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
+  std::vector<int64_t> FactorOrder() const override { return order_; }
 
  private:
   std::vector<int64_t> order_;

@@ -74,6 +74,13 @@ torch::Tensor GaussianNetImpl::Sample(int64_t n, at::Generator& gen) {
   return mean_.detach() + torch::sqrt(Variance()) * eps;
 }
 
+torch::Tensor GaussianNetImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  auto log_var = log_var_.detach().to(torch::kDouble).clamp_min(std::log(min_variance_));
+  auto z2 =
+      (x.to(torch::kDouble) - mean_.detach().to(torch::kDouble)).pow(2) * torch::exp(-log_var);
+  return -0.5 * (z2 + log_var + kLog2Pi);
+}
+
 void GaussianNetImpl::FitClosedForm(const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
   auto xd = x.to(torch::kDouble);
@@ -194,6 +201,24 @@ torch::Tensor GaussianMixtureNetImpl::Sample(int64_t n, at::Generator& gen) {
   auto mu = Means().index_select(0, comp);
   auto l = CholeskyFactors().index_select(0, comp);  // [n, D, D]
   return (mu + torch::matmul(l, eps.unsqueeze(2)).squeeze(2)).to(torch::kFloat);
+}
+
+torch::Tensor GaussianMixtureNetImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  auto log_w = torch::log_softmax(logits_.detach().to(torch::kDouble), 0);  // [K]
+  auto chol = CholeskyFactors();                                            // [K, D, D]
+  auto diff = x.to(torch::kDouble).unsqueeze(0) - Means().unsqueeze(1);     // [K, B, D]
+  auto z = torch::linalg_solve_triangular(chol, diff.transpose(1, 2), /*upper=*/false);
+  // Component k's chain-rule terms [K, D, B], their running sums and the mixture's.
+  auto terms =
+      -0.5 * z.pow(2) - 0.5 * kLog2Pi - torch::log(torch::diagonal(chol, 0, 1, 2)).unsqueeze(2);
+  auto prefix = torch::logsumexp(terms.cumsum(1) + log_w.view({-1, 1, 1}), 0);  // [D, B]
+  auto previous = torch::cat({torch::zeros_like(prefix.slice(0, 0, 1)), prefix.slice(0, 0, -1)});
+  return (prefix - previous).t().contiguous();
+}
+
+std::vector<int64_t> GaussianMixtureNetImpl::FactorOrder() const {
+  return VariableOrder(v1::VARIABLE_ORDER_NATURAL, 0, dim_);
 }
 
 torch::Tensor GaussianMixtureNetImpl::Weights() const {

@@ -17,6 +17,8 @@ class GaussianNetImpl : public DensityNet {
   void FitClosedForm(const torch::Tensor& x) override;
   torch::Tensor Mean() const { return mean_.detach(); }
   torch::Tensor Variance() const;
+  // log N(x_d; m_d, v_d) per dimension (independent: FactorOrder() is empty).
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
 
  private:
   double min_variance_;
@@ -51,6 +53,12 @@ class GaussianMixtureNetImpl : public DensityNet {
   // Mixture mean [D] and covariance [D, D] (double).
   torch::Tensor MixtureMean() const;
   torch::Tensor MixtureCovariance() const;
+  // log p(x_<=d) - log p(x_<d) in natural order, where log p(x_<=d) = logsumexp_k [log pi_k +
+  // sum_{j<=d} (log N(z_kj; 0, 1) - log L_k,jj)], z_k = L_k^{-1} (x - mu_k): component k's
+  // chain-rule terms in natural order are its Gaussian conditionals (exactly so for FULL, by the
+  // triangular structure of L_k).
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
+  std::vector<int64_t> FactorOrder() const override;
 
  private:
   // [K, D] diagonal of L_k, floored.

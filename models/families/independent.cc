@@ -39,6 +39,12 @@ void CategoricalNetImpl::FitClosedForm(const torch::Tensor& x) {
   log_probs_.copy_(torch::log(p));
 }
 
+torch::Tensor CategoricalNetImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  auto lp = torch::log_softmax(log_probs_.detach().to(torch::kDouble), 1);  // [D, K]
+  auto idx = x.to(torch::kLong).unsqueeze(2);                               // [B, D, 1]
+  return lp.unsqueeze(0).expand({x.size(0), lp.size(0), lp.size(1)}).gather(2, idx).squeeze(2);
+}
+
 torch::Tensor CategoricalNetImpl::Probabilities() const {
   return torch::softmax(log_probs_.detach(), 1);
 }

@@ -18,6 +18,8 @@ class CategoricalNetImpl : public DensityNet {
   void FitClosedForm(const torch::Tensor& x) override;
   // [D, K] probabilities.
   torch::Tensor Probabilities() const;
+  // log p_d(x_d) per dimension (independent: FactorOrder() is empty).
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
 
  private:
   int64_t num_categories_;

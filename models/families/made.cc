@@ -242,6 +242,22 @@ torch::Tensor MadeImpl::LogProb(const torch::Tensor& x) {
   return LogMeanExp(torch::stack(per_mask, 0), 0);
 }
 
+torch::Tensor MadeImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  if (config_.num_masks != 1) return torch::Tensor();
+  auto params = Forward(Encode(x), 0);
+  if (config_.kind == v1::DATA_KIND_BINARY) {
+    // In double from the float logits, as the scoring path sums them.
+    auto l = params.select(2, 0).to(torch::kDouble);
+    return x.to(torch::kDouble) * l - F::softplus(l);
+  }
+  return LogLikelihoods(params, x).to(torch::kDouble);
+}
+
+std::vector<int64_t> MadeImpl::FactorOrder() const {
+  if (config_.num_masks != 1) return {};
+  return orders_[0];
+}
+
 torch::Tensor MadeImpl::Loss(const torch::Tensor& x) {
   return -LogProbWithMask(x, current_mask_).mean();
 }

@@ -94,6 +94,11 @@ class MadeImpl : public DensityNet {
   torch::Tensor LogProbWithMask(const torch::Tensor& x, int64_t mask);
   // The ensemble log-likelihood (log-mean-exp over masks).
   torch::Tensor LogProb(const torch::Tensor& x) override;
+  // One mask: log p(x_d | x_<d) per dimension in mask 0's order. An ensemble of M > 1 masks
+  // (a mixture of models in different orders) has no chain-rule decomposition in one order:
+  // undefined.
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
+  std::vector<int64_t> FactorOrder() const override;
   // Training loss: mean NLL under the current mask (set by BeforeStep).
   torch::Tensor Loss(const torch::Tensor& x) override;
   // Binary data: forward and backward by hand, with the same dropout draws as Loss. Units are

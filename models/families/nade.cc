@@ -166,6 +166,11 @@ torch::Tensor NadeImpl::LogProb(const torch::Tensor& x) {
   return BernoulliLogLikelihood(Logits(x), x);
 }
 
+torch::Tensor NadeImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  auto l = Logits(x).to(torch::kDouble);
+  return x.to(torch::kDouble) * l - torch::nn::functional::softplus(l);
+}
+
 torch::Tensor NadeImpl::Sample(int64_t n, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   const int64_t dim = static_cast<int64_t>(order_.size());

@@ -23,6 +23,9 @@ class NadeImpl : public DensityNet {
   torch::Tensor LogProb(const torch::Tensor& x) override;
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
   const std::vector<int64_t>& order() const { return order_; }
+  // log Bernoulli(x_d | sigmoid(logit_d)) per dimension, in the model's order.
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
+  std::vector<int64_t> FactorOrder() const override { return order_; }
   // Whether data batches (inputs that need no gradient, float, no dropout in force) use the
   // record-by-record recurrence with its hand-written gradient (default) instead of the
   // cumulative-sum form that autograd differentiates. Both compute the same function.

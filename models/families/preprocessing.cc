@@ -19,11 +19,13 @@ PreprocessedNetImpl::Transformed PreprocessedNetImpl::Transform(const torch::Ten
   auto xp = x.to(torch::kDouble);
   if (dequantize_)
     xp = noise ? xp + torch::rand(xp.sizes(), NoiseGenerator(), xp.options()) : xp + 0.5;
-  t.inside = ((xp >= 0) & (xp <= levels_)).all(1);
+  t.inside_dims = (xp >= 0) & (xp <= levels_);
+  t.inside = t.inside_dims.all(1);
   // Outside the support the record scores -inf; clamping keeps the arithmetic finite.
   auto xc = xp.clamp(0, levels_);
   if (!logit_) {
     t.y = xc;
+    t.log_det_dims = torch::zeros_like(xc);
     t.log_det = torch::zeros({x.size(0)}, torch::kDouble);
     return t;
   }
@@ -32,7 +34,8 @@ PreprocessedNetImpl::Transformed PreprocessedNetImpl::Transform(const torch::Ten
   auto log_s = torch::log(alpha_ + scale * xc);
   auto log_1ms = torch::log(alpha_ + scale * (levels_ - xc));
   t.y = log_s - log_1ms;
-  t.log_det = (std::log(scale) - log_s - log_1ms).sum(1);
+  t.log_det_dims = std::log(scale) - log_s - log_1ms;
+  t.log_det = t.log_det_dims.sum(1);
   return t;
 }
 
@@ -56,6 +59,15 @@ ScoreBatch PreprocessedNetImpl::Score(const torch::Tensor& x, const ScoreOptions
   s.log_prob =
       torch::where(t.inside, lp, torch::full_like(lp, -std::numeric_limits<double>::infinity()));
   return s;
+}
+
+torch::Tensor PreprocessedNetImpl::PerDimensionLogProb(const torch::Tensor& x) {
+  auto t = Transform(x, /*noise=*/false);
+  auto inner = inner_->PerDimensionLogProb(t.y.to(torch::kFloat));
+  if (!inner.defined()) return inner;
+  auto terms = inner.to(torch::kDouble) + t.log_det_dims;
+  return torch::where(t.inside_dims, terms,
+                      torch::full_like(terms, -std::numeric_limits<double>::infinity()));
 }
 
 torch::Tensor PreprocessedNetImpl::Sample(int64_t n, at::Generator& gen) {

@@ -29,13 +29,19 @@ class PreprocessedNetImpl : public DensityNet {
   void FitClosedForm(const torch::Tensor& x) override;
   void EmStep(const torch::Tensor& x) override;
   void BeforeStep(int64_t step) override { inner_->BeforeStep(step); }
+  // The inner net's terms at y plus each dimension's log |dy_d/dx'_d|; -infinity for a value
+  // outside [0, levels] (the record's log p is then -infinity too). Undefined if the inner's is.
+  torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
+  std::vector<int64_t> FactorOrder() const override { return inner_->FactorOrder(); }
 
   // y, the per-record log |dy/dx'| (double) and whether each record lies in the support, for
   // x' = Dequantized(x). `noise`: add U[0, 1) (else 1/2) when dequantising.
   struct Transformed {
-    torch::Tensor y;        // [B, D] float
-    torch::Tensor log_det;  // [B] double
-    torch::Tensor inside;   // [B] bool
+    torch::Tensor y;             // [B, D] float
+    torch::Tensor log_det;       // [B] double
+    torch::Tensor inside;        // [B] bool
+    torch::Tensor log_det_dims;  // [B, D] double: log_det per dimension
+    torch::Tensor inside_dims;   // [B, D] bool: inside per dimension
   };
   Transformed Transform(const torch::Tensor& x, bool noise) const;
   DensityNet& inner() { return *inner_; }
