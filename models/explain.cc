@@ -16,13 +16,14 @@ namespace {
 // Why a model has no per-dimension decomposition, for FAILED_PRECONDITION.
 std::string NoDecompositionReason(const v1::ModelSpec& spec) {
   const FamilyInfo* info = FindFamily(spec.family());
-  const std::string name = info != nullptr ? info->name : "unknown";
+  std::string subject = info != nullptr ? info->name : "unknown";
   std::string why;
   switch (spec.family()) {
     case v1::MODEL_FAMILY_MADE:
-      why = absl::StrCat(" with num_masks = ", spec.made().num_masks(),
-                         ": an ensemble over variable orders is a mixture with no chain rule in "
-                         "one order; train with num_masks = 1");
+      absl::StrAppend(&subject, " with num_masks = ", spec.made().num_masks());
+      why =
+          ": an ensemble over variable orders is a mixture with no chain rule in one order "
+          "(train with num_masks = 1)";
       break;
     case v1::MODEL_FAMILY_VAE:
       why =
@@ -38,7 +39,7 @@ std::string NoDecompositionReason(const v1::ModelSpec& spec) {
     default:
       break;
   }
-  return absl::StrCat("model family ", name, " has no per-dimension decomposition of log p(x)",
+  return absl::StrCat("model family ", subject, " has no per-dimension decomposition of log p(x)",
                       why);
 }
 
