@@ -166,6 +166,11 @@ class Client {
                                              const ScoringOptions& options, int64_t batch = 10000);
   // Sends one ScoreRequest as given (for tests and benchmarks).
   absl::StatusOr<v1::ScoreResponse> ScoreRaw(const v1::ScoreRequest& request);
+  // Per-dimension explanations (client/client_explain.cc): log_prob and dimension_log_prob
+  // (N x D row-major, log p(x_d | x_<d)) of every record, concatenated over requests that stay
+  // within the server's per-request cap on terms. FAILED_PRECONDITION for a family without them.
+  absl::StatusOr<v1::ScoreResponse> ScorePerDimension(const std::string& model_id,
+                                                      const RecordMatrix& records);
   absl::StatusOr<v1::EvaluateResponse> Evaluate(const std::string& model_id,
                                                 const std::string& dataset_id,
                                                 const ScoringOptions& options = {});

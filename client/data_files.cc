@@ -309,10 +309,10 @@ void PngErrorFn(png_structp png, png_const_charp message) {
 
 void PngWarningFn(png_structp, png_const_charp) {}
 
-// Writes an 8-bit grey image. Holds no C++ objects with destructors, because libpng reports
-// errors by longjmp.
-bool WriteGreyPng(std::FILE* file, const uint8_t* pixels, uint32_t width, uint32_t height,
-                  PngError* error) {
+// Writes an 8-bit grey (channels 1) or RGB (channels 3) image. Holds no C++ objects with
+// destructors, because libpng reports errors by longjmp.
+bool WritePngRows(std::FILE* file, const uint8_t* pixels, uint32_t width, uint32_t height,
+                  int channels, PngError* error) {
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, error, PngErrorFn, PngWarningFn);
   if (png == nullptr) return false;
   png_infop info = png_create_info_struct(png);
@@ -325,11 +325,13 @@ bool WriteGreyPng(std::FILE* file, const uint8_t* pixels, uint32_t width, uint32
     return false;
   }
   png_init_io(png, file);
-  png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+  png_set_IHDR(png, info, width, height, 8,
+               channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
+  const size_t row_bytes = static_cast<size_t>(width) * channels;
   for (uint32_t y = 0; y < height; ++y) {
-    png_write_row(png, const_cast<png_bytep>(pixels + static_cast<size_t>(y) * width));
+    png_write_row(png, const_cast<png_bytep>(pixels + static_cast<size_t>(y) * row_bytes));
   }
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
@@ -590,12 +592,24 @@ absl::Status WritePngGrid(const RecordMatrix& records, const v1::ImageShape& sha
     }
   }
 
+  return WritePng(path, pixels, static_cast<uint32_t>(image_w), static_cast<uint32_t>(image_h), 1);
+}
+
+absl::Status WritePng(const std::string& path, const std::vector<uint8_t>& pixels, uint32_t width,
+                      uint32_t height, int channels) {
+  if (channels != 1 && channels != 3) {
+    return absl::InvalidArgumentError(absl::StrCat("PNG channels must be 1 or 3, got ", channels));
+  }
+  if (pixels.size() != static_cast<size_t>(width) * height * channels || width == 0 ||
+      height == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("PNG of ", width, "x", height, "x", channels,
+                                                   " from ", pixels.size(), " bytes"));
+  }
   errno = 0;
   std::FILE* file = std::fopen(path.c_str(), "wb");
   if (file == nullptr) return OpenError(path);
   PngError error;
-  const bool written = WriteGreyPng(file, pixels.data(), static_cast<uint32_t>(image_w),
-                                    static_cast<uint32_t>(image_h), &error);
+  const bool written = WritePngRows(file, pixels.data(), width, height, channels, &error);
   const bool closed = std::fclose(file) == 0;
   if (!written) {
     return absl::InternalError(absl::StrCat("cannot write PNG ", path, ": ", error.message));

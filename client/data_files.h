@@ -2,7 +2,9 @@
 #ifndef LOGP_CLIENT_DATA_FILES_H_
 #define LOGP_CLIENT_DATA_FILES_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -54,6 +56,9 @@ absl::StatusOr<RecordMatrix> ReadRecordsFile(const std::string& path, const Read
 // K-1; continuous min..max) with `columns` images per row, each shape.height x shape.width.
 absl::Status WritePngGrid(const RecordMatrix& records, const v1::ImageShape& shape, int columns,
                           const std::string& path);
+// Writes `pixels` (row-major, `channels` bytes per pixel: 1 grey, 3 RGB) as an 8-bit PNG.
+absl::Status WritePng(const std::string& path, const std::vector<uint8_t>& pixels, uint32_t width,
+                      uint32_t height, int channels);
 
 }  // namespace logp
 

@@ -33,6 +33,7 @@
 #include "client/client.h"
 #include "client/connection_flags.h"
 #include "client/data_files.h"
+#include "client/logpctl_explain.h"
 #include "client/logpctl_print.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/cc/status_macros.h"
@@ -146,6 +147,8 @@ jobs watch ID [--from_seq=N]      follow training; exit 0 iff the job succeeded
 models get ID | list
 models score ID FILE [read flags as for upload] [--output=FILE]
 models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
+models explain ID --input=FILE [--record=N --top=K] [--output=FILE.png]  least likely dimensions
+                                  of one record, log p(x_d | x_<d); PNG heat map for images
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
 models export ID --output=FILE.pt the model as TorchScript (torch.jit.load): log_prob, sample
                                   ID: a model, or a job ("job-...") for its newest checkpoint
@@ -697,6 +700,15 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
   return 0;
 }
 
+// client/logpctl_explain.cc.
+absl::StatusOr<int> ModelsExplain(Context& ctx) {
+  if (ctx.args.size() != 1) return UsageOf(logpctl::kExplainUsage);
+  ASSIGN_OR_RETURN(Client * client, ctx.client());
+  ASSIGN_OR_RETURN(const v1::Model model, TargetModel(client, ctx.args[0]));
+  ASSIGN_OR_RETURN(const ReadOptions options, ReadOptionsFromFlags(&model));
+  return logpctl::ModelsExplain(*client, model, options);
+}
+
 absl::StatusOr<int> ModelsEvaluate(Context& ctx) {
   if (ctx.args.size() != 1 || absl::GetFlag(FLAGS_dataset).empty()) {
     return UsageOf("models evaluate ID --dataset=ID");
@@ -819,6 +831,7 @@ int Main(int argc, char** argv) {
                                                    {"models list", ModelsList},
                                                    {"models score", ModelsScore},
                                                    {"models evaluate", ModelsEvaluate},
+                                                   {"models explain", ModelsExplain},
                                                    {"models sample", ModelsSample},
                                                    {"models export", ModelsExport},
                                                    {"health", Health}};

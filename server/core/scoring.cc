@@ -36,6 +36,23 @@ absl::StatusOr<ScoreOptions> ToScoreOptions(const Request& request) {
   return options;
 }
 
+// ScoreRequest.per_dimension: the chain-rule terms, N x D, within the request's cap.
+absl::StatusOr<std::vector<double>> PerDimensionTerms(const Model& model,
+                                                      const RecordMatrix& records,
+                                                      const ScoringLimits& limits,
+                                                      const CallControl& call) {
+  if (records.rows * records.cols > limits.max_dimension_log_probs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "per_dimension: ", records.rows, " records x dim ", records.cols, " = ",
+        records.rows * records.cols, " terms; a Score request may ask for at most ",
+        limits.max_dimension_log_probs, " (send fewer records per request)"));
+  }
+  absl::StatusOr<std::vector<double>> terms =
+      model.PerDimensionLogProb(records, call.AsStopPoll());
+  if (!terms.ok()) return call.Explain(terms.status(), "scoring");
+  return terms;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
@@ -68,6 +85,10 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
   ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
   RETURN_IF_ERROR(call.Check("scoring"));
   options.stop = call.AsStopPoll();
+  std::vector<double> dimension_log_prob;
+  if (request.per_dimension()) {
+    ASSIGN_OR_RETURN(dimension_log_prob, PerDimensionTerms(*model, records, limits, call));
+  }
   absl::StatusOr<Scores> scored = model->Score(records, options);
   if (!scored.ok()) return call.Explain(scored.status(), "scoring");
   Scores& scores = *scored;
@@ -78,6 +99,8 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
   response.set_score_kind(scores.kind);
   response.set_importance_samples(scores.importance_samples);
   response.set_checkpoint_step(resolved.checkpoint_step);
+  response.mutable_dimension_log_prob()->Assign(dimension_log_prob.begin(),
+                                                dimension_log_prob.end());
   return response;
 }
 

@@ -21,6 +21,9 @@ struct ScoringLimits {
   int64_t max_samples = 100000;
   // Samples per streamed SampleResponse (default 1,024). Part of the seed-to-samples mapping.
   int64_t sample_chunk_records = 1024;
+  // Per-dimension terms (records x dim) one Score request with per_dimension may ask for
+  // (default 4,000,000: 32 MB of doubles, well inside the 64 MiB message limit).
+  int64_t max_dimension_log_probs = 4000000;
   // Longest a Score, Evaluate or Sample call may run, in seconds, whatever (or whether) the
   // client's deadline; DEADLINE_EXCEEDED past it. 0: no server-side cap (default).
   double max_request_seconds = 0;
@@ -35,7 +38,10 @@ using ModelResolver =
 // as the call says.
 
 // NOT_FOUND for an unknown model or job; RESOURCE_EXHAUSTED over max_score_records;
-// INVALID_ARGUMENT for records that do not fit the model (naming record and column).
+// INVALID_ARGUMENT for records that do not fit the model (naming record and column). With
+// per_dimension: also the terms log p(x_d | x_<d) (Model::PerDimensionLogProb);
+// FAILED_PRECONDITION for a family without them, RESOURCE_EXHAUSTED over
+// max_dimension_log_probs.
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
                                                const v1::ScoreRequest& request,
                                                const ScoringLimits& limits,
