@@ -15,7 +15,7 @@ trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 source "$HERE/lib.sh"
 json_field() { grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4; }
 
-launch "$WORK/log" "$WORK/data"
+launch "$WORK/log" "$WORK/data" --http_listen=127.0.0.1:0 --http_port_file="$WORK/http_port"
 # 400 images of 8x8: a vertical bar of 255s in a random column (and a random row lit at times).
 "$PYTHON" - "$WORK/bars.idx" <<'PY'
 import random, struct, sys
@@ -52,10 +52,11 @@ PY
   --output="$WORK/heat.png" >"$WORK/explain.json" || fail "explain --json failed"
 "$PYTHON" "$HERE/check_explain_png.py" "$WORK/heat.png" "$WORK/explain.json" \
   "$(cat "$WORK/one.csv")" 8 8 || fail "PNG check failed"
-# The terms sum to the record's log p.
+# The terms sum to the record's log p; the flipped pixel (row 2, col 5) is the least likely.
 "$PYTHON" - "$WORK/explain.json" <<'PY' || fail "terms do not sum to log p"
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert r["leastLikely"][0]["dim"] == 2 * 8 + 5, r["leastLikely"][0]
 assert len(r["dimensionLogProb"]) == 64 and len(r["leastLikely"]) == 10, r
 assert abs(sum(r["dimensionLogProb"]) - r["logProb"]) < 1e-4, (sum(r["dimensionLogProb"]), r["logProb"])
 assert all(a["logProb"] <= b["logProb"] for a, b in zip(r["leastLikely"], r["leastLikely"][1:]))
@@ -66,6 +67,18 @@ PY
 grep -q "natural variable order" "$WORK/table.txt" || fail "no order in $(cat "$WORK/table.txt")"
 [[ $(grep -cE '^ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[01] +-?[0-9.]+$' "$WORK/table.txt") == 4 ]] ||
   fail "table: $(cat "$WORK/table.txt")"
+
+# REST: the same terms for {"rows": ..., "perDimension": true}.
+for _ in $(seq 100); do [[ -s "$WORK/http_port" ]] && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$(cat "$WORK/http_port")/v1/models/$MODEL:score" \
+  -d "{\"rows\": [[$(cat "$WORK/one.csv")]], \"perDimension\": true}" >"$WORK/rest.json" ||
+  fail "REST score failed"
+"$PYTHON" - "$WORK/rest.json" "$WORK/explain.json" <<'PY' || fail "REST terms differ"
+import json, sys
+rest, cli = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert len(rest["dimensionLogProb"]) == 64, rest
+assert max(abs(a - b) for a, b in zip(rest["dimensionLogProb"], cli["dimensionLogProb"])) < 1e-6
+PY
 
 # Errors.
 expect_error() {
