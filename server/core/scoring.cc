@@ -42,13 +42,12 @@ absl::StatusOr<std::vector<double>> PerDimensionTerms(const Model& model,
                                                       const ScoringLimits& limits,
                                                       const CallControl& call) {
   if (records.rows * records.cols > limits.max_dimension_log_probs) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "per_dimension: ", records.rows, " records x dim ", records.cols, " = ",
-        records.rows * records.cols, " terms; a Score request may ask for at most ",
-        limits.max_dimension_log_probs, " (send fewer records per request)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("per_dimension: ", records.rows, " records x dim ", records.cols, " = ",
+                     records.rows * records.cols, " terms; a Score request may ask for at most ",
+                     limits.max_dimension_log_probs, " (send fewer records per request)"));
   }
-  absl::StatusOr<std::vector<double>> terms =
-      model.PerDimensionLogProb(records, call.AsStopPoll());
+  absl::StatusOr<std::vector<double>> terms = model.PerDimensionLogProb(records, call.AsStopPoll());
   if (!terms.ok()) return call.Explain(terms.status(), "scoring");
   return terms;
 }

@@ -80,6 +80,16 @@ assert len(rest["dimensionLogProb"]) == 64, rest
 assert max(abs(a - b) for a, b in zip(rest["dimensionLogProb"], cli["dimensionLogProb"])) < 1e-6
 PY
 
+# The sample grid shares the PNG writer: 4 grey 8x8 tiles with 1-pixel margins.
+"${CTL[@]}" models sample "$MODEL" --n=4 --png="$WORK/grid.png" >/dev/null || fail "sample --png"
+"$PYTHON" - "$WORK/grid.png" <<'PY' || fail "sample grid PNG"
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+assert (width, height, depth, colour) == (4 * 8 + 3, 8, 8, 0), (width, height, depth, colour)
+PY
+
 # Errors.
 expect_error() {
   local code=$1
