@@ -474,11 +474,16 @@ absl::StatusOr<std::vector<double>> Client::Score(const std::string& model_id,
 absl::StatusOr<v1::ScoreResponse> Client::ScoreAll(const std::string& model_id,
                                                    const RecordMatrix& records,
                                                    const ScoringOptions& options, int64_t batch) {
-  if (batch <= 0) batch = std::max<int64_t>(1, records.rows);
+  if (batch <= 0 || options.anomaly || options.typicality) {
+    batch = std::max<int64_t>(1, records.rows);
+  }
   v1::ScoreResponse all;
   v1::ScoreRequest request;
   SetTarget(model_id, &request);
   if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
+  request.set_reference_model_id(options.reference_model_id);
+  if (options.anomaly) *request.mutable_anomaly() = *options.anomaly;
+  if (options.typicality) *request.mutable_typicality() = *options.typicality;
   for (int64_t begin = 0; begin < records.rows; begin += batch) {
     const int64_t end = std::min(records.rows, begin + batch);
     *request.mutable_records() = Encode(records, begin, end);
@@ -495,6 +500,15 @@ absl::StatusOr<v1::ScoreResponse> Client::ScoreAll(const std::string& model_id,
     all.set_score_kind(response->score_kind());
     all.set_importance_samples(response->importance_samples());
     all.set_checkpoint_step(response->checkpoint_step());
+    // Analytics: per-record fields concatenate; the batch-level ones come from the one request.
+    all.mutable_log_ratio()->MergeFrom(response->log_ratio());
+    all.mutable_p_value()->MergeFrom(response->p_value());
+    all.mutable_fdr_flagged()->MergeFrom(response->fdr_flagged());
+    all.mutable_alpha_flagged()->MergeFrom(response->alpha_flagged());
+    if (response->has_typicality()) *all.mutable_typicality() = response->typicality();
+    all.set_fdr_threshold(response->fdr_threshold());
+    all.set_num_fdr_flagged(response->num_fdr_flagged());
+    all.set_num_reference_scores(response->num_reference_scores());
   }
   return all;
 }

@@ -91,6 +91,14 @@ struct ScoringOptions {
   std::optional<int32_t> importance_samples;
   // Seed of the importance samples.
   uint64_t seed = 0;
+  // --- analytics (ScoreRequest.reference_model_id, .anomaly, .typicality; Score only) ---
+  // A background model: the response carries log_ratio.
+  std::string reference_model_id;
+  // Anomaly p-values (and BH / alpha flags), the typicality test of all the records as one
+  // batch. With either, ScoreAll sends the records in one request (BH and the batch test are
+  // over one request's records), so at most the server's per-request record limit.
+  std::optional<v1::AnomalyOptions> anomaly;
+  std::optional<v1::TypicalityOptions> typicality;
 };
 
 // Called during uploads with (records sent, total records).

@@ -46,7 +46,8 @@ absl::StatusOr<ResolvedModel> Core::ResolveModel(const std::string& model_id,
     return UnknownIdError("model", model_id);
   }
   RETURN_IF_ERROR(m.status());
-  return ResolvedModel{std::move(*m), 0};
+  ModelStore* store = models_.get();
+  return ResolvedModel{std::move(*m), 0, [store, model_id] { return store->Reference(model_id); }};
 }
 
 absl::Status Core::DeleteDataset(const std::string& id) {

@@ -646,6 +646,7 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
   };
   std::string stop_reason;
   std::shared_ptr<const Model> trained;
+  std::shared_ptr<const ReferenceScores> reference;  // reference_scores.h
   absl::StatusOr<v1::Model> prepared = [&]() -> absl::StatusOr<v1::Model> {
     ASSIGN_OR_RETURN(v1::Dataset ds, datasets_->Get(spec.dataset_id()));
     ASSIGN_OR_RETURN(std::shared_ptr<const RecordMatrix> data, datasets_->Load(spec.dataset_id()));
@@ -723,7 +724,11 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     meta.set_validation_nll(result->best_validation_nll);
     meta.set_tenant(tenant);
     trained = std::move(result->model);
-    return models_->Prepare(meta, *trained);
+    ASSIGN_OR_RETURN(
+        ReferenceScores scores,
+        ComputeReferenceScores(*trained, *valid, spec.seed(), [&] { return job->cancelled(); }));
+    reference = std::make_shared<const ReferenceScores>(std::move(scores));
+    return models_->Prepare(meta, *trained, reference.get());
   }();
   if (job->lost() || IsLeaseLost(prepared.status())) {
     // Another replica has the job: it trains and publishes it; this one leaves no trace.
@@ -737,7 +742,7 @@ void JobManager::RunJob(const std::shared_ptr<ActiveJob>& job) {
     absl::Status st =
         finish(v1::JOB_STATE_SUCCEEDED, stop_reason, prepared->id(), stop_reason, *prepared);
     if (st.ok()) {
-      models_->Published(prepared->id(), std::move(trained));
+      models_->Published(prepared->id(), std::move(trained), std::move(reference));
       return;
     }
     if (IsLeaseLost(st)) {

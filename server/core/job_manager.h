@@ -114,6 +114,9 @@ struct ResolvedModel {
   std::shared_ptr<const Model> model;
   // The checkpoint's step when the model is a running job's checkpoint; 0 otherwise.
   int64_t checkpoint_step = 0;
+  // A published model's reference scores (ModelStore::Reference: null when it has none), read
+  // when first asked; unset for a checkpoint.
+  std::function<absl::StatusOr<std::shared_ptr<const ReferenceScores>>()> reference;
 };
 
 // The newest progress of a job training on this replica (JobManager::RunningJobs).

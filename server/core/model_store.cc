@@ -17,8 +17,13 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   RETURN_IF_ERROR(fs->MakeDirs(store->dir_));
   if (!remove_orphans) return store;
   for (const auto& name : fs->ListDir(store->dir_)) {
-    const auto dot = name.rfind(".model");
-    const bool orphan = dot == std::string::npos || dot + 6 != name.size() ||
+    // <id>.model and <id>.reference are kept while <id> has a row.
+    auto dot = name.rfind(".model");
+    if (dot == std::string::npos || dot + 6 != name.size()) {
+      dot = name.rfind(".reference");
+      if (dot != std::string::npos && dot + 10 != name.size()) dot = std::string::npos;
+    }
+    const bool orphan = dot == std::string::npos ||
                         absl::IsNotFound(catalog->GetModel(name.substr(0, dot)).status());
     if (orphan) {
       LOG(INFO) << "removing orphaned model file " << name;
@@ -28,15 +33,24 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   return store;
 }
 
-absl::StatusOr<v1::Model> ModelStore::Prepare(v1::Model meta, const Model& model) {
+absl::StatusOr<v1::Model> ModelStore::Prepare(v1::Model meta, const Model& model,
+                                              const ReferenceScores* reference) {
   meta.set_id(absl::StrCat("model-", RandomHex(16)));
   meta.set_num_parameters(static_cast<uint64_t>(model.NumParameters()));
   meta.set_score_kind(model.score_kind());
   *meta.mutable_create_time() = ToProto(absl::Now());
   ASSIGN_OR_RETURN(std::string bytes, model.Serialize());
   meta.set_stored_bytes(kChecksumFrameBytes + bytes.size());
-  absl::Status st = WriteChecksummedFile(fs_, PathOf(meta.id()), bytes);
+  absl::Status st;
+  if (reference != nullptr) {
+    const std::string ref = SerializeReferenceScores(*reference);
+    meta.set_reference_scores(reference->sorted_log_prob.size());
+    meta.set_stored_bytes(meta.stored_bytes() + kChecksumFrameBytes + ref.size());
+    st = WriteChecksummedFile(fs_, ReferencePathOf(meta.id()), ref);
+  }
+  if (st.ok()) st = WriteChecksummedFile(fs_, PathOf(meta.id()), bytes);
   if (!st.ok()) {
+    fs_->RemoveFile(ReferencePathOf(meta.id())).IgnoreError();
     LOG(ERROR) << "model " << meta.id() << " not written: " << st;
     if (absl::IsResourceExhausted(st)) {
       return absl::ResourceExhaustedError("publishing the model: no space left on device");
@@ -46,9 +60,11 @@ absl::StatusOr<v1::Model> ModelStore::Prepare(v1::Model meta, const Model& model
   return meta;
 }
 
-void ModelStore::Published(const std::string& id, std::shared_ptr<const Model> model) {
+void ModelStore::Published(const std::string& id, std::shared_ptr<const Model> model,
+                           std::shared_ptr<const ReferenceScores> reference) {
   absl::MutexLock lock(&mu_);
   cache_[id] = std::move(model);
+  if (reference != nullptr) references_[id] = std::move(reference);
 }
 
 int64_t ModelStore::LoadedCount() {
@@ -56,7 +72,10 @@ int64_t ModelStore::LoadedCount() {
   return static_cast<int64_t>(cache_.size());
 }
 
-void ModelStore::Discard(const std::string& id) { fs_->RemoveFile(PathOf(id)).IgnoreError(); }
+void ModelStore::Discard(const std::string& id) {
+  fs_->RemoveFile(PathOf(id)).IgnoreError();
+  fs_->RemoveFile(ReferencePathOf(id)).IgnoreError();
+}
 
 absl::StatusOr<v1::Model> ModelStore::Get(const std::string& id) { return catalog_->GetModel(id); }
 
@@ -87,6 +106,34 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelStore::Load(const std::string&
   absl::MutexLock lock(&mu_);
   cache_.emplace(id, shared);
   return cache_[id];
+}
+
+absl::StatusOr<std::shared_ptr<const ReferenceScores>> ModelStore::Reference(
+    const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = references_.find(id);
+    if (it != references_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(const v1::Model meta, catalog_->GetModel(id));
+  if (meta.reference_scores() == 0) return std::shared_ptr<const ReferenceScores>();
+  const std::string what = absl::StrCat("model ", id, " reference scores");
+  auto bytes = ReadChecksummedFile(fs_, ReferencePathOf(id), what, {});
+  if (!bytes.ok()) {
+    return absl::DataLossError(absl::IsNotFound(bytes.status())
+                                   ? absl::StrCat(what, ": the file is missing")
+                                   : std::string(bytes.status().message()));
+  }
+  ASSIGN_OR_RETURN(ReferenceScores parsed, ParseReferenceScores(*bytes, what));
+  if (parsed.sorted_log_prob.size() != meta.reference_scores()) {
+    return absl::DataLossError(absl::StrCat(what, ": the file holds ",
+                                            parsed.sorted_log_prob.size(), ", the catalogue says ",
+                                            meta.reference_scores()));
+  }
+  auto shared = std::make_shared<const ReferenceScores>(std::move(parsed));
+  absl::MutexLock lock(&mu_);
+  references_.emplace(id, shared);
+  return references_[id];
 }
 
 }  // namespace logp

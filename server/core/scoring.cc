@@ -6,6 +6,7 @@
 #include "proto/cc/json_rows.h"
 #include "proto/cc/status_macros.h"
 #include "server/core/scope.h"
+#include "server/core/score_analysis.h"
 
 namespace logp {
 namespace {
@@ -82,6 +83,9 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
     RETURN_IF_ERROR(DecodeAppend(block, 0, &records));
   }
   ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
+  // Anomaly p-values, typicality, likelihood ratio (score_analysis.h).
+  ASSIGN_OR_RETURN(const ScoreAnalysis analysis,
+                   PrepareScoreAnalysis(models, request, resolved, records.rows));
   RETURN_IF_ERROR(call.Check("scoring"));
   options.stop = call.AsStopPoll();
   std::vector<double> dimension_log_prob;
@@ -100,6 +104,7 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
   response.set_checkpoint_step(resolved.checkpoint_step);
   response.mutable_dimension_log_prob()->Assign(dimension_log_prob.begin(),
                                                 dimension_log_prob.end());
+  RETURN_IF_ERROR(ApplyScoreAnalysis(analysis, request, records, scores, call, &response));
   return response;
 }
 
