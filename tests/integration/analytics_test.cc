@@ -371,6 +371,23 @@ TEST_F(AnalyticsTest, ReferenceScoresSurviveARestart) {
   EXPECT_EQ(before.typicality().threshold(), after.typicality().threshold());
   EXPECT_EQ(after.num_reference_scores(), static_cast<uint64_t>(kValidation));
   EXPECT_EQ(client_->GetModel(model_id_)->reference_scores(), static_cast<uint64_t>(kValidation));
+
+  // A sidecar without a catalogued model (a crash before the row) is removed at start; a
+  // model whose sidecar is lost still scores, and its p-values are DATA_LOSS naming it.
+  const std::string models = dir_ + "/models/";
+  const std::string orphan = models + "model-00000000000000ff.reference";
+  ASSERT_EQ(system(("cp " + models + model_id_ + ".reference " + orphan).c_str()), 0);
+  ASSERT_EQ(system(("rm " + models + model_id_ + ".reference").c_str()), 0);
+  StopServer();
+  StartServer();
+  EXPECT_NE(system(("test -e " + orphan).c_str()), 0) << "orphaned sidecar kept";
+  auto lost = client_->ScoreRaw(request);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kDataLoss) << lost.status();
+  EXPECT_TRUE(absl::StrContains(lost.status().message(), model_id_)) << lost.status();
+  request.clear_anomaly();
+  request.clear_typicality();
+  EXPECT_TRUE(client_->ScoreRaw(request).ok());
 }
 
 TEST_F(AnalyticsTest, MisuseGetsPreciseStatuses) {
@@ -439,6 +456,19 @@ TEST_F(AnalyticsTest, MisuseGetsPreciseStatuses) {
   const std::string binary = Publish(bits, bits, v1::MODEL_FAMILY_BERNOULLI);
   ExpectError(with([&](v1::ScoreRequest* r) { r->set_reference_model_id(binary); }),
               StatusCode::kFailedPrecondition, "DATA_KIND_BINARY");
+  // A VAE's reference scores are its default scoring: an ELBO request (importance_samples 0)
+  // cannot be compared with them; the default can.
+  const std::string vae = Publish(bits, bits, v1::MODEL_FAMILY_VAE);
+  ASSERT_FALSE(vae.empty());
+  v1::ScoreRequest v;
+  v.set_model_id(vae);
+  *v.mutable_records() = Encode(bits, 0, 20);
+  v.mutable_anomaly()->set_p_values(true);
+  auto fine = client_->ScoreRaw(v);
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->p_value_size(), 20);
+  v.set_importance_samples(fine->score_kind() == v1::SCORE_KIND_LOWER_BOUND ? 5 : 0);
+  ExpectError(v, StatusCode::kFailedPrecondition, "leave importance_samples unset");
 }
 
 }  // namespace
