@@ -366,6 +366,16 @@ TEST_F(AccessTest, TenantsCannotReachEachOthersObjectsByIdOrByGuessing) {
   };
   for (const auto& [mine, them] :
        {std::make_pair(&a_job, &kOther), std::make_pair(&b_job, &kWriter)}) {
+    // Score's background model (reference_model_id): the caller's own model against another
+    // tenant's.
+    const std::string own = (mine == &a_job ? b_job : a_job).model_id();
+    auto background = [own](const std::string& id) {
+      v1::ScoreRequest req;
+      req.set_model_id(own);
+      req.set_reference_model_id(id);
+      *req.mutable_records() = TinyBlock();
+      return req.SerializeAsString();
+    };
     const std::vector<Named> named = {
         {"/logp.v1.DatasetService/GetDataset", mine->spec().dataset_id(),
          by_id(v1::GetDatasetRequest())},
@@ -376,6 +386,7 @@ TEST_F(AccessTest, TenantsCannotReachEachOthersObjectsByIdOrByGuessing) {
         {"/logp.v1.JobService/WatchJob", mine->id(), by_id(v1::WatchJobRequest())},
         {"/logp.v1.ModelService/GetModel", mine->model_id(), by_id(v1::GetModelRequest())},
         {"/logp.v1.ModelService/Score", mine->model_id(), score},
+        {"/logp.v1.ModelService/Score", mine->model_id(), background},
     };
     for (const Named& n : named) {
       SCOPED_TRACE(absl::StrCat(n.method, " of ", n.id));
