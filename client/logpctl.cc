@@ -33,6 +33,7 @@
 #include "client/client.h"
 #include "client/connection_flags.h"
 #include "client/data_files.h"
+#include "client/logpctl_analysis.h"
 #include "client/logpctl_explain.h"
 #include "client/logpctl_print.h"
 #include "google/protobuf/util/json_util.h"
@@ -146,6 +147,7 @@ jobs get ID | list | cancel ID
 jobs watch ID [--from_seq=N]      follow training; exit 0 iff the job succeeded
 models get ID | list
 models score ID FILE [read flags as for upload] [--output=FILE]
+    [--p_values --fdr=Q --alpha=A] [--typicality=A] [--reference_model=ID]
 models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
 models explain ID --input=FILE [--record=N --top=K] [--output=FILE.png]  least likely dimensions
                                   of one record, log p(x_d | x_<d); PNG heat map for images
@@ -667,8 +669,9 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
   ASSIGN_OR_RETURN(const v1::Model model, TargetModel(client, ctx.args[0]));
   ASSIGN_OR_RETURN(const ReadOptions options, ReadOptionsFromFlags(&model));
   ASSIGN_OR_RETURN(const RecordMatrix records, ReadRecordsFile(ctx.args[1], options));
-  ASSIGN_OR_RETURN(const v1::ScoreResponse scored,
-                   client->ScoreAll(model.id(), records, ScoringOptionsFromFlags()));
+  ScoringOptions scoring = ScoringOptionsFromFlags();
+  logpctl::AddAnalysisFlags(&scoring);  // logpctl_analysis.h
+  ASSIGN_OR_RETURN(const v1::ScoreResponse scored, client->ScoreAll(model.id(), records, scoring));
   const std::vector<double> log_probs(scored.log_prob().begin(), scored.log_prob().end());
 
   const std::string output = absl::GetFlag(FLAGS_output);
@@ -687,6 +690,10 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
     return 0;
   }
   if (output.empty()) {
+    if (logpctl::HasAnalysis(scored)) {
+      logpctl::PrintAnalyzedRecords(scored);
+      return 0;
+    }
     for (double v : log_probs) std::printf("%.9g\n", v);
     return 0;
   }
@@ -697,6 +704,7 @@ absl::StatusOr<int> ModelsScore(Context& ctx) {
                                             -mean / (records.cols * M_LN2))},
                {"scores", ScoreKindWords(scored.score_kind(), scored.importance_samples())},
                {"written to", output}});
+  logpctl::PrintAnalysisSummary(scored);
   return 0;
 }
 

@@ -290,6 +290,7 @@ absl::Status Print(const v1::Model& m) {
                {"parameters", absl::StrCat(m.num_parameters())},
                {"val NLL", val},
                {"scores", ScoreKindName(m.score_kind())},
+               {"reference scores", absl::StrCat(m.reference_scores())},
                {"created", Time(m.create_time())}});
   return absl::OkStatus();
 }

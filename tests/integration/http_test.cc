@@ -232,6 +232,32 @@ TEST_F(HttpTest, EveryEndpointAnswersAsItsGrpcCall) {
                           absl::StrCat(R"({"rows": )", rows, "}"), "application/json");
   ASSERT_EQ(by_job->status, 200) << by_job->body;
   EXPECT_EQ(FromJson<v1::ScoreResponse>(by_job->body).log_prob(0), expected[0]);
+  // Analytics options through the JSON mapping: the same p-values and typicality as gRPC's.
+  {
+    auto analysed =
+        http.Post("/v1/models/" + model + ":score",
+                  absl::StrCat(R"({"rows": )", rows,
+                               R"(, "anomaly": {"alpha": 0.5}, "typicality": {"seed": "3"}})"),
+                  "application/json");
+    ASSERT_EQ(analysed->status, 200) << analysed->body;
+    auto got = FromJson<v1::ScoreResponse>(analysed->body);
+    v1::ScoreRequest request;
+    request.set_model_id(model);
+    *request.mutable_records() = Encode(records, 0, records.rows);
+    request.mutable_anomaly()->set_alpha(0.5);
+    request.mutable_typicality()->set_seed(3);
+    auto want = grpc_->ScoreRaw(request).value();
+    ASSERT_EQ(got.p_value_size(), 5);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(got.p_value(i), want.p_value(i)) << i;
+    EXPECT_EQ(got.alpha_flagged_size(), 5);
+    EXPECT_EQ(got.typicality().threshold(), want.typicality().threshold());
+    EXPECT_GT(got.num_reference_scores(), 0u);
+    auto bad = http.Post("/v1/models/" + model + ":score",
+                         absl::StrCat(R"({"rows": )", rows, R"(, "anomaly": {"fdrQ": 2}})"),
+                         "application/json");
+    EXPECT_EQ(bad->status, 400) << bad->body;
+    EXPECT_EQ(ErrorStatus(bad->body), "INVALID_ARGUMENT");
+  }
 
   auto evaluated = http.Post("/v1/models/" + model + ":evaluate",
                              absl::StrCat(R"({"datasetId": ")", job.spec().dataset_id(), "\"}"),
