@@ -21,7 +21,7 @@ finish() {  # finish JOB: waits for success, prints the sha256 of its model file
   "${CTL[@]}" jobs watch "$1" >/dev/null || fail "job $1 did not succeed: $(job "$1")"
   local m
   m=$(job "$1" | field modelId)
-  sha256sum "$WORK/data/models/$m"* | cut -d' ' -f1
+  sha256sum "$WORK/data/models/$m.model" | cut -d' ' -f1
 }
 wait_checkpoint() {  # wait_checkpoint JOB STEP: a checkpoint at or after STEP, job still running
   for _ in $(seq 1200); do

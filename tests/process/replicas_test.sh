@@ -69,7 +69,7 @@ model_hash() {  # model_hash JOB: sha256 of its published model file
   local m
   m=$("${RR[@]}" --json jobs get "$1" | field modelId)
   [[ $m == model-* ]] || fail "job $1 published no model"
-  sha256sum "$WORK/data/models/$m"* | cut -d' ' -f1
+  sha256sum "$WORK/data/models/$m.model" | cut -d' ' -f1
 }
 
 for i in 1 2 3; do start_replica $i; done

@@ -304,7 +304,7 @@ TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
   const v1::Job published = WaitForEnd(retried->id());
   EXPECT_EQ(published.state(), v1::JOB_STATE_SUCCEEDED) << published.error();
   EXPECT_EQ(Models(), 1);
-  EXPECT_EQ(Files("models").size(), 1u);
+  EXPECT_EQ(Files("models").size(), 2u);  // <id>.model and <id>.reference
   // A model whose row can never be written (every retry refused): the job fails, the file goes.
   catalog_->Fail("InsertModel", io);
   auto failing = core_->jobs().CreateJob(Scope::AllTenants(), Spec(ds->id(), 20));
@@ -314,7 +314,7 @@ TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_TRUE(absl::StrContains(failed.error(), "I/O error")) << failed.error();
   EXPECT_EQ(Models(), 1);
-  EXPECT_EQ(Files("models").size(), 1u);
+  EXPECT_EQ(Files("models").size(), 2u);  // the published one's two; none of the failed job's
   // Events refused five times in a row are written with later ones: the stored history of the
   // finished job, read back after a restart, runs 1..N with nothing missing.
   catalog_->Fail("AppendEvents", full, 5);
