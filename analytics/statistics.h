@@ -50,7 +50,8 @@ struct TypicalityDecision {
 
 // The typicality test of Nalisnick, Matsukawa, Teh and Lakshminarayanan (2019): is a batch of M
 // records typical for the model, i.e. is its mean NLL within epsilon of the model's entropy?
-// `reference`: log-likelihoods of held-out records (n >= 2); `batch`: the batch's (M >= 1).
+// `reference`: finite log-likelihoods of held-out records (n >= 2); `batch`: the batch's (M >= 1;
+// a record of log p = -inf makes the statistic infinite: not typical).
 // Each of `draws` bootstrap replicates draws M reference records with replacement and
 // re-estimates the entropy as the reference mean plus a normal draw of its standard error
 // s / sqrt(n), so that a replicate's statistic varies as a fresh batch's does (both the batch

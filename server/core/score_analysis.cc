@@ -126,6 +126,14 @@ absl::Status ApplyScoreAnalysis(const ScoreAnalysis& analysis, const v1::ScoreRe
       const double alpha = t.alpha() == 0 ? kDefaultTypicalityAlpha : t.alpha();
       const int draws = t.bootstrap_draws() == 0 ? kDefaultBootstrapDraws : t.bootstrap_draws();
       RETURN_IF_ERROR(call.Check("the typicality test"));
+      if (!ref.sorted_log_prob.empty() && !std::isfinite(ref.sorted_log_prob.front())) {
+        // A held-out record of zero density (a continuous record that overflows the net's float
+        // arithmetic) makes the entropy estimate infinite: there is no test to make.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the reference scores of model ", request.model_id(),
+            " include a held-out record of zero density (log p = -inf): the entropy estimate of "
+            "the typicality test is undefined"));
+      }
       const TypicalityDecision d =
           TypicalityTest(ref.sorted_log_prob, scores.log_prob, alpha, draws, t.seed());
       v1::TypicalityResult* r = response->mutable_typicality();

@@ -117,6 +117,12 @@ TEST(TypicalityTest, RejectsShiftedBatchesAndIsDeterministic) {
   EXPECT_EQ(again.threshold, d.threshold);
   EXPECT_EQ(again.p_value, d.p_value);
   EXPECT_EQ(d.batch_size, 100);
+  // A record of zero density makes any batch atypical, with the smallest p-value there is.
+  std::vector<double> with_zero = shifted;
+  with_zero[3] = -INFINITY;
+  const TypicalityDecision zero = TypicalityTest(ref, with_zero, 0.05, 1000, 1);
+  EXPECT_FALSE(zero.typical);
+  EXPECT_EQ(zero.p_value, 1.0 / 1001);
   EXPECT_EQ(d.reference_size, 2000);
 }
 
