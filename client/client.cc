@@ -538,6 +538,26 @@ absl::StatusOr<v1::EvaluateResponse> Client::Evaluate(const std::string& model_i
   return response;
 }
 
+absl::StatusOr<v1::CompareModelsResponse> Client::CompareModels(const std::string& model_a_id,
+                                                                const std::string& model_b_id,
+                                                                const std::string& dataset_id,
+                                                                const ScoringOptions& options) {
+  v1::CompareModelsRequest request;
+  request.set_model_a_id(model_a_id);
+  request.set_model_b_id(model_b_id);
+  request.set_dataset_id(dataset_id);
+  if (options.importance_samples) request.set_importance_samples(*options.importance_samples);
+  request.set_seed(options.seed);
+  v1::CompareModelsResponse response;
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        return models_->CompareModels(context, request, &response);
+      },
+      /*retry=*/true);
+  if (!status.ok()) return status;
+  return response;
+}
+
 absl::StatusOr<RecordMatrix> Client::Sample(const std::string& model_id, uint64_t n,
                                             uint64_t seed) {
   // The kind and dim of the samples: the model's, or a job's training data's.

@@ -190,6 +190,12 @@ class Client {
   // file's size in bytes. NOT_FOUND for an unknown model; UNIMPLEMENTED for a family the server
   // cannot export; INTERNAL (errno text) when the file cannot be written.
   absl::StatusOr<int64_t> ExportModel(const std::string& model_id, const std::string& path);
+  // CompareModels: the paired test of two published models' log-likelihoods on a stored
+  // dataset (compare.proto). Retried on UNAVAILABLE like Evaluate.
+  absl::StatusOr<v1::CompareModelsResponse> CompareModels(const std::string& model_a_id,
+                                                          const std::string& model_b_id,
+                                                          const std::string& dataset_id,
+                                                          const ScoringOptions& options = {});
 
   // --- health ---
   // Asks the standard health service (grpc.health.v1 Check) about `service` ("": the server as

@@ -35,6 +35,7 @@
 #include "client/data_files.h"
 #include "client/logpctl_analysis.h"
 #include "client/logpctl_explain.h"
+#include "client/logpctl_compare.h"
 #include "client/logpctl_print.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/cc/status_macros.h"
@@ -151,6 +152,7 @@ models score ID FILE [read flags as for upload] [--output=FILE]
 models evaluate ID --dataset=ID [--importance_samples=K --seed=S]
 models explain ID --input=FILE [--record=N --top=K] [--output=FILE.png]  least likely dimensions
                                   of one record, log p(x_d | x_<d); PNG heat map for images
+models compare A B --dataset=ID [--importance_samples=K --seed=S]  paired test
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
 models export ID --output=FILE.pt the model as TorchScript (torch.jit.load): log_prob, sample
                                   ID: a model, or a job ("job-...") for its newest checkpoint
@@ -738,6 +740,11 @@ absl::StatusOr<int> ModelsEvaluate(Context& ctx) {
   return 0;
 }
 
+// client/logpctl_compare.cc
+absl::StatusOr<int> ModelsCompare(Context& ctx) {
+  return logpctl::ModelsCompare(ctx.args, ctx.client);
+}
+
 absl::Status WriteCsv(const RecordMatrix& m, const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "w");
   if (file == nullptr) {
@@ -840,6 +847,7 @@ int Main(int argc, char** argv) {
                                                    {"models score", ModelsScore},
                                                    {"models evaluate", ModelsEvaluate},
                                                    {"models explain", ModelsExplain},
+                                                   {"models compare", ModelsCompare},
                                                    {"models sample", ModelsSample},
                                                    {"models export", ModelsExport},
                                                    {"health", Health}};

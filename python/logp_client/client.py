@@ -308,6 +308,16 @@ class Client:
             request.importance_samples = importance_samples
         return self._unary(self._models.Evaluate, request, retry=True)
 
+    def compare(self, model_a_id, model_b_id, dataset_id, importance_samples=None, seed=0):
+        """The paired comparison of two published models' log-likelihoods on a stored dataset:
+        the CompareModelsResponse (mean_difference = mean of log p_A - log p_B, standard_error,
+        ci95_low, ci95_high, z, p_value, ...; see compare.proto)."""
+        request = _m["compare_pb2"].CompareModelsRequest(
+            model_a_id=model_a_id, model_b_id=model_b_id, dataset_id=dataset_id, seed=seed)
+        if importance_samples is not None:
+            request.importance_samples = importance_samples
+        return self._unary(self._models.CompareModels, request, retry=True)
+
     def sample(self, target, n, seed=0):
         """n records drawn from the model (equal seeds, equal samples): an n x D array, uint8
         for binary and categorical (K <= 256) data, uint16 for larger K, float32 for

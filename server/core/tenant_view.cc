@@ -107,4 +107,10 @@ absl::StatusOr<std::string> TenantView::ExportModel(const v1::ExportModelRequest
   return ExportModelFile(Resolver(), request);
 }
 
+absl::StatusOr<v1::CompareModelsResponse> TenantView::CompareModels(
+    const v1::CompareModelsRequest& request, const CallControl& call) {
+  if (!request.dataset_id().empty()) RETURN_IF_ERROR(GetDataset(request.dataset_id()).status());
+  return CompareModelsOnDataset(Resolver(), core_->datasets(), request, call);
+}
+
 }  // namespace logp

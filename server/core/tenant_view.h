@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/core/call_control.h"
+#include "server/core/compare.h"
 #include "server/core/core.h"
 #include "server/core/scope.h"
 #include "server/core/scoring.h"
@@ -64,6 +65,9 @@ class TenantView {
                       const CallControl& call);
   // ExportModelFile of a visible published model.
   absl::StatusOr<std::string> ExportModel(const v1::ExportModelRequest& request);
+  // CompareModelsOnDataset (compare.h) of two visible published models on a visible dataset.
+  absl::StatusOr<v1::CompareModelsResponse> CompareModels(const v1::CompareModelsRequest& request,
+                                                          const CallControl& call);
 
  private:
   // `object` if the scope sees it (its tenant field filled in), else UnknownIdError.

@@ -408,6 +408,23 @@ class ModelServiceImpl final {
     }
     return grpc::Status::OK;
   }
+  // Charged as two scorings of the dataset (each model scores every record).
+  grpc::Status CompareModels(grpc::ServerContext* ctx, const Principal& who,
+                             const v1::CompareModelsRequest* req,
+                             v1::CompareModelsResponse* response) {
+    TenantView view = View(who);
+    if (absl::StatusOr<v1::Dataset> ds = view.GetDataset(req->dataset_id()); ds.ok()) {
+      if (absl::Status rate =
+              scoring_rate_.Admit(who.tenant, 2 * static_cast<int64_t>(ds->num_records()));
+          !rate.ok()) {
+        return ToGrpcStatus(rate);
+      }
+    }
+    auto r = view.CompareModels(*req, Control(ctx));
+    if (!r.ok()) return CallStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
 
  private:
   // The call's deadline (capped by --max_request_seconds) and cancellation, for the core. A
@@ -461,6 +478,7 @@ struct LogpServer::Services {
     checked_models.Unary("Evaluate", kRead, &models, &M::Evaluate, kStop);
     checked_models.ServerStreaming("Sample", kRead, &models, &M::Sample, kStop);
     checked_models.ServerStreaming("ExportModel", kRead, &models, &M::ExportModel, kStop);
+    checked_models.Unary("CompareModels", kRead, &models, &M::CompareModels, kStop);
   }
   static const google::protobuf::ServiceDescriptor* Descriptor(const char* name) {
     const auto* service =

@@ -255,6 +255,10 @@ void RestGateway::Register(httplib::Server* server) {
   server->Get("/v1/models/" + id,
               Unary<v1::GetModelRequest, v1::Model>(
                   "id", [m](auto* c, auto& r, auto* o) { return m->GetModel(c, r, o); }));
+  server->Post(
+      "/v1/models/" + id + ":compare",
+      Unary<v1::CompareModelsRequest, v1::CompareModelsResponse>(
+          "model_a_id", [m](auto* c, auto& r, auto* o) { return m->CompareModels(c, r, o); }));
   for (const auto& [kind, field] : {std::pair<std::string, std::string>{"models", "model_id"},
                                     std::pair<std::string, std::string>{"jobs", "job_id"}}) {
     const std::string base = "/v1/" + kind + "/" + id;

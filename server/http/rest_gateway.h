@@ -19,6 +19,8 @@
 //   POST /v1/models/{id}:evaluate       Evaluate       (body: EvaluateRequest)
 //   POST /v1/models/{id}:sample         Sample: one SampleResponse, the streamed chunks merged
 //   POST /v1/jobs/{id}:score, :evaluate, :sample   the same with a job's newest checkpoint
+//   POST /v1/models/{a}:compare         CompareModels  (body: CompareModelsRequest, e.g.
+//                                       {"modelBId": "model-...", "datasetId": "ds-..."})
 //
 // The id in the path fills the request's id (or model_id / job_id); GET requests take the
 // request's fields as query parameters. `Authorization: Bearer TOKEN` is passed on as gRPC's
