@@ -260,6 +260,14 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
        }},
       {"/logp.v1.ModelService/ExportModel", false,
        [&] { return id_request(v1::ExportModelRequest(), job.model_id()); }},
+      {"/logp.v1.ModelService/CompareModels", false,
+       [&] {
+         v1::CompareModelsRequest req;
+         req.set_model_a_id(job.model_id());
+         req.set_model_b_id(job.model_id());
+         req.set_dataset_id(ds.id());
+         return std::vector<std::string>{req.SerializeAsString()};
+       }},
   };
   // The methods of the three services, all of them in the matrix.
   int methods = 0;
@@ -301,7 +309,7 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
       if (rpc.writes) ++audited;
     }
   }
-  EXPECT_EQ(cells, 90);
+  EXPECT_EQ(cells, static_cast<int>(rpcs.size() * callers.size()));
 
   // One audit record per mutating call of the matrix (and of the setup), tokens nowhere.
   const std::vector<AuditRecord> records = audit_.records();
