@@ -17,6 +17,7 @@
 #include "client/client.h"
 #include "server/auth/credentials.h"
 #include "server/core/core.h"
+#include "server/core/tenant_view.h"
 #include "server/grpc/server.h"
 #include "tests/integration/test_catalog.h"
 #include "tests/server/test_util.h"
@@ -232,6 +233,33 @@ TEST_F(CompareTest, TheComparisonOfTwoBernoulliModelsIsTheHandComputedPairedTest
   EXPECT_NEAR(got.p_value(), std::erfc(std::fabs(mean / se) / std::sqrt(2.0)), 1e-4);
   EXPECT_EQ(got.score_kind_a(), v1::SCORE_KIND_EXACT);
   EXPECT_EQ(got.score_kind_b(), v1::SCORE_KIND_EXACT);
+}
+
+// The core polls the call between batches of 512 records of each model and stops as the call
+// says: a passed deadline before any scoring, a cancellation in the middle (counted polls: it
+// stops at the poll that said so, long before a full run's last one).
+TEST_F(CompareTest, StopsAtTheDeadlineOrCancellation) {
+  const std::string ds = Upload(*a_, v1::DATA_KIND_BINARY, 3, Values(2000, 3, 2));
+  const std::string m1 = Train(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 0.5));
+  const std::string m2 = Train(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 4));
+  TenantView view(core_.get(), Scope::Tenant("team-a"));
+  v1::CompareModelsRequest request;
+  request.set_model_a_id(m1);
+  request.set_model_b_id(m2);
+  request.set_dataset_id(ds);
+  int polls = 0;
+  const CallControl counting(absl::InfiniteFuture(), [&polls] { return ++polls < 0; });
+  ASSERT_TRUE(view.CompareModels(request, counting).ok());
+  const int full_run = polls;
+  ASSERT_GE(full_run, 8);  // 4 batches per model at least
+
+  EXPECT_TRUE(Is(view.CompareModels(request, CallControl(absl::InfinitePast(), nullptr)).status(),
+                 absl::StatusCode::kDeadlineExceeded, "comparison stopped"));
+  polls = 0;
+  const CallControl cancelling(absl::InfiniteFuture(), [&polls] { return ++polls >= 3; });
+  EXPECT_TRUE(Is(view.CompareModels(request, cancelling).status(), absl::StatusCode::kCancelled,
+                 "cancelled"));
+  EXPECT_LT(polls, full_run);
 }
 
 }  // namespace
