@@ -147,6 +147,11 @@ PairedComparison ComparePaired(const std::vector<double>& a, const std::vector<d
   std::vector<double> d(n);
   for (size_t i = 0; i < n; ++i) d[i] = a[i] - b[i];
   c.mean_difference = Mean(d);
+  if (n < 2) {  // no spread to estimate: no evidence either way, whatever the one difference
+    c.ci95_low = -INFINITY;
+    c.ci95_high = INFINITY;
+    return c;
+  }
   c.standard_error = StdDev(d, c.mean_difference) / std::sqrt(double(n));
   c.ci95_low = c.mean_difference - 1.96 * c.standard_error;
   c.ci95_high = c.mean_difference + 1.96 * c.standard_error;

@@ -72,10 +72,12 @@ struct PairedComparison {
   double mean_difference = 0;
   // Sample standard deviation of the differences / sqrt(n); 0 for n < 2.
   double standard_error = 0;
-  // mean_difference -/+ 1.96 standard errors.
+  // mean_difference -/+ 1.96 standard errors; -inf and +inf for n < 2.
   double ci95_low = 0;
   double ci95_high = 0;
-  // mean_difference / standard_error (0 when both are 0; +/-inf when only the error is 0).
+  // mean_difference / standard_error (0 when both are 0 and for n < 2, where the spread cannot
+  // be estimated and p_value is 1; +/-inf when only the error is 0 with n >= 2, i.e. every
+  // difference is the same non-zero value).
   double z = 0;
   // Two-sided p-value of "the mean difference is 0" by the normal approximation,
   // erfc(|z| / sqrt(2)): a large-sample test (optimistic below about 30 records).

@@ -162,5 +162,21 @@ TEST(ComparePaired, MatchesHandComputedValues) {
   EXPECT_EQ(shifted.standard_error, 0.0);
 }
 
+// One record has no spread to estimate: no evidence (p = 1, an unbounded interval), not the
+// p = 0 of a zero standard error.
+TEST(ComparePaired, OneRecordIsNoEvidence) {
+  const PairedComparison one = ComparePaired({2.0}, {1.0});
+  EXPECT_EQ(one.num_records, 1);
+  EXPECT_EQ(one.mean_difference, 1.0);
+  EXPECT_EQ(one.standard_error, 0.0);
+  EXPECT_EQ(one.z, 0.0);
+  EXPECT_EQ(one.p_value, 1.0);
+  EXPECT_EQ(one.ci95_low, -INFINITY);
+  EXPECT_EQ(one.ci95_high, INFINITY);
+  const PairedComparison none = ComparePaired({}, {});
+  EXPECT_EQ(none.num_records, 0);
+  EXPECT_EQ(none.p_value, 1.0);
+}
+
 }  // namespace
 }  // namespace logp

@@ -233,6 +233,16 @@ TEST_F(CompareTest, TheComparisonOfTwoBernoulliModelsIsTheHandComputedPairedTest
   EXPECT_NEAR(got.p_value(), std::erfc(std::fabs(mean / se) / std::sqrt(2.0)), 1e-4);
   EXPECT_EQ(got.score_kind_a(), v1::SCORE_KIND_EXACT);
   EXPECT_EQ(got.score_kind_b(), v1::SCORE_KIND_EXACT);
+
+  // One record: its difference, but no evidence (no spread to estimate).
+  const std::string one = Upload(*a_, v1::DATA_KIND_BINARY, dim, {1, 0, 1});
+  const v1::CompareModelsResponse single = ValueOf(a_->CompareModels(m1, m2, one));
+  EXPECT_EQ(single.num_records(), 1u);
+  EXPECT_NE(single.mean_difference(), 0);
+  EXPECT_EQ(single.z(), 0);
+  EXPECT_EQ(single.p_value(), 1);
+  EXPECT_EQ(single.ci95_low(), -INFINITY);
+  EXPECT_EQ(single.ci95_high(), INFINITY);
 }
 
 // The core polls the call between batches of 512 records of each model and stops as the call
