@@ -9,14 +9,16 @@
 // and the test images of both class groups; the test records of each group, shuffled, are cut
 // into disjoint batches of 1, 10 and 100, and each batch gets three OOD scores (high = OOD):
 //   raw          -mean log p(x) of the batch under the model;
-//   llr          -mean [log p(x) - log p_bg(x)], the likelihood ratio against the background
-//                model, the independent-Bernoulli family fitted to the same training records;
+//   llr          -mean [log p(x) - log p_bg(x)], the likelihood ratio against a background
+//                model fitted to the same training records: the independent-Bernoulli family,
+//                and a small MADE (1 x --small_hidden units);
 //   typicality   |mean NLL of the batch - mean NLL of the reference| (Nalisnick et al. 2019).
 // AUROC (analytics Auroc) of each score, in-batches as negatives, out-batches as positives; then
 // TypicalityTest at alpha = 0.05 with the reference scores: the share of in-batches it rejects
 // (type I error) and of out-batches (power).
 //
-//   ood_bench [--made_epochs=10 --made_hidden=500 --vae_epochs=10 --vae_hidden=500
+//   ood_bench [--made_epochs=10 --made_hidden=500 --small_hidden=20 --vae_epochs=10
+//   --vae_hidden=500
 //              --vae_latent=32 --vae_k=10 --threads=2 --draws=1000 --seed=1]
 //
 // The VAE scores the importance-weighted estimate with --vae_k samples (an ESTIMATE: a
@@ -33,6 +35,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "analytics/statistics.h"
 #include "client/data_files.h"
@@ -44,6 +47,7 @@
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files.");
 ABSL_FLAG(int, made_epochs, 10, "MADE training epochs.");
 ABSL_FLAG(int, made_hidden, 500, "MADE hidden units (one hidden layer).");
+ABSL_FLAG(int, small_hidden, 20, "Hidden units of the small MADE, the second background model.");
 ABSL_FLAG(int, vae_epochs, 10, "VAE training epochs.");
 ABSL_FLAG(int, vae_hidden, 500, "VAE hidden units (one hidden layer in encoder and decoder).");
 ABSL_FLAG(int, vae_latent, 32, "VAE latent dimension.");
@@ -151,11 +155,14 @@ std::vector<double> Difference(const std::vector<double>& a, const std::vector<d
 }
 
 struct Row {
-  double auroc_raw = 0, auroc_llr = 0, auroc_typical = 0, type1 = 0, power = 0;
+  double auroc_raw = 0, auroc_typical = 0, type1 = 0, power = 0;
+  std::vector<double> auroc_llr;  // per background; -1 where it does not apply
   size_t batches_in = 0, batches_out = 0;
 };
 
-Row Evaluate(const Scored& m, const Scored* background, size_t batch, int draws, uint64_t seed) {
+// `backgrounds[i]` null: no ratio against it.
+Row Evaluate(const Scored& m, const std::vector<const Scored*>& backgrounds, size_t batch,
+             int draws, uint64_t seed) {
   Row row;
   const auto in = Batches(m.in, batch), out = Batches(m.out, batch);
   row.batches_in = in.size();
@@ -178,15 +185,19 @@ Row Evaluate(const Scored& m, const Scored* background, size_t batch, int draws,
   row.auroc_typical = Auroc(typ_in, typ_out);
   row.type1 = in.empty() ? 0 : static_cast<double>(rejected_in) / in.size();
   row.power = out.empty() ? 0 : static_cast<double>(rejected_out) / out.size();
-  row.auroc_llr = -1;
-  if (background != nullptr) {
+  for (const Scored* background : backgrounds) {
+    if (background == nullptr) {
+      row.auroc_llr.push_back(-1);
+      continue;
+    }
     std::vector<double> llr_in, llr_out;
-    for (const auto& b : Batches(Difference(m.in, background->in), batch))
+    for (const auto& b : Batches(Difference(m.in, background->in), batch)) {
       llr_in.push_back(-Mean(b));
+    }
     for (const auto& b : Batches(Difference(m.out, background->out), batch)) {
       llr_out.push_back(-Mean(b));
     }
-    row.auroc_llr = Auroc(llr_in, llr_out);
+    row.auroc_llr.push_back(Auroc(llr_in, llr_out));
   }
   return row;
 }
@@ -224,6 +235,17 @@ int Main() {
                          seed))) {
     return 1;
   }
+  v1::ModelSpec small;
+  small.set_family(v1::MODEL_FAMILY_MADE);
+  small.mutable_made()->set_hidden_layers(1);
+  small.mutable_made()->set_hidden_units(absl::GetFlag(FLAGS_small_hidden));
+  if (!add(TrainAndScore(
+          absl::StrFormat("made-%d", absl::GetFlag(FLAGS_small_hidden)),
+          absl::StrFormat("1 x %d hidden, %d epochs, Adam 1e-3, batch 100 (the small background)",
+                          absl::GetFlag(FLAGS_small_hidden), absl::GetFlag(FLAGS_made_epochs)),
+          small, absl::GetFlag(FLAGS_made_epochs), -1, s, seed))) {
+    return 1;
+  }
   v1::ModelSpec made;
   made.set_family(v1::MODEL_FAMILY_MADE);
   made.mutable_made()->set_hidden_layers(1);
@@ -258,19 +280,25 @@ int Main() {
                 m.train_seconds, -Mean(m.reference), -Mean(m.in), -Mean(m.out));
   }
   std::printf(
-      "\n| model | batch | batches in/out | AUROC raw | AUROC LLR vs bernoulli | AUROC typicality "
-      "| "
-      "typicality test type I (alpha 0.05) | power |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+      "\n| model | batch | batches in/out | AUROC raw | AUROC LLR vs bernoulli | AUROC LLR vs %s | "
+      "AUROC typicality | typicality test type I (alpha 0.05) | power |\n",
+      models[1].name.c_str());
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   const int draws = absl::GetFlag(FLAGS_draws);
-  for (const Scored& m : models) {
-    const Scored* background = m.name == "bernoulli" ? nullptr : &models[0];
+  for (size_t i = 0; i < models.size(); ++i) {
+    const Scored& m = models[i];
+    // Backgrounds: the Bernoulli and the small MADE, for the models after them.
+    const std::vector<const Scored*> backgrounds = {i > 0 ? &models[0] : nullptr,
+                                                    i > 1 ? &models[1] : nullptr};
     for (size_t batch : {1, 10, 100}) {
-      const Row r = Evaluate(m, background, batch, draws, seed * 1000 + batch);
-      const std::string llr = r.auroc_llr < 0 ? "-" : absl::StrFormat("%.3f", r.auroc_llr);
-      std::printf("| %s | %zu | %zu/%zu | %.3f | %s | %.3f | %.3f | %.3f |\n", m.name.c_str(),
-                  batch, r.batches_in, r.batches_out, r.auroc_raw, llr.c_str(), r.auroc_typical,
-                  r.type1, r.power);
+      const Row r = Evaluate(m, backgrounds, batch, draws, seed * 1000 + batch);
+      std::string llr;
+      for (double a : r.auroc_llr) {
+        absl::StrAppend(&llr, a < 0 ? "-" : absl::StrFormat("%.3f", a), " | ");
+      }
+      std::printf("| %s | %zu | %zu/%zu | %.3f | %s%.3f | %.3f | %.3f |\n", m.name.c_str(), batch,
+                  r.batches_in, r.batches_out, r.auroc_raw, llr.c_str(), r.auroc_typical, r.type1,
+                  r.power);
     }
   }
   return 0;
