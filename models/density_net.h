@@ -71,6 +71,38 @@ class DensityNet : public torch::nn::Module {
   // decomposition).
   virtual std::vector<int64_t> FactorOrder() const { return {}; }
 
+  // Conditionals (models/conditional.cc): closed forms and latent-variable estimators. In each,
+  // `observed` is a [D] bool mask of the observed dimensions and the values of x in the others are
+  // ignored (they must be finite). Each default (an undefined tensor) means "this family has
+  // none". Eval mode, no gradients.
+  //
+  // Closed-form log p(x_observed) per record, [B] double.
+  virtual torch::Tensor MarginalLogProb(const torch::Tensor& x, const torch::Tensor& observed) {
+    return torch::Tensor();
+  }
+  // `n` exact draws from p(x_missing | x_observed) per record, with the observed values kept:
+  // [B, n, D] float, drawn with `gen`.
+  virtual torch::Tensor ConditionalSample(const torch::Tensor& x, const torch::Tensor& observed,
+                                          int64_t n, at::Generator& gen) {
+    return torch::Tensor();
+  }
+  // E[x | x_observed] per record (the observed values kept), [B, D] double.
+  virtual torch::Tensor ConditionalMean(const torch::Tensor& x, const torch::Tensor& observed) {
+    return torch::Tensor();
+  }
+  // Latent-variable families (the VAE): k importance draws z_i from a proposal of known density
+  // and their log weights log p(x_observed, z_i) - log q(z_i), [k, B] double, so that
+  // log mean_i exp(w_i) estimates log p(x_observed) (consistently in k, unbiased in p). *z, if
+  // not null, receives the draws [k, B, latent].
+  virtual torch::Tensor LatentLogWeights(const torch::Tensor& x, const torch::Tensor& observed,
+                                         int64_t k, at::Generator& gen, torch::Tensor* z) {
+    return torch::Tensor();
+  }
+  // One draw of x ~ p(x | z) for each z of [M, latent], [M, D] float (latent families only).
+  virtual torch::Tensor DecodeSample(const torch::Tensor& z, at::Generator& gen) {
+    return torch::Tensor();
+  }
+
   // How Train fits the family: Adam on Loss (default), a closed form, or EM (one EM step over
   // the whole training set per epoch).
   virtual Fit fit() const { return Fit::kGradient; }

@@ -244,6 +244,111 @@ torch::Tensor GaussianMixtureNetImpl::MixtureCovariance() const {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Conditionals.
+
+torch::Tensor GaussianNetImpl::MarginalLogProb(const torch::Tensor& x,
+                                               const torch::Tensor& observed) {
+  auto log_var = log_var_.detach().clamp_min(std::log(min_variance_)).to(torch::kDouble);
+  auto xd = x.to(torch::kDouble);
+  auto z2 = (xd - mean_.detach().to(torch::kDouble)).pow(2) * torch::exp(-log_var);
+  auto terms = -0.5 * (z2 + log_var + kLog2Pi);  // [B, D]
+  return torch::where(observed.unsqueeze(0), terms, torch::zeros_like(terms)).sum(1);
+}
+
+torch::Tensor GaussianNetImpl::ConditionalSample(const torch::Tensor& x,
+                                                 const torch::Tensor& observed, int64_t n,
+                                                 at::Generator& gen) {
+  const int64_t b = x.size(0), d = x.size(1);
+  auto draws = Sample(b * n, gen).view({b, n, d});
+  return torch::where(observed.view({1, 1, d}), x.to(torch::kFloat).unsqueeze(1), draws);
+}
+
+torch::Tensor GaussianNetImpl::ConditionalMean(const torch::Tensor& x,
+                                               const torch::Tensor& observed) {
+  auto xd = x.to(torch::kDouble);
+  return torch::where(observed.unsqueeze(0), xd,
+                      mean_.detach().to(torch::kDouble).unsqueeze(0).expand_as(xd));
+}
+
+namespace {
+
+// The pieces of a mixture's conditional on the observed set: per component the marginal terms
+// log pi_k + log N(x_o; mu_ko, S_koo) [K, B], the conditional means of the missing dimensions
+// [K, B, m] and the Cholesky factors of the conditional covariances [K, m, m].
+struct MixtureConditional {
+  torch::Tensor log_joint, mean, chol;
+  torch::Tensor obs_idx, mis_idx;
+};
+
+MixtureConditional Condition(const torch::Tensor& x, const torch::Tensor& observed,
+                             const torch::Tensor& weights, const torch::Tensor& means,
+                             const torch::Tensor& chol, bool need_conditional) {
+  MixtureConditional c;
+  c.obs_idx = torch::nonzero(observed).view({-1});
+  c.mis_idx = torch::nonzero(torch::logical_not(observed)).view({-1});
+  auto sigma = torch::matmul(chol, chol.transpose(1, 2));  // [K, D, D]
+  auto s_oo = sigma.index_select(1, c.obs_idx).index_select(2, c.obs_idx);
+  auto l_oo = torch::linalg_cholesky(s_oo);
+  auto xo = x.to(torch::kDouble).index_select(1, c.obs_idx);  // [B, o]
+  auto mu_o = means.index_select(1, c.obs_idx);               // [K, o]
+  c.log_joint = LogJoint(xo, torch::log(weights), mu_o, torch::diagonal(l_oo, 0, 1, 2), l_oo);
+  if (!need_conditional || c.mis_idx.numel() == 0) return c;
+  auto s_mo = sigma.index_select(1, c.mis_idx).index_select(2, c.obs_idx);  // [K, m, o]
+  auto s_mm = sigma.index_select(1, c.mis_idx).index_select(2, c.mis_idx);  // [K, m, m]
+  auto diff = (xo.unsqueeze(0) - mu_o.unsqueeze(1)).transpose(1, 2);        // [K, o, B]
+  auto solved = torch::cholesky_solve(diff, l_oo);                          // S_oo^-1 (x_o - mu_o)
+  auto mu_m = means.index_select(1, c.mis_idx);                             // [K, m]
+  c.mean = (mu_m.unsqueeze(2) + torch::matmul(s_mo, solved)).transpose(1, 2);  // [K, B, m]
+  auto gain = torch::cholesky_solve(s_mo.transpose(1, 2), l_oo);               // S_oo^-1 S_om
+  auto cov = s_mm - torch::matmul(s_mo, gain);
+  cov = 0.5 * (cov + cov.transpose(1, 2));
+  std::vector<torch::Tensor> factors;
+  for (int64_t k = 0; k < cov.size(0); ++k) factors.push_back(RobustCholesky(cov[k], 1e-12));
+  c.chol = torch::stack(factors);
+  return c;
+}
+
+}  // namespace
+
+torch::Tensor GaussianMixtureNetImpl::MarginalLogProb(const torch::Tensor& x,
+                                                      const torch::Tensor& observed) {
+  torch::NoGradGuard no_grad;
+  auto c = Condition(x, observed, Weights(), Means(), CholeskyFactors(), false);
+  return torch::logsumexp(c.log_joint, 0);
+}
+
+torch::Tensor GaussianMixtureNetImpl::ConditionalSample(const torch::Tensor& x,
+                                                        const torch::Tensor& observed, int64_t n,
+                                                        at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  auto c = Condition(x, observed, Weights(), Means(), CholeskyFactors(), true);
+  const int64_t b = x.size(0), d = x.size(1), m = c.mis_idx.numel();
+  auto out = x.to(torch::kDouble).unsqueeze(1).repeat({1, n, 1});  // [B, n, D]
+  if (m == 0 || n == 0) return out.to(torch::kFloat);
+  auto post = torch::softmax(c.log_joint, 0).t().contiguous();         // [B, K]
+  auto comp = torch::multinomial(post, n, /*replacement=*/true, gen);  // [B, n]
+  auto eps = torch::randn({b, n, m}, gen, torch::TensorOptions().dtype(torch::kDouble));
+  auto rows = torch::arange(b).unsqueeze(1).expand({b, n});
+  auto mean = c.mean.permute({1, 0, 2}).index({rows, comp});  // [B, n, m]
+  auto l = c.chol.index_select(0, comp.reshape({-1})).view({b, n, m, m});
+  auto draw = mean + torch::matmul(l, eps.unsqueeze(3)).squeeze(3);
+  out.index_copy_(2, c.mis_idx, draw);
+  return out.to(torch::kFloat);
+}
+
+torch::Tensor GaussianMixtureNetImpl::ConditionalMean(const torch::Tensor& x,
+                                                      const torch::Tensor& observed) {
+  torch::NoGradGuard no_grad;
+  auto c = Condition(x, observed, Weights(), Means(), CholeskyFactors(), true);
+  auto out = x.to(torch::kDouble).clone();
+  if (c.mis_idx.numel() == 0) return out;
+  auto post = torch::softmax(c.log_joint, 0);       // [K, B]
+  auto mean = (post.unsqueeze(2) * c.mean).sum(0);  // [B, m]
+  out.index_copy_(1, c.mis_idx, mean);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Families.
 
 FamilyInfo GaussianFamily() {

@@ -20,6 +20,13 @@ class GaussianNetImpl : public DensityNet {
   // log N(x_d; m_d, v_d) per dimension (independent: FactorOrder() is empty).
   torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
 
+  // Conditionals (models/conditional.cc): the dimensions are independent, so the marginal sums
+  // the observed terms and the conditional is the prior of the missing dimensions.
+  torch::Tensor MarginalLogProb(const torch::Tensor& x, const torch::Tensor& observed) override;
+  torch::Tensor ConditionalSample(const torch::Tensor& x, const torch::Tensor& observed, int64_t n,
+                                  at::Generator& gen) override;
+  torch::Tensor ConditionalMean(const torch::Tensor& x, const torch::Tensor& observed) override;
+
  private:
   double min_variance_;
   torch::Tensor mean_, log_var_;
@@ -59,6 +66,16 @@ class GaussianMixtureNetImpl : public DensityNet {
   // triangular structure of L_k).
   torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
   std::vector<int64_t> FactorOrder() const override;
+
+  // Conditionals (models/conditional.cc), in double precision. Component k's marginal over the
+  // observed set o is N(mu_ko, S_koo) (rows and columns of o kept); log p(x_o) is the logsumexp
+  // over k of log pi_k + log N(x_o; mu_ko, S_koo). The conditional is the mixture, with
+  // posterior weights r_k(x_o) proportional to those terms, of the Schur-complement Gaussians
+  // N(mu_km + S_kmo S_koo^-1 (x_o - mu_ko), S_kmm - S_kmo S_koo^-1 S_kom).
+  torch::Tensor MarginalLogProb(const torch::Tensor& x, const torch::Tensor& observed) override;
+  torch::Tensor ConditionalSample(const torch::Tensor& x, const torch::Tensor& observed, int64_t n,
+                                  at::Generator& gen) override;
+  torch::Tensor ConditionalMean(const torch::Tensor& x, const torch::Tensor& observed) override;
 
  private:
   // [K, D] diagonal of L_k, floored.

@@ -65,14 +65,18 @@ std::pair<torch::Tensor, torch::Tensor> VaeImpl::Encode(const torch::Tensor& x) 
   return {h.slice(-1, 0, latent_dim_), h.slice(-1, latent_dim_, 2 * latent_dim_)};
 }
 
-torch::Tensor VaeImpl::LogLikelihood(const torch::Tensor& x, const torch::Tensor& z) {
+torch::Tensor VaeImpl::LogLikelihoodTerms(const torch::Tensor& x, const torch::Tensor& z) {
   auto out = Mlp(decoder_, z);
   if (binary_) {
     // x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l).
-    return (x * out - F::softplus(out)).sum(-1);
+    return x * out - F::softplus(out);
   }
   auto log_std = log_std_.clamp(kMinLogStd, kMaxLogStd);
-  return (-0.5 * ((x - out) * torch::exp(-log_std)).pow(2) - log_std - kLogSqrt2Pi).sum(-1);
+  return -0.5 * ((x - out) * torch::exp(-log_std)).pow(2) - log_std - kLogSqrt2Pi;
+}
+
+torch::Tensor VaeImpl::LogLikelihood(const torch::Tensor& x, const torch::Tensor& z) {
+  return LogLikelihoodTerms(x, z).sum(-1);
 }
 
 torch::Tensor VaeImpl::Elbo(const torch::Tensor& x, at::Generator* gen) {
@@ -167,6 +171,44 @@ torch::Tensor VaeImpl::Sample(int64_t n, at::Generator& gen) {
   }
   auto log_std = log_std_.clamp(kMinLogStd, kMaxLogStd);
   return out + torch::exp(log_std) * torch::randn({n, dim_}, gen, like.options());
+}
+
+torch::Tensor VaeImpl::LatentLogWeights(const torch::Tensor& x, const torch::Tensor& observed,
+                                        int64_t k, at::Generator& gen, torch::Tensor* z_out) {
+  auto fill = Mlp(decoder_, torch::zeros({1, latent_dim_}, x.options()));
+  if (binary_) fill = torch::sigmoid(fill);
+  auto xf = torch::where(observed.unsqueeze(0), x, fill.expand_as(x));
+  auto mask = observed.to(x.scalar_type());
+  auto [mu, log_var] = Encode(xf);
+  auto std = torch::exp(0.5 * log_var);
+  const int64_t b = x.size(0);
+  const int64_t chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(b, 1));
+  std::vector<torch::Tensor> parts, zs;
+  for (int64_t i = 0; i < k; i += chunk) {
+    PollStop();
+    const int64_t c = std::min(chunk, k - i);
+    auto eps = torch::randn({c, b, latent_dim_}, gen, x.options());
+    auto from_q = torch::rand({c, b, 1}, gen, x.options()) < 0.5;
+    auto z = torch::where(from_q, mu + std * eps, eps);
+    auto log_q = (-0.5 * ((z - mu) / std).pow(2) - 0.5 * log_var - kLogSqrt2Pi).sum(-1);
+    auto log_prior = (-0.5 * z.pow(2) - kLogSqrt2Pi).sum(-1);
+    auto log_proposal = torch::logaddexp(log_q, log_prior) - std::log(2.0);
+    parts.push_back(
+        ((LogLikelihoodTerms(xf, z) * mask).sum(-1) + log_prior - log_proposal).to(torch::kDouble));
+    if (z_out != nullptr) zs.push_back(z);
+  }
+  if (z_out != nullptr) *z_out = torch::cat(zs, 0);
+  return torch::cat(parts, 0);
+}
+
+torch::Tensor VaeImpl::DecodeSample(const torch::Tensor& z, at::Generator& gen) {
+  auto out = Mlp(decoder_, z);
+  if (binary_) {
+    auto u = torch::rand(out.sizes(), gen, out.options());
+    return (u < torch::sigmoid(out)).to(out.scalar_type());
+  }
+  auto log_std = log_std_.clamp(kMinLogStd, kMaxLogStd);
+  return out + torch::exp(log_std) * torch::randn(out.sizes(), gen, out.options());
 }
 
 FamilyInfo VaeFamily() {

@@ -55,8 +55,21 @@ class VaeImpl : public DensityNet {
   // Per-record log importance weights log p(x, z_i) - log q(z_i|x), [k, B].
   torch::Tensor LogWeights(const torch::Tensor& x, int64_t k, at::Generator& gen);
 
+  // Conditionals (models/conditional.cc). The proposal is the defensive mixture
+  // 1/2 q(z | x~) + 1/2 p(z) (Hesterberg 1995), q the encoder at x~ (x with its missing
+  // dimensions filled by the decoder's mean at z = 0): the prior half bounds every weight
+  // p(x_o | z) p(z) / proposal(z) by 2 max p(x_o | z), so the estimate's variance is finite and
+  // its delta-method standard error meaningful even where the encoder, never trained on partial
+  // records, misses the posterior. The weights use only the observed dimensions' decoder terms,
+  // so log mean exp(w) estimates log p(x_o) whatever the fill.
+  torch::Tensor LatentLogWeights(const torch::Tensor& x, const torch::Tensor& observed, int64_t k,
+                                 at::Generator& gen, torch::Tensor* z) override;
+  torch::Tensor DecodeSample(const torch::Tensor& z, at::Generator& gen) override;
+
  private:
   torch::Tensor Mlp(std::vector<torch::nn::Linear>& layers, torch::Tensor h);
+  // The per-dimension terms of LogLikelihood, [..., B, D].
+  torch::Tensor LogLikelihoodTerms(const torch::Tensor& x, const torch::Tensor& z);
   // A [c, B] term of c draws z = mu + std * eps of q(z|x) (eps, z [c, B, latent]; mu, log_var
   // [B, latent]).
   using DrawTerm =
