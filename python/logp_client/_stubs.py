@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 
-PROTOS = ("records", "dataset_service", "job_service", "model_service", "compare")
+PROTOS = ("records", "dataset_service", "job_service", "conditional", "model_service",
+          "compare")
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

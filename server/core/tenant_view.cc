@@ -91,6 +91,16 @@ absl::StatusOr<v1::ScoreResponse> TenantView::Score(const v1::ScoreRequest& requ
   return ScoreRecords(Resolver(), request, core_->options().scoring, call);
 }
 
+absl::StatusOr<v1::MarginalResponse> TenantView::Marginal(const v1::MarginalRequest& request,
+                                                          const CallControl& call) {
+  return MarginalRecords(Resolver(), request, ConditionalLimits{}, call);
+}
+
+absl::StatusOr<v1::ImputeResponse> TenantView::Impute(const v1::ImputeRequest& request,
+                                                      const CallControl& call) {
+  return ImputeRecords(Resolver(), request, ConditionalLimits{}, call);
+}
+
 absl::StatusOr<v1::EvaluateResponse> TenantView::Evaluate(const v1::EvaluateRequest& request,
                                                           const CallControl& call) {
   if (!request.dataset_id().empty()) RETURN_IF_ERROR(GetDataset(request.dataset_id()).status());

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "server/core/call_control.h"
 #include "server/core/compare.h"
+#include "server/core/conditionals.h"
 #include "server/core/core.h"
 #include "server/core/scope.h"
 #include "server/core/scoring.h"
@@ -68,6 +69,12 @@ class TenantView {
   // CompareModelsOnDataset (compare.h) of two visible published models on a visible dataset.
   absl::StatusOr<v1::CompareModelsResponse> CompareModels(const v1::CompareModelsRequest& request,
                                                           const CallControl& call);
+
+  // --- conditionals (conditionals.h, with its default limits) ---
+  absl::StatusOr<v1::MarginalResponse> Marginal(const v1::MarginalRequest& request,
+                                                const CallControl& call);
+  absl::StatusOr<v1::ImputeResponse> Impute(const v1::ImputeRequest& request,
+                                            const CallControl& call);
 
  private:
   // `object` if the scope sees it (its tenant field filled in), else UnknownIdError.

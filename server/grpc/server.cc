@@ -370,6 +370,31 @@ class ModelServiceImpl final {
     *response = std::move(*r);
     return grpc::Status::OK;
   }
+  // Marginal and Impute (conditionals): charged to the scoring quota like Score.
+  grpc::Status Marginal(grpc::ServerContext* ctx, const Principal& who,
+                        const v1::MarginalRequest* req, v1::MarginalResponse* response) {
+    return Conditional(ctx, who, req, response, &TenantView::Marginal);
+  }
+  grpc::Status Impute(grpc::ServerContext* ctx, const Principal& who, const v1::ImputeRequest* req,
+                      v1::ImputeResponse* response) {
+    return Conditional(ctx, who, req, response, &TenantView::Impute);
+  }
+  template <typename Req, typename Resp>
+  grpc::Status Conditional(grpc::ServerContext* ctx, const Principal& who, const Req* req,
+                           Resp* response,
+                           absl::StatusOr<Resp> (TenantView::*method)(const Req&,
+                                                                      const CallControl&)) {
+    if (absl::Status rate =
+            scoring_rate_.Admit(who.tenant, static_cast<int64_t>(req->records().num_records()));
+        !rate.ok()) {
+      return ToGrpcStatus(rate);
+    }
+    TenantView view = View(who);
+    auto r = (view.*method)(*req, Control(ctx));
+    if (!r.ok()) return CallStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
   grpc::Status Evaluate(grpc::ServerContext* ctx, const Principal& who,
                         const v1::EvaluateRequest* req, v1::EvaluateResponse* response) {
     TenantView view = View(who);
@@ -479,6 +504,8 @@ struct LogpServer::Services {
     checked_models.ServerStreaming("Sample", kRead, &models, &M::Sample, kStop);
     checked_models.ServerStreaming("ExportModel", kRead, &models, &M::ExportModel, kStop);
     checked_models.Unary("CompareModels", kRead, &models, &M::CompareModels, kStop);
+    checked_models.Unary("Marginal", kRead, &models, &M::Marginal, kStop);
+    checked_models.Unary("Impute", kRead, &models, &M::Impute, kStop);
   }
   static const google::protobuf::ServiceDescriptor* Descriptor(const char* name) {
     const auto* service =

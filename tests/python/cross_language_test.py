@@ -27,8 +27,8 @@ subprocess.run(
     ["protoc", f"--proto_path={PROTO_DIR}", f"--python_out={WORK}", f"--grpc_out={WORK}",
      "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin"]
     + [os.path.join(PROTO_DIR, "logp/v1", f) for f in
-       ("records.proto", "dataset_service.proto", "job_service.proto", "model_service.proto",
-        "compare.proto")],
+       ("records.proto", "dataset_service.proto", "job_service.proto", "conditional.proto",
+        "model_service.proto", "compare.proto")],
     check=True)
 sys.path.insert(0, WORK)
 from logp.v1 import dataset_service_pb2 as ds_pb  # noqa: E402
