@@ -197,6 +197,11 @@ class Client {
                                                           const std::string& dataset_id,
                                                           const ScoringOptions& options = {});
 
+  // --- conditionals (client_conditional.cc) ---
+  // One Marginal / Impute request as given (conditional.proto); retried while UNAVAILABLE.
+  absl::StatusOr<v1::MarginalResponse> Marginal(const v1::MarginalRequest& request);
+  absl::StatusOr<v1::ImputeResponse> Impute(const v1::ImputeRequest& request);
+
   // --- health ---
   // Asks the standard health service (grpc.health.v1 Check) about `service` ("": the server as
   // a whole): true if SERVING, false if NOT_SERVING (starting, or draining on its way down);
