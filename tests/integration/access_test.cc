@@ -268,6 +268,24 @@ TEST_F(AccessTest, EveryRpcForEveryKindOfCallerGetsItsExactCode) {
          req.set_dataset_id(ds.id());
          return std::vector<std::string>{req.SerializeAsString()};
        }},
+      // Conditionals (conditional.proto).
+      {"/logp.v1.ModelService/Marginal", false,
+       [&] {
+         v1::MarginalRequest req;
+         req.set_model_id(job.model_id());
+         *req.mutable_records() = TinyBlock();
+         req.add_observed_dims(0);
+         return std::vector<std::string>{req.SerializeAsString()};
+       }},
+      {"/logp.v1.ModelService/Impute", false,
+       [&] {
+         v1::ImputeRequest req;
+         req.set_model_id(job.model_id());
+         *req.mutable_records() = TinyBlock();
+         req.add_observed_dims(0);
+         req.set_num_samples(2);
+         return std::vector<std::string>{req.SerializeAsString()};
+       }},
   };
   // The methods of the three services, all of them in the matrix.
   int methods = 0;
