@@ -268,6 +268,13 @@ void RestGateway::Register(httplib::Server* server) {
     server->Post(base + ":evaluate",
                  Unary<v1::EvaluateRequest, v1::EvaluateResponse>(
                      field, [m](auto* c, auto& r, auto* o) { return m->Evaluate(c, r, o); }));
+    // Conditionals (conditional.proto).
+    server->Post(base + ":marginal",
+                 Unary<v1::MarginalRequest, v1::MarginalResponse>(
+                     field, [m](auto* c, auto& r, auto* o) { return m->Marginal(c, r, o); }));
+    server->Post(base + ":impute",
+                 Unary<v1::ImputeRequest, v1::ImputeResponse>(
+                     field, [m](auto* c, auto& r, auto* o) { return m->Impute(c, r, o); }));
     // The chunks of one Sample call merged into one block (rows start on a byte boundary in
     // every encoding, so the chunks' bytes concatenate).
     server->Post(base + ":sample",

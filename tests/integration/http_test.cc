@@ -259,6 +259,21 @@ TEST_F(HttpTest, EveryEndpointAnswersAsItsGrpcCall) {
     EXPECT_EQ(ErrorStatus(bad->body), "INVALID_ARGUMENT");
   }
 
+  // Marginal over every dimension is Score's value; an index past dim is INVALID_ARGUMENT.
+  std::string all_dims = "[";
+  for (int d = 0; d < kDim; ++d) absl::StrAppend(&all_dims, d ? "," : "", d);
+  all_dims += "]";
+  auto marginal =
+      http.Post("/v1/models/" + model + ":marginal",
+                absl::StrCat(R"({"rows": )", rows, R"(, "observedDims": )", all_dims, "}"),
+                "application/json");
+  ASSERT_EQ(marginal->status, 200) << marginal->body;
+  EXPECT_EQ(FromJson<v1::MarginalResponse>(marginal->body).log_prob(0), expected[0]);
+  auto bad_dims = http.Post("/v1/models/" + model + ":impute",
+                            absl::StrCat(R"({"rows": )", rows, R"(, "observedDims": [99]})"),
+                            "application/json");
+  EXPECT_EQ(bad_dims->status, 400) << bad_dims->body;
+
   auto evaluated = http.Post("/v1/models/" + model + ":evaluate",
                              absl::StrCat(R"({"datasetId": ")", job.spec().dataset_id(), "\"}"),
                              "application/json");
