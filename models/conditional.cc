@@ -50,9 +50,19 @@ absl::Status CheckWork(int64_t rows, int64_t per_row, const char* what, int64_t 
 
 // What the model offers for an observed set, probed on one record.
 struct Plan {
-  enum Kind { kAll, kClosedForm, kIndependent, kPrefix, kEnumerate, kLatent, kNone } kind = kNone;
+  enum Kind {
+    kAll,
+    kClosedForm,
+    kIndependent,
+    kPrefix,
+    kEnumerate,
+    kLatent,
+    kAncestral,
+    kNone
+  } kind = kNone;
   int64_t completions = 0;
-  std::string why_not;  // kNone: the message
+  std::vector<int64_t> order;  // kPrefix, kAncestral: the model's FactorOrder
+  std::string why_not;         // kNone: the message
 };
 
 // K^m, or -1 when over kMaxEnumeratedCompletions.
@@ -85,14 +95,17 @@ Plan MakePlan(const Model& model, DensityNet& net, const torch::Tensor& probe,
     p.kind = Plan::kIndependent;
     return p;
   }
-  if (per_dim && !impute) {
+  const bool discrete = shape.kind != v1::DATA_KIND_CONTINUOUS;
+  p.order = order;
+  // The prefix: an exact sum for Marginal; for Impute, exact ancestral continuation (discrete
+  // conditionals only: they are sampled by evaluating every value).
+  if (per_dim && (!impute || discrete)) {
     std::set<int64_t> prefix(order.begin(), order.begin() + observed.size());
     if (prefix == std::set<int64_t>(observed.begin(), observed.end())) {
       p.kind = Plan::kPrefix;
       return p;
     }
   }
-  const bool discrete = shape.kind != v1::DATA_KIND_CONTINUOUS;
   const int64_t c = discrete ? Completions(shape, missing) : -1;
   if (discrete && model.score_kind() == v1::SCORE_KIND_EXACT && c > 0) {
     p.kind = Plan::kEnumerate;
@@ -104,11 +117,15 @@ Plan MakePlan(const Model& model, DensityNet& net, const torch::Tensor& probe,
     p.kind = Plan::kLatent;
     return p;
   }
+  if (per_dim && discrete) {
+    p.kind = Plan::kAncestral;
+    return p;
+  }
   p.why_not = absl::StrCat(
       FamilyName(model), " has no ",
       impute ? "exact or resampled conditional" : "exact or estimated marginal",
       " for this observed set: no closed form",
-      per_dim && !impute ? ", the observed set is not a prefix of its autoregressive order" : "",
+      per_dim ? ", the observed set is not a prefix of its autoregressive order" : "",
       discrete ? absl::StrCat(", the ", missing, " missing dimensions have more than ",
                               kMaxEnumeratedCompletions, " completions")
                : ", continuous values cannot be enumerated",
@@ -141,6 +158,47 @@ torch::Tensor EnumeratedLogJoint(DensityNet& net, const torch::Tensor& x,
     parts.push_back(s.log_prob.to(torch::kDouble));
   }
   return torch::cat(parts).view({r, c});
+}
+
+// Ancestral draws with the observed dimensions clamped: rows x [R, D] (discrete values as floats)
+// get their missing dimensions drawn one at a time in `order` from the model's conditionals
+// p(x_d | x_<d) (each evaluated at all K values), in place; the dimensions after position
+// `last` in the order are left as they are. Returns the log importance weights
+// sum_{d observed} log p(x_d | x_<d) [R] double: the proposal is the product of the missing
+// dimensions' conditionals, so w = p(x_o, x_m) / q(x_m), and w is the same for every draw (the
+// draws exact, w = p(x_o)) when the observed set is a prefix of the order.
+torch::Tensor AncestralDraws(DensityNet& net, torch::Tensor& x, const std::vector<int64_t>& order,
+                             const torch::Tensor& mask, const torch::Tensor& obs_idx, int64_t k,
+                             size_t last, at::Generator& gen) {
+  auto observed = mask.accessor<bool, 1>();
+  for (size_t pos = 0; pos <= last && pos < order.size(); ++pos) {
+    const int64_t d = order[pos];
+    if (observed[d]) continue;
+    PollStop();
+    std::vector<torch::Tensor> terms;
+    for (int64_t c = 0; c < k; ++c) {
+      x.select(1, d).fill_(static_cast<double>(c));
+      terms.push_back(net.PerDimensionLogProb(x).select(1, d).to(torch::kDouble));
+    }
+    auto p = torch::softmax(torch::stack(terms, 1), 1);  // renormalised against rounding
+    x.select(1, d).copy_(torch::multinomial(p, 1, true, gen).squeeze(1).to(x.scalar_type()));
+  }
+  PollStop();
+  return net.PerDimensionLogProb(x).to(torch::kDouble).index_select(1, obs_idx).sum(1);
+}
+
+// The last position in `order` of an observed dimension.
+size_t LastObserved(const std::vector<int64_t>& order, const torch::Tensor& mask) {
+  auto observed = mask.accessor<bool, 1>();
+  size_t last = 0;
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    if (observed[order[pos]]) last = pos;
+  }
+  return last;
+}
+
+int64_t Categories(const DataShape& shape) {
+  return shape.kind == v1::DATA_KIND_BINARY ? 2 : shape.num_categories;
 }
 
 struct Setup {
@@ -268,6 +326,33 @@ absl::StatusOr<MarginalScores> Marginal(const Model& model, const RecordMatrix& 
         out.method = absl::StrCat("enumeration (", c, " completions)");
         return out;
       }
+      case Plan::kAncestral: {
+        const int k = options.importance_samples;
+        RETURN_IF_ERROR(CheckImportanceSamples(k));
+        const size_t last = LastObserved(plan.order, s.mask);
+        const int64_t passes = Categories(shape) * static_cast<int64_t>(last + 1) + 1;
+        RETURN_IF_ERROR(CheckWork(n, k * passes, "importance_samples x conditional passes",
+                                  options.max_forward_rows));
+        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed);
+        const int64_t rb = std::max<int64_t>(1, kPassRows / k);
+        for (int64_t b = 0; b < n; b += rb) {
+          auto x = s.base.slice(0, b, std::min(n, b + rb)).to(torch::kFloat);
+          const int64_t r = x.size(0);
+          auto xs = x.repeat_interleave(k, 0);  // [r k, D]
+          auto log_w =
+              AncestralDraws(net, xs, plan.order, s.mask, s.obs_idx, Categories(shape), last, gen)
+                  .view({r, k})
+                  .t();  // [k, r]
+          auto est = LogMeanExp(log_w, 0);
+          auto se = torch::exp(log_w - est).std(0, /*unbiased=*/true) / std::sqrt(double(k));
+          Append(est, &out.log_prob);
+          Append(se, &out.standard_error);
+        }
+        out.kind = v1::SCORE_KIND_ESTIMATE;
+        out.importance_samples = k;
+        out.method = absl::StrCat("importance sampling (k=", k, ", ancestral proposal)");
+        return out;
+      }
       case Plan::kLatent: {
         const int k = options.importance_samples;
         RETURN_IF_ERROR(CheckImportanceSamples(k));
@@ -320,14 +405,20 @@ absl::StatusOr<Imputations> Impute(const Model& model, const RecordMatrix& recor
     std::vector<torch::Tensor> draws;  // [r, num_samples, D] per batch
     int64_t per_row = num_samples;
     if (plan.kind == Plan::kEnumerate) per_row = std::max<int64_t>(per_row, plan.completions);
-    if (plan.kind == Plan::kLatent) {
+    if (plan.kind == Plan::kLatent || plan.kind == Plan::kAncestral) {
       RETURN_IF_ERROR(CheckImportanceSamples(options.importance_samples));
       per_row = std::max<int64_t>(per_row, options.importance_samples);
     }
-    RETURN_IF_ERROR(CheckWork(n, per_row,
-                              plan.kind == Plan::kEnumerate ? "completions"
-                              : plan.kind == Plan::kLatent  ? "importance_samples"
-                                                            : "num_samples",
+    // Ancestral draws: K passes per missing dimension, and one for the weights.
+    const int64_t passes = plan.kind == Plan::kPrefix || plan.kind == Plan::kAncestral
+                               ? Categories(shape) * static_cast<int64_t>(s.mis_idx.numel()) + 1
+                               : 1;
+    RETURN_IF_ERROR(CheckWork(n, per_row * passes,
+                              plan.kind == Plan::kEnumerate   ? "completions"
+                              : plan.kind == Plan::kLatent    ? "importance_samples"
+                              : plan.kind == Plan::kAncestral ? "importance_samples x passes"
+                              : plan.kind == Plan::kPrefix    ? "num_samples x passes"
+                                                              : "num_samples",
                               options.max_forward_rows));
     const int64_t rb = std::max<int64_t>(1, kPassRows / per_row);
     torch::Tensor comps;
@@ -378,7 +469,24 @@ absl::StatusOr<Imputations> Impute(const Model& model, const RecordMatrix& recor
           draws.push_back(keep(dec.view({r, num_samples, d})));
           break;
         }
-        case Plan::kPrefix:
+        case Plan::kPrefix: {  // exact: the prefix is the start of the ancestral order
+          auto xs = x.repeat_interleave(num_samples, 0);
+          AncestralDraws(net, xs, plan.order, s.mask, s.obs_idx, Categories(shape),
+                         plan.order.size(), gen);
+          draws.push_back(xs.view({r, num_samples, d}));
+          break;
+        }
+        case Plan::kAncestral: {  // resampled: k clamped ancestral proposals per record
+          auto xs = x.repeat_interleave(k, 0);  // [r k, D]
+          auto log_w = AncestralDraws(net, xs, plan.order, s.mask, s.obs_idx, Categories(shape),
+                                      plan.order.size(), gen);
+          auto p = torch::softmax(log_w.view({r, k}), 1);  // [r, k]
+          Append(1.0 / p.pow(2).sum(1), &out.effective_sample_size);
+          auto pick = torch::multinomial(p, num_samples, /*replacement=*/true, gen);  // [r, n]
+          auto flat = (pick + torch::arange(r).unsqueeze(1) * k).reshape({-1});
+          draws.push_back(xs.index_select(0, flat).view({r, num_samples, d}));
+          break;
+        }
         case Plan::kNone:
           return absl::InternalError("unhandled impute plan");
       }
@@ -397,6 +505,14 @@ absl::StatusOr<Imputations> Impute(const Model& model, const RecordMatrix& recor
         break;
       case Plan::kEnumerate:
         out.method = absl::StrCat("enumeration (", plan.completions, " completions)");
+        break;
+      case Plan::kPrefix:
+        out.method = "ancestral continuation of the prefix";
+        break;
+      case Plan::kAncestral:
+        out.exact = false;
+        out.importance_samples = k;
+        out.method = absl::StrCat("sampling-importance-resampling (k=", k, ", ancestral proposal)");
         break;
       default:
         out.exact = false;

@@ -7,17 +7,21 @@
 //   1. closed form (Gaussian, Gaussian mixture)   closed form, exact (+ the conditional mean)
 //   2. independent dimensions: the sum of the     independent dimensions: prior draws of the
 //      observed PerDimensionLogProb terms         missing dimensions, exact
-//      autoregressive prefix: the observed set is
-//      the first |o| of FactorOrder(), the sum
-//      of their PerDimensionLogProb terms
-//   3. enumeration (binary / categorical, exact   enumeration: the exact posterior over the
+//   3. autoregressive prefix: the observed set    ancestral continuation (discrete): exact
+//      is the first |o| of FactorOrder(), the
+//      sum of their PerDimensionLogProb terms
+//   4. enumeration (binary / categorical, exact   enumeration: the exact posterior over the
 //      scores, K^|missing| <= 65536 completions): completions, exact draws from it
 //      log-sum-exp of log p over the completions
-//   4. importance sampling over the latent z      sampling-importance-resampling over z with
+//   5. importance sampling over the latent z      sampling-importance-resampling over z with
 //      (VAE): ESTIMATE with a delta-method SE     the same proposal: approximate, with its ESS
-//   5. otherwise FAILED_PRECONDITION (flows; autoregressive models off their prefix with too
-//      many completions; continuous MADE off its prefix; any family behind preprocessing that
-//      does not forward these).
+//   6. importance sampling with the clamped       sampling-importance-resampling with the same
+//      ancestral proposal (discrete models with   proposal: approximate, with its ESS
+//      PerDimensionLogProb and an order):
+//      ESTIMATE, w = prod_{d observed} p(x_d | x_<d)
+//   7. otherwise FAILED_PRECONDITION (flows; continuous autoregressive models off their prefix,
+//      and Impute of them; mask ensembles off enumeration; families behind preprocessing that
+//      offer none of these).
 //
 // Thread-safety: as Model's const methods.
 #ifndef LOGP_MODELS_CONDITIONAL_H_
@@ -58,7 +62,8 @@ struct MarginalScores {
   v1::ScoreKind kind = v1::SCORE_KIND_EXACT;
   int importance_samples = 0;
   // "closed form", "independent dimensions", "autoregressive prefix", "enumeration (C
-  // completions)", "importance sampling (k=...)" or "full likelihood" (all dimensions observed).
+  // completions)", "importance sampling (k=...)", "importance sampling (k=..., ancestral
+  // proposal)" or "full likelihood" (all dimensions observed).
   std::string method;
 };
 
