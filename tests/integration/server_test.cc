@@ -561,7 +561,7 @@ TEST_F(ServerTest, BytesThatDoNotParseAreInvalidArgument) {
       ++methods;
     }
   }
-  EXPECT_EQ(methods, 16);  // CompareModels the 16th
+  EXPECT_EQ(methods, 18);  // CompareModels the 16th, Marginal and Impute the 17th and 18th
 
   // Upload streams: garbage as the first message, after the header, and after the last chunk
   // (the declared records all arrived: without the check the upload would be stored).
