@@ -130,7 +130,8 @@ Plan MakePlan(const Model& model, DensityNet& net, const torch::Tensor& probe,
                               kMaxEnumeratedCompletions, " completions")
                : ", continuous values cannot be enumerated",
       ", and no latent variables to sample",
-      model.spec().has_preprocessing() ? " (preprocessed models support none of these)" : "");
+      model.spec().has_preprocessing() ? " (behind preprocessing the closed forms do not apply)"
+                                       : "");
   return p;
 }
 
