@@ -155,10 +155,8 @@ models explain ID --input=FILE [--record=N --top=K] [--output=FILE.png]  least l
                                   of one record, log p(x_d | x_<d); PNG heat map for images
 models compare A B --dataset=ID [--importance_samples=K --seed=S]  paired test
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
-models marginal ID FILE --observed=0,2,5-9 [--importance_samples=K --seed=S] [--output=FILE]
-                                  log p(x_observed) per record (exact, or an ESTIMATE ± SE)
-models impute ID FILE --observed=DIMS [--n=64 --seed=S] [--output=FILE.csv]
-                                  n completions per record from p(x_missing | x_observed)
+models marginal ID FILE --observed=0,2,5-9 [--importance_samples=K]  log p(x_observed) per record
+models impute ID FILE --observed=DIMS [--n=64 --seed=S] [--output=F.csv]  x_missing | x_observed
 models export ID --output=FILE.pt the model as TorchScript (torch.jit.load): log_prob, sample
                                   ID: a model, or a job ("job-...") for its newest checkpoint
 health [SERVICE]                  exit 0 iff the server (or SERVICE) is SERVING: for container
