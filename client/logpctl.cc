@@ -34,9 +34,9 @@
 #include "client/connection_flags.h"
 #include "client/data_files.h"
 #include "client/logpctl_analysis.h"
+#include "client/logpctl_compare.h"
 #include "client/logpctl_conditional.h"
 #include "client/logpctl_explain.h"
-#include "client/logpctl_compare.h"
 #include "client/logpctl_print.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/cc/status_macros.h"
@@ -155,8 +155,7 @@ models explain ID --input=FILE [--record=N --top=K] [--output=FILE.png]  least l
                                   of one record, log p(x_d | x_<d); PNG heat map for images
 models compare A B --dataset=ID [--importance_samples=K --seed=S]  paired test
 models sample ID [--n=64 --seed=1] [--png=FILE --columns=8] [--output=FILE.csv]
-models marginal ID FILE --observed=0,2,5-9 [--importance_samples=K]  log p(x_observed) per record
-models impute ID FILE --observed=DIMS [--n=64 --seed=S] [--output=F.csv]  x_missing | x_observed
+models marginal|impute ID FILE --observed=0,2,5-9 [--n=N --importance_samples=K] [--output=F]
 models export ID --output=FILE.pt the model as TorchScript (torch.jit.load): log_prob, sample
                                   ID: a model, or a job ("job-...") for its newest checkpoint
 health [SERVICE]                  exit 0 iff the server (or SERVICE) is SERVING: for container
@@ -833,12 +832,8 @@ absl::StatusOr<int> Health(Context& ctx) {
   return serving ? 0 : 1;
 }
 
-// models marginal / impute (client/logpctl_conditional.cc).
-absl::StatusOr<int> ModelsMarginal(Context& c) {
-  return logpctl::ModelsMarginal({c.args, c.client, ReadOptionsFromFlags, TargetModel});
-}
-absl::StatusOr<int> ModelsImpute(Context& c) {
-  return logpctl::ModelsImpute({c.args, c.client, ReadOptionsFromFlags, TargetModel});
+Command Cond(absl::StatusOr<int> (*run)(const ConditionalCommandContext&)) {
+  return [run](Context& c) { return run({c.args, c.client, ReadOptionsFromFlags, TargetModel}); };
 }
 
 int Main(int argc, char** argv) {
@@ -861,8 +856,8 @@ int Main(int argc, char** argv) {
                                                    {"models compare", ModelsCompare},
                                                    {"models sample", ModelsSample},
                                                    {"models export", ModelsExport},
-                                                   {"models marginal", ModelsMarginal},
-                                                   {"models impute", ModelsImpute},
+                                                   {"models marginal", Cond(MarginalCmd)},
+                                                   {"models impute", Cond(ImputeCmd)},
                                                    {"health", Health}};
   // Commands are two words (NOUN VERB), but for "health".
   const size_t words = positional.size() >= 2 && std::string(positional[1]) == "health" ? 1 : 2;

@@ -23,12 +23,16 @@ ABSL_DECLARE_FLAG(uint64_t, n);
 ABSL_DECLARE_FLAG(std::optional<uint64_t>, seed);
 ABSL_DECLARE_FLAG(std::optional<int32_t>, importance_samples);
 
-namespace logp::logpctl {
+namespace logp {
+using logpctl::PrintJson;
+using logpctl::ScoreKindName;
+
 namespace {
 
 // The records of FILE and the request fields both commands share.
 template <typename Request>
-absl::StatusOr<Client*> Prepare(const ConditionalCommand& c, Request* request, v1::Model* out) {
+absl::StatusOr<Client*> Prepare(const ConditionalCommandContext& c, Request* request,
+                                v1::Model* out) {
   ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ParseDimList(absl::GetFlag(FLAGS_observed)));
   ASSIGN_OR_RETURN(Client * client, c.client());
   ASSIGN_OR_RETURN(const v1::Model model, c.target_model(client, c.args[0]));
@@ -81,7 +85,7 @@ absl::StatusOr<std::vector<uint32_t>> ParseDimList(const std::string& text) {
   return out;
 }
 
-absl::StatusOr<int> ModelsMarginal(const ConditionalCommand& c) {
+absl::StatusOr<int> MarginalCmd(const ConditionalCommandContext& c) {
   if (c.args.size() != 2) {
     std::fprintf(stderr,
                  "usage: logpctl models marginal ID FILE --observed=DIMS [read flags] "
@@ -111,7 +115,7 @@ absl::StatusOr<int> ModelsMarginal(const ConditionalCommand& c) {
   return 0;
 }
 
-absl::StatusOr<int> ModelsImpute(const ConditionalCommand& c) {
+absl::StatusOr<int> ImputeCmd(const ConditionalCommandContext& c) {
   if (c.args.size() != 2) {
     std::fprintf(stderr,
                  "usage: logpctl models impute ID FILE --observed=DIMS [read flags] [--n=N "
@@ -157,4 +161,4 @@ absl::StatusOr<int> ModelsImpute(const ConditionalCommand& c) {
   return 0;
 }
 
-}  // namespace logp::logpctl
+}  // namespace logp

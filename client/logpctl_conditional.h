@@ -10,10 +10,10 @@
 #include "client/client.h"
 #include "client/data_files.h"
 
-namespace logp::logpctl {
+namespace logp {
 
 // What the two commands need from logpctl's main file.
-struct ConditionalCommand {
+struct ConditionalCommandContext {
   std::vector<std::string> args;  // {ID, FILE}
   std::function<absl::StatusOr<Client*>()> client;
   // The read flags (--kind, --binarize_threshold, ...) for records of `model`.
@@ -23,13 +23,13 @@ struct ConditionalCommand {
 };
 
 // models marginal ID FILE --observed=DIMS [--importance_samples=K --seed=S] [--output=FILE]
-absl::StatusOr<int> ModelsMarginal(const ConditionalCommand& c);
+absl::StatusOr<int> MarginalCmd(const ConditionalCommandContext& c);
 // models impute ID FILE --observed=DIMS [--n=N --seed=S --importance_samples=K] [--output=F.csv]
-absl::StatusOr<int> ModelsImpute(const ConditionalCommand& c);
+absl::StatusOr<int> ImputeCmd(const ConditionalCommandContext& c);
 
 // "0,2,5-7" -> {0, 2, 5, 6, 7}; INVALID_ARGUMENT naming --observed otherwise.
 absl::StatusOr<std::vector<uint32_t>> ParseDimList(const std::string& text);
 
-}  // namespace logp::logpctl
+}  // namespace logp
 
 #endif  // LOGP_CLIENT_LOGPCTL_CONDITIONAL_H_
