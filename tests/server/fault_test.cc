@@ -314,6 +314,9 @@ TEST_F(FaultTest, CatalogueFailuresLeaveNothingHalfCommitted) {
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_TRUE(absl::StrContains(failed.error(), "I/O error")) << failed.error();
   EXPECT_EQ(Models(), 1);
+  // The failed job's files go right after its FAILED state is written (which WaitForEnd sees).
+  for (int i = 0; i < 200 && Files("models").size() != 2u; ++i)
+    absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(Files("models").size(), 2u);  // the published one's two; none of the failed job's
   // Events refused five times in a row are written with later ones: the stored history of the
   // finished job, read back after a restart, runs 1..N with nothing missing.
