@@ -22,23 +22,6 @@ std::string FamilyName(const Model& model) {
   return f != nullptr ? f->name : "this family";
 }
 
-RecordMatrix ToRecords(const torch::Tensor& x, const DataShape& shape) {
-  RecordMatrix m = RecordMatrix::Empty(shape.kind, shape.dim, shape.num_categories).value();
-  m.rows = x.size(0);
-  auto c = x.contiguous();
-  if (shape.kind == v1::DATA_KIND_CONTINUOUS) {
-    auto f = c.to(torch::kFloat);
-    m.f32.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
-  } else if (shape.num_categories > 256) {
-    auto i = c.to(torch::kInt32);
-    m.u16.assign(i.data_ptr<int32_t>(), i.data_ptr<int32_t>() + i.numel());
-  } else {
-    auto u = c.to(torch::kUInt8);
-    m.u8.assign(u.data_ptr<uint8_t>(), u.data_ptr<uint8_t>() + u.numel());
-  }
-  return m;
-}
-
 absl::Status CheckWork(int64_t rows, int64_t per_row, const char* what, int64_t limit) {
   if (per_row > 0 && rows > limit / per_row) {
     return absl::ResourceExhaustedError(absl::StrCat("records x ", what, " = ", rows, " x ",
@@ -493,7 +476,7 @@ absl::StatusOr<Imputations> Impute(const Model& model, const RecordMatrix& recor
       }
     }
     auto all = draws.empty() ? torch::zeros({0, d}) : torch::cat(draws, 0).view({-1, d});
-    out.samples = ToRecords(all, shape);
+    out.samples = TensorToRecords(all, shape);
     switch (plan.kind) {
       case Plan::kAll:
         out.method = "all observed";

@@ -220,6 +220,9 @@ std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64
 // Float [rows, cols] copy of all rows of `m`.
 torch::Tensor RecordsToTensor(const RecordMatrix& m);
 
+// Records of `shape` holding the rows of `x` ([rows, dim], values in the convention above).
+RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape);
+
 // A tensor over all rows of `m` without copying 8-bit or float data (it borrows m's storage);
 // bit-packed rows are unpacked into a uint8 copy.
 torch::Tensor BorrowRows(const RecordMatrix& m);

@@ -55,26 +55,6 @@ std::mutex& InitMutex() {
   return mu;
 }
 
-RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape) {
-  RecordMatrix m;
-  m.kind = shape.kind;
-  m.cols = shape.dim;
-  m.num_categories = shape.num_categories;
-  m.rows = x.size(0);
-  auto c = x.contiguous();
-  if (shape.kind == v1::DATA_KIND_CONTINUOUS) {
-    auto f = c.to(torch::kFloat);
-    m.f32.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
-  } else if (shape.num_categories > 256) {
-    auto i = c.to(torch::kInt32);
-    m.u16.assign(i.data_ptr<int32_t>(), i.data_ptr<int32_t>() + i.numel());
-  } else {
-    auto u = c.to(torch::kUInt8);
-    m.u8.assign(u.data_ptr<uint8_t>(), u.data_ptr<uint8_t>() + u.numel());
-  }
-  return m;
-}
-
 // Continuous records far outside the data's range (|x| of 1e30 and beyond, for a net trained on
 // values near 1) overflow float32 inside the net: intermediate values become inf, then NaN
 // (inf - inf). Such a record's log p is far below what the computation can represent, so it

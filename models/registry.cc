@@ -108,6 +108,26 @@ std::vector<int64_t> VariableOrder(v1::VariableOrder order, uint64_t seed, int64
   return out;
 }
 
+RecordMatrix TensorToRecords(const torch::Tensor& x, const DataShape& shape) {
+  RecordMatrix m;
+  m.kind = shape.kind;
+  m.cols = shape.dim;
+  m.num_categories = shape.num_categories;
+  m.rows = x.size(0);
+  auto c = x.contiguous();
+  if (shape.kind == v1::DATA_KIND_CONTINUOUS) {
+    auto f = c.to(torch::kFloat);
+    m.f32.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+  } else if (shape.num_categories > 256) {
+    auto i = c.to(torch::kInt32);
+    m.u16.assign(i.data_ptr<int32_t>(), i.data_ptr<int32_t>() + i.numel());
+  } else {
+    auto u = c.to(torch::kUInt8);
+    m.u8.assign(u.data_ptr<uint8_t>(), u.data_ptr<uint8_t>() + u.numel());
+  }
+  return m;
+}
+
 torch::Tensor RecordsToTensor(const RecordMatrix& m) {
   if (m.rows == 0) return torch::zeros({0, m.cols});
   if (!m.f32.empty()) {

@@ -45,15 +45,7 @@ absl::StatusOr<v1::CompareModelsResponse> CompareModelsOnDataset(
   auto data = datasets.Load(request.dataset_id());
   if (absl::IsNotFound(data.status())) return UnknownIdError("dataset", request.dataset_id());
   RETURN_IF_ERROR(data.status());
-  ScoreOptions options;
-  if (request.has_importance_samples()) {
-    if (request.importance_samples() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("importance_samples must be >= 0, got ", request.importance_samples()));
-    }
-    options.importance_samples = request.importance_samples();
-  }
-  options.seed = request.seed();
+  ASSIGN_OR_RETURN(ScoreOptions options, ToScoreOptions(request));
   options.stop = call.AsStopPoll();
 
   RETURN_IF_ERROR(call.Check("comparison"));

@@ -23,20 +23,6 @@ absl::StatusOr<ResolvedModel> LoadModel(const ModelResolver& models, const Reque
   return models(request.model_id(), request.job_id());
 }
 
-template <typename Request>
-absl::StatusOr<ScoreOptions> ToScoreOptions(const Request& request) {
-  ScoreOptions options;
-  if (request.has_importance_samples()) {
-    if (request.importance_samples() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("importance_samples must be >= 0, got ", request.importance_samples()));
-    }
-    options.importance_samples = request.importance_samples();
-  }
-  options.seed = request.seed();
-  return options;
-}
-
 // ScoreRequest.per_dimension: the chain-rule terms, N x D, within the request's cap.
 absl::StatusOr<std::vector<double>> PerDimensionTerms(const Model& model,
                                                       const RecordMatrix& records,

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "logp/v1/model_service.pb.h"
 #include "server/core/call_control.h"
 #include "server/core/dataset_store.h"
@@ -28,6 +29,22 @@ struct ScoringLimits {
   // client's deadline; DEADLINE_EXCEEDED past it. 0: no server-side cap (default).
   double max_request_seconds = 0;
 };
+
+// The ScoreOptions of a request with optional importance_samples and a seed (Score, Evaluate,
+// CompareModels): INVALID_ARGUMENT for importance_samples < 0.
+template <typename Request>
+absl::StatusOr<ScoreOptions> ToScoreOptions(const Request& request) {
+  ScoreOptions options;
+  if (request.has_importance_samples()) {
+    if (request.importance_samples() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("importance_samples must be >= 0, got ", request.importance_samples()));
+    }
+    options.importance_samples = request.importance_samples();
+  }
+  options.seed = request.seed();
+  return options;
+}
 
 // Finds the model a request names: (model_id, job_id), exactly one non-empty.
 using ModelResolver =

@@ -23,7 +23,8 @@
 #include "logp/v1/model_service.grpc.pb.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
-#include "tests/integration/test_catalog.h"
+#include "tests/integration/in_process_server.h"
+#include "tests/temp_dir.h"
 
 namespace logp {
 namespace {
@@ -94,42 +95,23 @@ double KolmogorovSmirnov(std::vector<double> p) {
 class AnalyticsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/logp-analytics-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     StartServer();
     train_ = Draw(kTrain, 1);
     model_id_ = Publish(train_, Draw(kValidation, 2));
-  }
-  void TearDown() override {
-    StopServer();
-    catalog_.Close();
-    if (!dir_.empty()) system(("rm -rf " + dir_).c_str());
   }
   void StartServer() {
     CoreOptions o;
     o.data_dir = dir_;
     o.jobs.training_slots = 1;
-    auto catalog = catalog_.Open(o.data_dir);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    o.catalog = *catalog;
-    auto core = Core::Open(o);
-    ASSERT_TRUE(core.ok()) << core.status();
-    core_ = std::move(*core);
-    ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
-    auto server = LogpServer::Start(core_.get(), so);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    auto client = Client::Connect("127.0.0.1:" + std::to_string(server_->port()));
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = std::move(*client);
+    const absl::Status started = logpd_.Start(o);
+    ASSERT_TRUE(started.ok()) << started;
+    client_ = &logpd_.client();
+    core_ = &logpd_.core();
   }
   void StopServer() {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(2));
-    server_.reset();
-    core_.reset();
+    logpd_.Stop();
+    client_ = nullptr;
+    core_ = nullptr;
   }
   // Trains a Gaussian (closed form) on `train` with `valid` as its validation set; its model id.
   std::string Publish(const RecordMatrix& train, const RecordMatrix& valid,
@@ -175,12 +157,13 @@ class AnalyticsTest : public ::testing::Test {
     EXPECT_TRUE(absl::StrContains(r.status().message(), text)) << r.status();
   }
 
-  std::string dir_, model_id_, job_id_;
+  TempDir temp_;  // before logpd_: outlives it
+  const std::string dir_ = temp_.path();
+  std::string model_id_, job_id_;
   RecordMatrix train_;
-  TestCatalog catalog_;  // outlives core_
-  std::unique_ptr<Core> core_;
-  std::unique_ptr<LogpServer> server_;
-  std::unique_ptr<Client> client_;
+  InProcessServer logpd_;
+  Client* client_ = nullptr;
+  Core* core_ = nullptr;
 };
 
 TEST_F(AnalyticsTest, PublishedModelKeepsItsValidationScores) {

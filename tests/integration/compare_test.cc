@@ -19,7 +19,7 @@
 #include "server/core/core.h"
 #include "server/core/tenant_view.h"
 #include "server/grpc/server.h"
-#include "tests/integration/test_catalog.h"
+#include "tests/integration/in_process_server.h"
 #include "tests/server/test_util.h"
 
 namespace logp {
@@ -62,31 +62,19 @@ class CompareTest : public ::testing::Test {
     core.data_dir = dir_.path() + "/data";
     core.jobs.training_slots = 1;
     core.jobs.threads_per_slot = 1;
-    auto catalog = catalog_.Open(core.data_dir);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    core.catalog = *catalog;
-    auto opened = Core::Open(core);
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    core_ = std::move(*opened);
     ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.auth_tokens = tokens_.get();
-    auto server = LogpServer::Start(core_.get(), options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    const std::string target = absl::StrCat("127.0.0.1:", server_->port());
-    for (auto [token, client] : {std::pair{kWriterA, &a_}, std::pair{kWriterB, &b_}}) {
-      ClientOptions o;
-      o.token = token;
-      auto c = Client::Connect(target, o);
-      ASSERT_TRUE(c.ok()) << c.status();
-      *client = std::move(*c);
-    }
-  }
-  void TearDown() override {
-    a_.reset();
-    b_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(1));
+    ClientOptions as_a;
+    as_a.token = kWriterA;
+    const absl::Status started = logpd_.Start(core, options, as_a);
+    ASSERT_TRUE(started.ok()) << started;
+    a_ = &logpd_.client();
+    core_ = &logpd_.core();
+    ClientOptions as_b;
+    as_b.token = kWriterB;
+    auto b = logpd_.Connect(as_b);
+    ASSERT_TRUE(b.ok()) << b.status();
+    b_ = std::move(*b);
   }
 
   std::string Upload(Client& c, v1::DataKind kind, int dim, const std::vector<uint8_t>& values,
@@ -99,22 +87,17 @@ class CompareTest : public ::testing::Test {
     m.rows = n;
     return ValueOf(c.UploadDataset("continuous", m)).id();
   }
-  std::string Train(Client& c, const v1::JobSpec& spec) {
-    const v1::Job job = ValueOf(c.WaitForJob(ValueOf(c.CreateJob(spec)).id()));
-    EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
-    return job.model_id();
-  }
   absl::Status Compare(Client& c, const std::string& a, const std::string& b,
                        const std::string& ds) {
     return c.CompareModels(a, b, ds).status();
   }
 
   TempDir dir_;
-  std::unique_ptr<AuthTokensFile> tokens_;
-  TestCatalog catalog_;  // outlives core_
-  std::unique_ptr<Core> core_;
-  std::unique_ptr<LogpServer> server_;
-  std::unique_ptr<Client> a_, b_;
+  std::unique_ptr<AuthTokensFile> tokens_;  // outlives logpd_
+  InProcessServer logpd_;
+  Client* a_ = nullptr;
+  Core* core_ = nullptr;
+  std::unique_ptr<Client> b_;
 };
 
 TEST_F(CompareTest, RefusalsHaveTheirExactStatus) {
@@ -125,12 +108,12 @@ TEST_F(CompareTest, RefusalsHaveTheirExactStatus) {
   const std::string cat3k3 = Upload(*a_, v1::DATA_KIND_CATEGORICAL, 3, Values(40, 3, 3), 3);
   const std::string cat3k4 = Upload(*a_, v1::DATA_KIND_CATEGORICAL, 3, Values(40, 3, 4), 4);
   const std::string cont3 = UploadContinuous(*a_, 40, 3);
-  const std::string m3 = Train(*a_, Spec(ds3, v1::MODEL_FAMILY_BERNOULLI, 0.5));
-  const std::string m3b = Train(*a_, Spec(ds3, v1::MODEL_FAMILY_BERNOULLI, 2));
-  const std::string m4 = Train(*a_, Spec(ds4, v1::MODEL_FAMILY_BERNOULLI, 0.5));
-  const std::string mk3 = Train(*a_, Spec(cat3k3, v1::MODEL_FAMILY_CATEGORICAL, 0));
-  const std::string mk4 = Train(*a_, Spec(cat3k4, v1::MODEL_FAMILY_CATEGORICAL, 0));
-  const std::string mg = Train(*a_, Spec(cont3, v1::MODEL_FAMILY_GAUSSIAN, 0));
+  const std::string m3 = TrainToModel(*a_, Spec(ds3, v1::MODEL_FAMILY_BERNOULLI, 0.5));
+  const std::string m3b = TrainToModel(*a_, Spec(ds3, v1::MODEL_FAMILY_BERNOULLI, 2));
+  const std::string m4 = TrainToModel(*a_, Spec(ds4, v1::MODEL_FAMILY_BERNOULLI, 0.5));
+  const std::string mk3 = TrainToModel(*a_, Spec(cat3k3, v1::MODEL_FAMILY_CATEGORICAL, 0));
+  const std::string mk4 = TrainToModel(*a_, Spec(cat3k4, v1::MODEL_FAMILY_CATEGORICAL, 0));
+  const std::string mg = TrainToModel(*a_, Spec(cont3, v1::MODEL_FAMILY_GAUSSIAN, 0));
   ASSERT_TRUE(a_->CompareModels(m3, m3b, ds3).ok());
 
   // Models of different data: FAILED_PRECONDITION naming both, whichever comes first.
@@ -171,7 +154,7 @@ TEST_F(CompareTest, RefusalsHaveTheirExactStatus) {
   // Team B: A's models and dataset are answered exactly as unknown ids, with B's own objects of
   // the same shape on the other side.
   const std::string b_ds3 = Upload(*b_, v1::DATA_KIND_BINARY, 3, bin3);
-  const std::string b_m3 = Train(*b_, Spec(b_ds3, v1::MODEL_FAMILY_BERNOULLI, 0.5));
+  const std::string b_m3 = TrainToModel(*b_, Spec(b_ds3, v1::MODEL_FAMILY_BERNOULLI, 0.5));
   ASSERT_TRUE(b_->CompareModels(b_m3, b_m3, b_ds3).ok());
   auto looks_unknown = [](const absl::Status& got, const std::string& id,
                           const absl::Status& unknown, const std::string& unknown_id) {
@@ -193,8 +176,8 @@ TEST_F(CompareTest, TheComparisonOfTwoBernoulliModelsIsTheHandComputedPairedTest
   const int n = 40, dim = 3;
   const std::vector<uint8_t> values = Values(n, dim, 2);
   const std::string ds = Upload(*a_, v1::DATA_KIND_BINARY, dim, values);
-  const std::string m1 = Train(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 0.5));
-  const std::string m2 = Train(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 4));
+  const std::string m1 = TrainToModel(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 0.5));
+  const std::string m2 = TrainToModel(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 4));
   auto log_probs = [&](double alpha) {
     std::vector<double> p(dim);
     for (int j = 0; j < dim; ++j) {
@@ -250,9 +233,9 @@ TEST_F(CompareTest, TheComparisonOfTwoBernoulliModelsIsTheHandComputedPairedTest
 // stops at the poll that said so, long before a full run's last one).
 TEST_F(CompareTest, StopsAtTheDeadlineOrCancellation) {
   const std::string ds = Upload(*a_, v1::DATA_KIND_BINARY, 3, Values(2000, 3, 2));
-  const std::string m1 = Train(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 0.5));
-  const std::string m2 = Train(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 4));
-  TenantView view(core_.get(), Scope::Tenant("team-a"));
+  const std::string m1 = TrainToModel(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 0.5));
+  const std::string m2 = TrainToModel(*a_, Spec(ds, v1::MODEL_FAMILY_BERNOULLI, 4));
+  TenantView view(core_, Scope::Tenant("team-a"));
   v1::CompareModelsRequest request;
   request.set_model_a_id(m1);
   request.set_model_b_id(m2);

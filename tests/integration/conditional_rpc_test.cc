@@ -4,7 +4,6 @@
 // RPCs; a client deadline stopping a long enumeration.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <memory>
@@ -15,7 +14,8 @@
 #include "logp/v1/model_service.grpc.pb.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
-#include "tests/integration/test_catalog.h"
+#include "tests/integration/in_process_server.h"
+#include "tests/temp_dir.h"
 
 namespace logp {
 namespace {
@@ -42,40 +42,23 @@ RecordMatrix Random(v1::DataKind kind, int64_t n, int64_t d, uint32_t seed) {
 class ConditionalRpcTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/logp-conditional-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = new std::string(tmpl);
-    catalog_ = new TestCatalog();
+    temp_ = new TempDir();
+    logpd_ = new InProcessServer();
     CoreOptions o;
-    o.data_dir = *dir_;
+    o.data_dir = temp_->path();
     o.jobs.training_slots = 1;
-    auto catalog = catalog_->Open(o.data_dir);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    o.catalog = *catalog;
-    auto core = Core::Open(o);
-    ASSERT_TRUE(core.ok()) << core.status();
-    core_ = core->release();
-    ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
-    auto server = LogpServer::Start(core_, so);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-    auto client = Client::Connect("127.0.0.1:" + std::to_string(server_->port()));
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = client->release();
+    const absl::Status started = logpd_->Start(o);
+    ASSERT_TRUE(started.ok()) << started;
+    client_ = &logpd_->client();
+    server_ = &logpd_->server();
     binary_ = new std::string(Train(v1::DATA_KIND_BINARY, 5, v1::MODEL_FAMILY_FVSBN));
     mixture_ =
         new std::string(Train(v1::DATA_KIND_CONTINUOUS, 3, v1::MODEL_FAMILY_GAUSSIAN_MIXTURE));
     flow_ = new std::string(Train(v1::DATA_KIND_CONTINUOUS, 3, v1::MODEL_FAMILY_MAF));
   }
   static void TearDownTestSuite() {
-    delete client_;
-    if (server_ != nullptr) server_->Shutdown(absl::Seconds(2));
-    delete server_;
-    delete core_;
-    catalog_->Close();
-    delete catalog_;
-    system(("rm -rf " + *dir_).c_str());
+    delete logpd_;
+    delete temp_;
   }
   static std::string Train(v1::DataKind kind, int64_t d, v1::ModelFamily family,
                            int hidden_units = 0) {
@@ -93,12 +76,7 @@ class ConditionalRpcTest : public ::testing::Test {
       spec.mutable_model()->mutable_made()->set_hidden_units(hidden_units);
     spec.set_batch_size(100);
     spec.set_epochs(2);
-    auto job = client_->CreateJob(spec);
-    EXPECT_TRUE(job.ok()) << job.status();
-    auto done = client_->WaitForJob(job->id());
-    EXPECT_TRUE(done.ok()) << done.status();
-    EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
-    return done->model_id();
+    return TrainToModel(*client_, spec);
   }
   static v1::MarginalRequest MarginalOf(const std::string& model, const RecordMatrix& x,
                                         std::vector<uint32_t> observed) {
@@ -118,16 +96,14 @@ class ConditionalRpcTest : public ::testing::Test {
     return r;
   }
 
-  static std::string* dir_;
-  static TestCatalog* catalog_;
-  static Core* core_;
+  static TempDir* temp_;
+  static InProcessServer* logpd_;  // destroyed before temp_
   static LogpServer* server_;
   static Client* client_;
   static std::string *binary_, *mixture_, *flow_;
 };
-std::string* ConditionalRpcTest::dir_ = nullptr;
-TestCatalog* ConditionalRpcTest::catalog_ = nullptr;
-Core* ConditionalRpcTest::core_ = nullptr;
+TempDir* ConditionalRpcTest::temp_ = nullptr;
+InProcessServer* ConditionalRpcTest::logpd_ = nullptr;
 LogpServer* ConditionalRpcTest::server_ = nullptr;
 Client* ConditionalRpcTest::client_ = nullptr;
 std::string* ConditionalRpcTest::binary_ = nullptr;

@@ -3,7 +3,6 @@
 // all 2^8 records (enumeration over the wire); the client's ScorePerDimension agrees; a flow
 // answers FAILED_PRECONDITION and a request over the cap RESOURCE_EXHAUSTED. Torch-free.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <random>
@@ -14,7 +13,8 @@
 #include "client/client.h"
 #include "server/core/core.h"
 #include "server/grpc/server.h"
-#include "tests/integration/test_catalog.h"
+#include "tests/integration/in_process_server.h"
+#include "tests/temp_dir.h"
 
 namespace logp {
 namespace {
@@ -50,35 +50,13 @@ RecordMatrix AllRecords() {
 class ExplainServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/logp-explain-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     CoreOptions o;
-    o.data_dir = dir_;
+    o.data_dir = dir_.path();
     o.scoring.max_dimension_log_probs = kMaxTerms;
     o.jobs.training_slots = 1;
-    auto catalog = catalog_.Open(dir_);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    o.catalog = *catalog;
-    auto core = Core::Open(o);
-    ASSERT_TRUE(core.ok()) << core.status();
-    core_ = std::move(*core);
-    ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
-    auto server = LogpServer::Start(core_.get(), so);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    auto client = Client::Connect("127.0.0.1:" + std::to_string(server_->port()));
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = std::move(*client);
-  }
-  void TearDown() override {
-    client_.reset();
-    if (server_) server_->Shutdown(absl::Seconds(2));
-    server_.reset();
-    core_.reset();
-    catalog_.Close();
-    system(("rm -rf " + dir_).c_str());
+    const absl::Status started = logpd_.Start(o);
+    ASSERT_TRUE(started.ok()) << started;
+    client_ = &logpd_.client();
   }
 
   // Trains `model` on `data` and returns the published model's id.
@@ -93,12 +71,7 @@ class ExplainServerTest : public ::testing::Test {
     spec.set_batch_size(50);
     spec.set_epochs(3);
     spec.set_seed(5);
-    auto job = client_->CreateJob(spec);
-    EXPECT_TRUE(job.ok()) << job.status();
-    auto done = client_->WaitForJob(job->id());
-    EXPECT_TRUE(done.ok()) << done.status();
-    EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
-    return done->model_id();
+    return TrainToModel(*client_, spec);
   }
 
   v1::ScoreRequest Request(const std::string& model_id, const RecordMatrix& records,
@@ -110,11 +83,9 @@ class ExplainServerTest : public ::testing::Test {
     return r;
   }
 
-  std::string dir_;
-  TestCatalog catalog_;
-  std::unique_ptr<Core> core_;
-  std::unique_ptr<LogpServer> server_;
-  std::unique_ptr<Client> client_;
+  TempDir dir_;  // before logpd_: outlives it
+  InProcessServer logpd_;
+  Client* client_ = nullptr;
 };
 
 v1::ModelSpec Made() {
