@@ -332,6 +332,26 @@ if state and state != "JOB_STATE_RUNNING":
 EOF
 } | tee "$OUT/table.md"
 
+# Round two (issue 16): each part is a script of its own that measures one target side by side
+# and prints rows of the table above (| measure | logp | reference | ratio | target | met? |, no
+# header) on stdout, its progress on stderr. It gets LOGP_BIN_DIR, OUT, QUICK, RUNS and PY.
+# PARTS="" runs none; PARTS="bench/x.sh" only that one.
+DEFAULT_PARTS=(
+)
+PARTS=(${PARTS-${DEFAULT_PARTS[@]}})
+if [[ ${#PARTS[@]} -gt 0 ]]; then
+  {
+    echo
+    echo "| measure | logp | reference | ratio | target | met? |"
+    echo "|---|---|---|---|---|---|"
+    for part in "${PARTS[@]}"; do
+      echo "== $part" >&2
+      LOGP_BIN_DIR="$BIN" OUT="$OUT" QUICK="$QUICK" RUNS="$RUNS" PY="$PY" "$part" ||
+        echo "| $part failed (see stderr) | — | — | — | — | **no** |"
+    done
+  } | tee -a "$OUT/table.md"
+fi
+
 if [[ ${TLS:-0} == 1 ]]; then
   echo "== bench/tls.sh: the cost of TLS" >&2
   if [[ $QUICK == 1 ]]; then
