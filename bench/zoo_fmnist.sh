@@ -8,7 +8,11 @@
 #                                             bits/dim in the uploaded data space [0, 256)^784
 # Environment: SCALE multiplies every epoch count (e.g. SCALE=0.1 for a quick look);
 #   CONFIG="name|epochs|logpctl flags" runs that one configuration instead of the table;
-#   LOGP_BIN_DIR=DIR uses DIR/server/logpd and DIR/client/logpctl as they are (no build).
+#   LOGP_BIN_DIR=DIR uses DIR/server/logpd and DIR/client/logpctl as they are (no build);
+#   CONVERGE=1 trains every configuration to convergence instead of its epoch count: up to
+#   MAX_EPOCHS (1000) epochs, early stopping after PATIENCE (5) epochs without a better
+#   validation NLL, and at most MAX_SECONDS (3600) of training; the table then also says how
+#   many epochs ran, which was best and why training stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -16,6 +20,8 @@ BIN="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}"
 FMNIST=/usr/share/datasets/fashion-mnist
 SCALE="${SCALE:-1}"
 DATA="${DATA:-binary}"
+CONVERGE="${CONVERGE:-0}"
+MAX_EPOCHS="${MAX_EPOCHS:-1000}" PATIENCE="${PATIENCE:-5}" MAX_SECONDS="${MAX_SECONDS:-3600}"
 [[ -n ${LOGP_BIN_DIR:-} ]] || scripts/build.sh --target logpd logpctl >/dev/null
 
 WORK=$(mktemp -d /tmp/logp-bench.XXXXXX)
@@ -68,12 +74,20 @@ if [[ $DATA == binary ]]; then CONFIGS=("${BINARY[@]}"); else CONFIGS=("${CONTIN
 WANT=("$@")
 # CONFIG="name|epochs|flags" runs one configuration of your own instead of the table's.
 if [[ -n ${CONFIG:-} ]]; then CONFIGS=("$CONFIG"); WANT=(); fi
-printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |\n' family flags epochs "test NLL (nats ± SE)" bits/dim "train (s)" "score kind"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' -------------- ------------------------------------------------------------------------ -------- ---------------------- ---------- ----------- --------------------------
+printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |' family flags epochs "test NLL (nats ± SE)" bits/dim "train (s)" "score kind"
+[[ $CONVERGE == 1 ]] && printf ' %s | %s |' "best epoch" "stopped by"
+echo
+printf '|%s|%s|%s|%s|%s|%s|%s|' -------------- ------------------------------------------------------------------------ -------- ---------------------- ---------- ----------- --------------------------
+[[ $CONVERGE == 1 ]] && printf '%s|%s|' ------------ ------------
+echo
 for c in "${CONFIGS[@]}"; do
   IFS='|' read -r name epochs flags <<<"$c"
   if [[ ${#WANT[@]} -gt 0 && ! " ${WANT[*]} " =~ " ${name} " ]]; then continue; fi
   epochs=$(awk -v e="$epochs" -v s="$SCALE" 'BEGIN { n = int(e * s + 0.5); print (n < 1 ? 1 : n) }')
+  if [[ $CONVERGE == 1 && $epochs -gt 1 ]]; then
+    epochs=$MAX_EPOCHS
+    flags="$flags --early_stopping_patience=$PATIENCE --max_seconds=$MAX_SECONDS"
+  fi
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
   JOB=$("${CTL[@]}" --json jobs create --dataset="$TRAIN" $flags --epochs="$epochs" \
@@ -94,6 +108,21 @@ for c in "${CONFIGS[@]}"; do
   kind=$(echo "$EVAL" | field scoreKind | sed 's/SCORE_KIND_//')
   k=$(echo "$EVAL" | field importanceSamples)
   [[ -n $k ]] && kind="$kind (k=$k)"
-  printf '| %-12s | %-70s | %6s | %-20s | %8.4f | %9s | %-24s |\n' "$name" "$flags" "$epochs" \
+  ran=$epochs
+  if [[ $CONVERGE == 1 ]]; then
+    # Epochs run, the best one (its weights are published) and why training ended.
+    "${CTL[@]}" --json jobs watch "$JOB" --from_seq=1 >"$WORK/$name.events"
+    read -r ran best < <(/usr/bin/python3 - "$WORK/$name.events" <<'PYEOF'
+import json, sys
+ep = [json.loads(l)["epochSummary"] for l in open(sys.argv[1]) if '"epochSummary"' in l]
+best = [e.get("epoch", 0) for e in ep if e.get("isBest")]
+print(len(ep) or 1, best[-1] if best else "—")
+PYEOF
+    )
+    reason=$("${CTL[@]}" --json jobs get "$JOB" | grep -o '"stopReason":"[^"]*' | sed 's/.*:"//')
+  fi
+  printf '| %-12s | %-70s | %6s | %-20s | %8.4f | %9s | %-24s |' "$name" "$flags" "$ran" \
     "$(printf '%.2f ± %.2f' "$nll" "${se:-0}")" "$bpd" "$secs" "$kind"
+  [[ $CONVERGE == 1 ]] && printf ' %s | %s |' "$best" "${reason:-—}"
+  echo
 done
