@@ -17,6 +17,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "models/blas_core.h"
 #include "models/compute_threads.h"
 #include "models/memory_estimate.h"
 #include "server/auth/credentials.h"
@@ -109,10 +110,21 @@ ABSL_FLAG(std::string, quotas_file, "",
 constexpr absl::Duration kCloseWait = absl::Seconds(1);
 
 int main(int argc, char** argv) {
+  // Before anything else: may execute logpd again with OPENBLAS_CORETYPE set.
+  logp::UseBestBlasCore(argv);
   absl::SetProgramUsageMessage("logpd --data_dir=DIR [--listen=HOST:PORT] [flags]");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  if (std::string core = logp::BlasCoreName(); !core.empty()) {
+    const char* set = std::getenv("OPENBLAS_CORETYPE");
+    LOG(INFO) << "OpenBLAS kernels: " << core
+              << (std::getenv("LOGP_BLAS_REEXEC") != nullptr
+                      ? absl::StrCat(" (OPENBLAS_CORETYPE=", set == nullptr ? "" : set,
+                                     " set by logpd: OpenBLAS had chosen older kernels than this "
+                                     "CPU runs; LOGP_BLAS_CORE=keep keeps them)")
+                      : "");
+  }
 
   // Block the stop signals in every thread; one thread waits for them with sigwait.
   sigset_t stop_signals;
