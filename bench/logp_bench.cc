@@ -33,10 +33,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +55,7 @@
 #include "models/compute_threads.h"
 #include "models/model.h"
 #include "proto/cc/status_macros.h"
+#include "server/core/file_system.h"
 
 ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads (matmul-peak, score-inprocess)");
 ABSL_FLAG(int, n, 0, "matmul-peak: matrix size (default 2048); latency: calls (default 1000)");
@@ -210,13 +209,14 @@ absl::Status MatmulPeak() {
   return absl::OkStatus();
 }
 
+// A model file as logpd's model store writes it: the LOGPSUM1 checksum frame around
+// Model::Serialize's bytes (files older than frames start with LOGPMDL1 and are read as they are).
 absl::StatusOr<std::unique_ptr<Model>> ReadModelFile() {
   const std::string path = absl::GetFlag(FLAGS_model_file);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read --model_file '", path, "'"));
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  return Model::Deserialize(bytes.str());
+  ASSIGN_OR_RETURN(std::string bytes,
+                   ReadChecksummedFile(FileSystem::Default(), path,
+                                       absl::StrCat("--model_file '", path, "'"), {"LOGPMDL1"}));
+  return Model::Deserialize(bytes);
 }
 
 absl::Status TrainFlops() {

@@ -7,11 +7,17 @@ degrees drawn exactly as logp draws them (std::mt19937_64 seeded with seed ^ 0x9
 degree = 1 + rng() % (D - 1)), Bernoulli conditionals scored with BCE-with-logits, trained with
 Adam on the mean NLL. Same parameter count, same masks, same matmuls per step.
 
-Binarized Fashion-MNIST (pixel > 127) is read from the IDX .gz with gzip + numpy and kept as
-uint8, each batch converted to float32 when it is used -- as logp keeps its records.
+Binarized Fashion-MNIST (pixel > 127) is read from the IDX .gz with gzip + numpy. Two training
+loops over the same model (--loop; the JSON says which ran):
+  tuned (default): what a competent PyTorch user writes -- the whole training set as one float32
+      tensor made once, batches by index_select of a torch.randperm, the summed BCE over the batch
+      divided by B, Adam(foreach=True), zero_grad(set_to_none=True), the loss read once per
+      window instead of once per step; evaluation under torch.no_grad.
+  plain: the first version of this script -- records kept as uint8, each batch gathered and
+      converted to float32 when it is used, per-record log p then .mean(), loss.item() each step.
 
 Run with Debian's python3-torch (/usr/bin/python3). Each invocation prints one JSON object:
-  made_pytorch.py train --batch B --threads T --steps N [--warmup W] [--validate]
+  made_pytorch.py train --batch B --threads T --steps N [--warmup W] [--validate] [--loop L]
       samples/s over the N timed steps after W warm-up steps (median of ~1 s windows and overall),
       peak RSS (getrusage ru_maxrss).
   made_pytorch.py score --batch B --threads T [--seconds S]
@@ -149,15 +155,10 @@ def common_fields(args):
     }
 
 
-def cmd_train(args):
-    torch.manual_seed(args.seed)
-    data = load_binarized(args.data, args.max_records)
-    n, dim = data.shape
-    model = Made(dim, args.hidden, seed=0)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    rss_loaded = rss_mb()
-    steps_per_epoch = (n + args.batch - 1) // args.batch
+def plain_step_fn(model, opt, data, batch):
+    """The first loop: uint8 records, a float32 batch made per step, loss.item() per step."""
+    n = data.shape[0]
+    steps_per_epoch = (n + batch - 1) // batch
     perm = torch.randperm(n)
     next_batch = 0
     loss_sum = 0.0
@@ -167,8 +168,8 @@ def cmd_train(args):
         if next_batch == steps_per_epoch:
             perm = torch.randperm(n)
             next_batch = 0
-        b = next_batch * args.batch
-        x = data[perm[b:b + args.batch]].float()
+        b = next_batch * batch
+        x = data[perm[b:b + batch]].float()
         loss = -model.log_prob(x).mean()
         opt.zero_grad()
         loss.backward()
@@ -178,8 +179,65 @@ def cmd_train(args):
         loss_sum += loss_value
         return x.shape[0]
 
+    def take_loss_sum():
+        nonlocal loss_sum
+        value, loss_sum = loss_sum, 0.0
+        return value
+
+    return step, take_loss_sum
+
+
+def tuned_step_fn(model, opt, data, batch):
+    """A competent user's loop: one float32 tensor, index_select of a permutation per batch."""
+    n = data.shape[0]
+    steps_per_epoch = (n + batch - 1) // batch
+    perm = torch.randperm(n)
+    next_batch = 0
+    loss_sum = torch.zeros((), dtype=torch.float64)
+
+    def step():
+        nonlocal perm, next_batch
+        if next_batch == steps_per_epoch:
+            perm = torch.randperm(n)
+            next_batch = 0
+        b = next_batch * batch
+        x = data.index_select(0, perm[b:b + batch])
+        # The mean over the batch of the summed per-dimension BCE: the mean NLL, as plain's.
+        loss = F.binary_cross_entropy_with_logits(model(x), x, reduction="sum") / x.shape[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        next_batch += 1
+        loss_sum.add_(loss.detach())
+        return x.shape[0]
+
+    def take_loss_sum():
+        value = loss_sum.item()
+        loss_sum.zero_()
+        return value
+
+    return step, take_loss_sum
+
+
+def cmd_train(args):
+    torch.manual_seed(args.seed)
+    data = load_binarized(args.data, args.max_records)
+    if args.loop == "tuned":
+        data = data.float()  # once: a competent user's whole training set as float32
+    n, dim = data.shape
+    model = Made(dim, args.hidden, seed=0)
+    model.train()
+    if args.loop == "tuned":
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=args.foreach)
+        step, take_loss_sum = tuned_step_fn(model, opt, data, args.batch)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        step, take_loss_sum = plain_step_fn(model, opt, data, args.batch)
+    rss_loaded = rss_mb()
+
     for _ in range(args.warmup):
         step()
+    take_loss_sum()
     loss_sum = 0.0
     windows = []
     records = 0
@@ -192,8 +250,10 @@ def cmd_train(args):
         now = time.perf_counter()
         if now - w_start >= args.window:
             windows.append(w_records / (now - w_start))
-            w_start, w_records = now, 0
+            loss_sum += take_loss_sum()
+            w_start, w_records = time.perf_counter(), 0
     seconds = time.perf_counter() - t0
+    loss_sum += take_loss_sum()
     overall = records / seconds
     validation_nll = None
     if args.validate:
@@ -208,6 +268,8 @@ def cmd_train(args):
     sps = statistics.median(windows) if windows else overall
     out = {
         "mode": "train",
+        "loop": args.loop,
+        "adam_foreach": args.foreach if args.loop == "tuned" else None,
         "batch": args.batch,
         "steps": args.steps,
         "warmup_steps": args.warmup,
@@ -318,6 +380,10 @@ def main():
             s.add_argument("--lr", type=float, default=1e-3)
             s.add_argument("--validate", action="store_true",
                            help="score the last tenth of the records afterwards, as an epoch end")
+            s.add_argument("--loop", choices=("tuned", "plain"), default="tuned",
+                           help="tuned: a competent user's loop; plain: the first version's")
+            s.add_argument("--foreach", type=int, choices=(0, 1), default=1,
+                           help="tuned: torch.optim.Adam(foreach=...)")
         else:
             s.add_argument("--data", default=f"{FMNIST}/t10k-images-idx3-ubyte.gz")
             s.add_argument("--seconds", type=float, default=3.0, help="least time spent")
