@@ -31,7 +31,9 @@
 #   SAMPLES (records per
 #   training run, 300000; QUICK: 20000), SCORE_BATCHES ("1 100 1000 10000"),
 #   PIN_BLAS (1: OPENBLAS_NUM_THREADS=T for every process, so that "T threads" holds for OpenBLAS's
-#   own pool too; 0: leave it), OUT (./bench-out: raw JSON lines and the table),
+#   own pool too; 0: leave it), BLAS_CORETYPE (auto: when OpenBLAS falls back to its Prescott
+#   kernel on a CPU with AVX-512 / AVX2, OPENBLAS_CORETYPE=SkylakeX / Haswell for both sides;
+#   keep: never; NAME: that core; bench/lib.sh blas_coretype), OUT (./bench-out: raw JSON lines and the table),
 #   LOGP_BIN_DIR=DIR (use DIR/server/logpd, DIR/client/logpctl, DIR/bench/logp_bench; no build).
 # PyTorch side: Debian's python3-torch in /usr/bin/python3 (LOGP_WITH_TORCH_PYTHON=1
 #   scripts/install-deps.sh installs it); without it, or with PYTORCH=0, only logp's side is
@@ -61,6 +63,8 @@ fi
 BIN="${LOGP_BIN_DIR:-$ROOT/${LOGP_BUILD_DIR:-build}}"
 LOGPD="$BIN/server/logpd"
 BENCH="$BIN/bench/logp_bench"
+source "$ROOT/bench/lib.sh"  # stop_logpd, field, logp_train, blas_coretype
+blas_coretype "$BENCH"  # OPENBLAS_CORETYPE for both sides when OpenBLAS falls back to Prescott
 HAVE_TORCH=0
 if [[ ${PYTORCH:-1} == 1 ]] && "$PY" -c 'import torch' 2>/dev/null; then HAVE_TORCH=1; fi
 
@@ -69,7 +73,6 @@ RAW="$OUT/raw.jsonl"
 : >"$RAW"
 WORK=$(mktemp -d /tmp/logp-perf.XXXXXX)
 PID=
-source "$ROOT/bench/lib.sh"  # stop_logpd, field
 trap 'stop_logpd; rm -rf "$WORK"' EXIT
 blas_env() { if [[ $PIN_BLAS == 1 ]]; then echo "OPENBLAS_NUM_THREADS=$1"; else echo "PIN_BLAS=0"; fi; }
 # record TAG JSON: one line of raw.jsonl.
@@ -98,31 +101,7 @@ SPEC=(--family=made --hidden_layers=1 --hidden_units=500 --lr=0.001 --validation
   --seed=1)
 steps_for() { echo $(((SAMPLES + $1 - 1) / $1)); }
 
-# logp_train BATCH STEPS: a job of STEPS steps; prints its samples/s as JSON.
-logp_train() {
-  local job
-  job=$("${CTL[@]}" --json jobs create --dataset="$TRAIN" "${SPEC[@]}" --batch_size="$1" \
-    --epochs=1000 --max_steps="$2" | field id)
-  "${CTL[@]}" --json jobs watch "$job" --from_seq=1 >"$WORK/watch.json"
-  # Steps per epoch: 54,000 training records (60,000 less the 10% validation split).
-  "$PY" - "$WORK/watch.json" $(((54000 + $1 - 1) / $1)) "$1" <<'EOF'
-import json, statistics, sys
-events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-spe, batch = int(sys.argv[2]), int(sys.argv[3])
-final = [e["stateChange"]["state"] for e in events if "stateChange" in e][-1]
-if final != "JOB_STATE_SUCCEEDED":
-    sys.exit(f"training job ended {final}")
-prog = [(int(e["progress"]["step"]), e["progress"]["samplesPerSecond"])
-        for e in events if "progress" in e]
-# Drop the first window (job start) and windows that begin at an epoch end: they include the
-# validation pass that follows it.
-kept = [r for i, (s, r) in enumerate(prog) if i > 0 and prog[i - 1][0] % spe != 0]
-rates = kept or [r for _, r in prog]
-sps = statistics.median(rates)
-print(json.dumps({"batch": batch, "steps": prog[-1][0] if prog else 0, "windows": len(rates),
-                  "samples_per_second": sps, "gflops_per_second": sps * 3920000 / 1e9}))
-EOF
-}
+# logp_train BATCH STEPS (bench/lib.sh): a job of STEPS steps; prints its samples/s as JSON.
 
 echo "== setup: logpd, binarized Fashion-MNIST" >&2
 start_logpd 1
@@ -225,7 +204,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 {
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), nproc" \
     "$(nproc), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
-    "$(date -u '+%Y-%m-%d %H:%M UTC'); load average $LOAD_START at start, $LOAD_END at end"
+    "$(date -u '+%Y-%m-%d %H:%M UTC'); load average $LOAD_START at start, $LOAD_END at end;" \
+    "$BLAS_CORE_NOTE"
   echo "runs: $RUNS (alternating logp / PyTorch), $SAMPLES records per training run," \
     "OpenBLAS threads pinned to T: $([[ $PIN_BLAS == 1 ]] && echo yes || echo no)," \
     "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}, QUICK=$QUICK"
@@ -337,6 +317,7 @@ EOF
 # header) on stdout, its progress on stderr. It gets LOGP_BIN_DIR, OUT, QUICK, RUNS and PY.
 # PARTS="" runs none; PARTS="bench/x.sh" only that one.
 DEFAULT_PARTS=(
+  bench/training.sh  # items 1 and 8: training vs the tuned reference, efficiency at b1000
 )
 PARTS=(${PARTS-${DEFAULT_PARTS[@]}})
 if [[ ${#PARTS[@]} -gt 0 ]]; then

@@ -11,8 +11,10 @@ Binarized Fashion-MNIST (pixel > 127) is read from the IDX .gz with gzip + numpy
 loops over the same model (--loop; the JSON says which ran):
   tuned (default): what a competent PyTorch user writes -- the whole training set as one float32
       tensor made once, batches by index_select of a torch.randperm, the summed BCE over the batch
-      divided by B, Adam(foreach=True), zero_grad(set_to_none=True), the loss read once per
-      window instead of once per step; evaluation under torch.no_grad.
+      divided by B, zero_grad(set_to_none=True), the loss read once per window instead of once
+      per step; evaluation under torch.no_grad. Adam's single-tensor (in-place) update: measured
+      here, torch 1.13's Adam(foreach=True) is slower on CPU (its list ops allocate a fresh
+      tensor per parameter and op), and fused=True is CUDA-only in 1.13 (--foreach 1 to try).
   plain: the first version of this script -- records kept as uint8, each batch gathered and
       converted to float32 when it is used, per-record log p then .mean(), loss.item() each step.
 
@@ -219,7 +221,19 @@ def tuned_step_fn(model, opt, data, batch):
     return step, take_loss_sum
 
 
+def retain_malloc():
+    """glibc: serve allocations up to 64 MiB from the heap and keep freed memory there, instead of
+    a fresh mmap (and page faults) for every large tensor. Not what a plain script does."""
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    if not (libc.mallopt(M_MMAP_THRESHOLD, 64 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)):
+        sys.exit("mallopt failed")
+
+
 def cmd_train(args):
+    if args.malloc_retain:
+        retain_malloc()
     torch.manual_seed(args.seed)
     data = load_binarized(args.data, args.max_records)
     if args.loop == "tuned":
@@ -270,6 +284,7 @@ def cmd_train(args):
         "mode": "train",
         "loop": args.loop,
         "adam_foreach": args.foreach if args.loop == "tuned" else None,
+        "malloc_retain": args.malloc_retain,
         "batch": args.batch,
         "steps": args.steps,
         "warmup_steps": args.warmup,
@@ -382,8 +397,11 @@ def main():
                            help="score the last tenth of the records afterwards, as an epoch end")
             s.add_argument("--loop", choices=("tuned", "plain"), default="tuned",
                            help="tuned: a competent user's loop; plain: the first version's")
-            s.add_argument("--foreach", type=int, choices=(0, 1), default=1,
+            s.add_argument("--foreach", type=int, choices=(0, 1), default=0,
                            help="tuned: torch.optim.Adam(foreach=...)")
+            s.add_argument("--malloc_retain", type=int, choices=(0, 1), default=0,
+                           help="1: glibc mallopt fixed mmap/trim thresholds (64/256 MiB), so that "
+                           "freed tensors are reused instead of returned to the kernel")
         else:
             s.add_argument("--data", default=f"{FMNIST}/t10k-images-idx3-ubyte.gz")
             s.add_argument("--seconds", type=float, default=3.0, help="least time spent")
