@@ -8,7 +8,7 @@
 // and server reflection see no difference) with gRPC's own handlers around the implementation's
 // typed methods, and changes only what happens to bytes that do not parse:
 // - sync unary and server-streaming: the status of the failed parse becomes INVALID_ARGUMENT;
-// - callback server-streaming: the call is finished with INVALID_ARGUMENT before the method runs;
+// - async server-streaming: the server parses the request bytes itself (AsyncServerStreaming);
 // - sync client-streaming: the method reads raw messages through a ParsingReader.
 // The typed methods keep their generated signatures (apart from client streaming) and never see
 // a request that did not parse, nor one with a string field over its length limit
@@ -21,8 +21,8 @@
 // parse is refused with INVALID_ARGUMENT before that: nothing of it runs.)
 //
 // It also keeps the server's InFlightCalls: a sync call counts there until gRPC has sent its
-// status (a callback method's reactor counts itself), and once the server is shutting down a call
-// that starts is refused with UNAVAILABLE before its method runs.
+// status (an async method's server counts its calls itself), and once the server is shutting down a
+// call that starts is refused with UNAVAILABLE before its method runs.
 //
 // Not thread-safe while methods are added; immutable (and shareable by gRPC's threads) after.
 #ifndef LOGP_SERVER_GRPC_CHECKED_SERVICE_H_
@@ -31,7 +31,6 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/impl/codegen/server_callback_handlers.h>
 #include <grpcpp/support/method_handler.h>
 
 #include <deque>
@@ -145,47 +144,6 @@ class CountedHandler final : public grpc::internal::MethodHandler {
   const InFlightCalls::AtShutdown at_shutdown_;
 };
 
-// A write reactor that only finishes with a status; deletes itself.
-template <class Response>
-class FinishedWriter final : public grpc::ServerWriteReactor<Response> {
- public:
-  explicit FinishedWriter(grpc::Status status) { this->Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-
-// A callback server-streaming handler: a request that parses goes to `get_reactor`; one that
-// does not is finished with INVALID_ARGUMENT (gRPC's own handler would say UNIMPLEMENTED).
-template <class Request, class Response>
-class CallbackWriterHandler final : public grpc::internal::MethodHandler {
- public:
-  using GetReactor = std::function<grpc::ServerWriteReactor<Response>*(grpc::CallbackServerContext*,
-                                                                       const Request*)>;
-  explicit CallbackWriterHandler(GetReactor get_reactor)
-      : typed_(std::move(get_reactor)), rejected_([](grpc::CallbackServerContext*, const Request*) {
-          return new FinishedWriter<Response>(UnparsableRequest(Request::descriptor()));
-        }) {}
-
-  void RunHandler(const HandlerParameter& param) override {
-    if (param.status.ok()) {
-      typed_.RunHandler(param);
-      return;
-    }
-    // The parse failed (the request is already gone): run the call with no request through a
-    // handler that only finishes it.
-    rejected_.RunHandler(HandlerParameter(param.call, param.server_context, /*req=*/nullptr,
-                                          grpc::Status::OK, param.internal_data,
-                                          param.call_requester));
-  }
-  void* Deserialize(grpc_call* call, grpc_byte_buffer* req, grpc::Status* status,
-                    void** handler_data) override {
-    return typed_.Deserialize(call, req, status, handler_data);
-  }
-
- private:
-  grpc::internal::CallbackServerStreamingHandler<Request, Response> typed_;
-  grpc::internal::CallbackServerStreamingHandler<Request, Response> rejected_;
-};
-
 }  // namespace checked_internal
 
 class CheckedService final : public grpc::Service {
@@ -272,33 +230,25 @@ class CheckedService final : public grpc::Service {
                 at_shutdown));
   }
 
-  // The reactor `fn` returns must count itself in the InFlightCalls (from its start until OnDone).
-  // Read methods only (a callback call is not audited).
-  template <class Impl, class Request, class Response>
-  void CallbackServerStreaming(
-      const std::string& method, Impl* impl,
-      grpc::ServerWriteReactor<Response>* (Impl::*fn)(grpc::CallbackServerContext*,
-                                                      const Principal&, const Request*)) {
+  // Adds `method` (server streaming, request type `request_type`) for gRPC's async API; returns
+  // its index for RequestServerStreaming. Its server must poll a completion queue for it, parse
+  // the request bytes (ParseMessage), call Admit, and count the call in the InFlightCalls (see
+  // WatchJobService).
+  int AsyncServerStreaming(const std::string& method,
+                           const google::protobuf::Descriptor* request_type) {
     const int index =
-        Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, Request::descriptor(), nullptr);
-    MarkMethodCallback(
-        index, new checked_internal::CallbackWriterHandler<Request, Response>(
-                   [this, impl, fn, method](
-                       grpc::CallbackServerContext* ctx,
-                       const Request* request) -> grpc::ServerWriteReactor<Response>* {
-                     Principal who;
-                     grpc::Status admitted = Admit(*ctx, Access::kRead, method, request, &who);
-                     if (!admitted.ok()) {
-                       return new checked_internal::FinishedWriter<Response>(admitted);
-                     }
-                     return (impl->*fn)(ctx, who, request);
-                   }));
+        Add(method, grpc::internal::RpcMethod::SERVER_STREAMING, request_type, nullptr);
+    MarkMethodAsync(index);
+    return index;
+  }
+  // Asks gRPC for the next call of the async method `index`: `tag` comes out of `cq` when one has
+  // come (its request's raw bytes in `request`), or with ok false once the server shuts down.
+  void RequestServerStreaming(int index, grpc::ServerContext* ctx, grpc::ByteBuffer* request,
+                              grpc::internal::ServerAsyncStreamingInterface* stream,
+                              grpc::ServerCompletionQueue* cq, void* tag) {
+    RequestAsyncServerStreaming(index, ctx, request, stream, cq, cq, tag);
   }
 
-  // Methods of the service that have not been added (empty when the service is complete).
-  std::vector<std::string> Missing() const;
-
- private:
   // UNAVAILABLE once the server is shutting down; else the caller's credentials and rights
   // (`principal` is set when they were read); else the request's field limits (none for null).
   grpc::Status Admit(const grpc::ServerContextBase& ctx, Access access, const std::string& method,
@@ -308,6 +258,11 @@ class CheckedService final : public grpc::Service {
     if (!admitted.ok() || request == nullptr) return admitted;
     return CheckFieldLimits(*request);
   }
+
+  // Methods of the service that have not been added (empty when the service is complete).
+  std::vector<std::string> Missing() const;
+
+ private:
   static grpc::Status ShuttingDown() {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(ShuttingDownError().message()));
   }

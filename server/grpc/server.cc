@@ -3,7 +3,6 @@
 
 #include <glog/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,8 +20,10 @@
 #include "server/core/tenant_view.h"
 #include "server/grpc/authentication.h"
 #include "server/grpc/checked_service.h"
+#include "server/grpc/health_service.h"
 #include "server/grpc/in_flight_calls.h"
 #include "server/grpc/protobuf_log.h"
+#include "server/grpc/watch_job_service.h"
 
 namespace logp {
 
@@ -154,135 +155,8 @@ class DatasetServiceImpl final {
   Core* core_;
 };
 
-// One WatchJob stream, served without a thread of its own. History comes from the job manager's
-// ReadEvents; the manager's notifier thread calls OnJobChanged when there is news.
-//
-// At most one thread "pumps" the stream at a time (pumping_): it reads a batch, writes it one
-// event at a time (one write in flight; the next starts from OnWriteDone), and when it has
-// nothing to send it hands the pump back unless news arrived meanwhile (news_), so no
-// notification is lost. A slow reader only delays its own pump: its events wait in the job's
-// history. The reactor owns itself (self_) until OnDone; the notifier holds it only through
-// a weak_ptr, so a late notification never touches a deleted reactor. It counts in the server's
-// InFlightCalls from Start until OnDone.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
-                           public WatchListener,
-                           public std::enable_shared_from_this<WatchReactor> {
- public:
-  // Events read per ReadEvents call.
-  static constexpr int kBatch = 64;
-
-  WatchReactor(JobManager* jobs, InFlightCalls* calls, v1::WatchJobRequest request)
-      : jobs_(jobs), calls_(calls), request_(std::move(request)), next_seq_(request_.from_seq()) {}
-  // Instead of Start: a stream that only finishes with `status` (an unknown or invisible job).
-  void Refuse(grpc::Status status) {
-    calls_->Add(InFlightCalls::AtShutdown::kStop);
-    refused_ = true;
-    self_ = shared_from_this();
-    Finish(std::move(status));
-  }
-
-  // Subscribes, then starts pumping. Called once, right after construction.
-  void Start() {
-    calls_->Add(InFlightCalls::AtShutdown::kStop);
-    self_ = shared_from_this();
-    jobs_->Subscribe(request_.id(), weak_from_this());
-    Pump(/*news=*/true);
-  }
-
-  void OnJobChanged() override { Pump(/*news=*/true); }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {  // the stream is broken: the client went away
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream broken"));
-      return;
-    }
-    Run();  // still the pump's owner
-  }
-
-  void OnCancel() override {
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-    }
-    Pump(/*news=*/false);
-  }
-
-  void OnDone() override {
-    if (!refused_) jobs_->Unsubscribe(request_.id(), this);
-    calls_->Remove(InFlightCalls::AtShutdown::kStop);
-    self_.reset();  // may delete this
-  }
-
- private:
-  // Becomes the pump's owner and runs it, unless another thread owns it (that thread then sees
-  // the news).
-  void Pump(bool news) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (news) news_ = true;
-      if (pumping_) return;
-      pumping_ = true;
-    }
-    Run();
-  }
-
-  // Runs as the pump's owner until it starts a write, finishes the stream (the pump is then
-  // never released) or has nothing to send (the pump is released).
-  void Run() {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (cancelled_) break;
-        if (pending_.empty()) news_ = false;  // the read below sees everything up to now
-      }
-      if (pending_.empty() && !ended_) {
-        absl::StatusOr<EventBatch> batch = jobs_->ReadEvents(request_.id(), next_seq_, kBatch);
-        if (!batch.ok()) {
-          Finish(ToGrpcStatus(batch.status()));
-          return;
-        }
-        ended_ = batch->ended;
-        if (!batch->events.empty()) next_seq_ = batch->events.back().seq() + 1;
-        for (auto& e : batch->events) pending_.push_back(std::move(e));
-      }
-      if (!pending_.empty()) {
-        writing_ = std::move(pending_.front());
-        pending_.pop_front();
-        StartWrite(&writing_);
-        return;
-      }
-      if (ended_) {
-        Finish(grpc::Status::OK);
-        return;
-      }
-      absl::MutexLock lock(&mu_);
-      if (!news_ && !cancelled_) {
-        pumping_ = false;
-        return;
-      }
-    }
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
-  }
-
-  JobManager* const jobs_;
-  InFlightCalls* const calls_;
-  const v1::WatchJobRequest request_;
-  std::shared_ptr<WatchReactor> self_;  // set by Start or Refuse, released by OnDone
-  bool refused_ = false;
-
-  absl::Mutex mu_;
-  bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread owns the pump (forever once finished)
-  bool news_ ABSL_GUARDED_BY(mu_) = false;     // notified since the pump's last read
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-
-  // Used only by the pump's owner.
-  int64_t next_seq_;
-  bool ended_ = false;
-  std::deque<v1::JobEvent> pending_;
-  v1::JobEvent writing_;  // the write in flight
-};
-
-// WatchJob uses gRPC's callback API (no thread per watcher); the other methods are sync.
+// The sync methods of JobService; WatchJob is served by WatchJobService (async), admitted by
+// AdmitWatch.
 class JobServiceImpl final {
  public:
   JobServiceImpl(Core* core, InFlightCalls* calls) : core_(core), calls_(calls) {}
@@ -306,22 +180,12 @@ class JobServiceImpl final {
                          const v1::CancelJobRequest* req, v1::Job* response) {
     return Reply(View(who).CancelJob(req->id()), response);
   }
-  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
-                                                   const Principal& who,
-                                                   const v1::WatchJobRequest* req) {
-    auto reactor = std::make_shared<WatchReactor>(&core_->jobs(), calls_, *req);
-    // Only a job the caller sees is watched (a job never changes owner); another tenant's is
-    // answered as an unknown one.
-    // (A negative from_seq is INVALID_ARGUMENT first, from the stream's first read: it reads
-    // nothing.)
-    absl::Status visible;
-    if (req->from_seq() >= 0) visible = View(who).GetJob(req->id()).status();
-    if (!visible.ok()) {
-      reactor->Refuse(ToGrpcStatus(visible));
-    } else {
-      reactor->Start();
-    }
-    return reactor.get();  // owns itself until OnDone
+  // Whether `who` may watch the job: only a job the caller sees is watched (a job never changes
+  // owner); another tenant's is answered as an unknown one. (A negative from_seq is
+  // INVALID_ARGUMENT first, from the stream's first read: it reads nothing.)
+  grpc::Status AdmitWatch(const Principal& who, const v1::WatchJobRequest& req) {
+    if (req.from_seq() < 0) return grpc::Status::OK;
+    return ToGrpcStatus(View(who).GetJob(req.id()).status());
   }
 
  private:
@@ -481,7 +345,15 @@ struct LogpServer::Services {
         models(core, &calls),
         checked_datasets(Descriptor(v1::DatasetService::service_full_name()), &calls, &auth),
         checked_jobs(Descriptor(v1::JobService::service_full_name()), &calls, &auth),
-        checked_models(Descriptor(v1::ModelService::service_full_name()), &calls, &auth) {
+        checked_models(Descriptor(v1::ModelService::service_full_name()), &calls, &auth),
+        watch(&checked_jobs, &core->jobs(), &calls,
+              [this](const grpc::ServerContext& ctx, const v1::WatchJobRequest& req) {
+                Principal who;
+                grpc::Status admitted =
+                    checked_jobs.Admit(ctx, Access::kRead, "WatchJob", &req, &who);
+                if (!admitted.ok()) return admitted;
+                return jobs.AdmitWatch(who, req);
+              }) {
     constexpr Access kRead = Access::kRead, kWrite = Access::kWrite;
     using D = DatasetServiceImpl;
     checked_datasets.ClientStreaming<v1::CreateDatasetRequest>("CreateDataset", kWrite, &datasets,
@@ -494,7 +366,6 @@ struct LogpServer::Services {
     checked_jobs.Unary("GetJob", kRead, &jobs, &J::GetJob);
     checked_jobs.Unary("ListJobs", kRead, &jobs, &J::ListJobs);
     checked_jobs.Unary("CancelJob", kWrite, &jobs, &J::CancelJob);
-    checked_jobs.CallbackServerStreaming("WatchJob", &jobs, &J::WatchJob);
     using M = ModelServiceImpl;
     checked_models.Unary("GetModel", kRead, &models, &M::GetModel);
     checked_models.Unary("ListModels", kRead, &models, &M::ListModels);
@@ -531,6 +402,8 @@ struct LogpServer::Services {
   CheckedService checked_datasets;
   CheckedService checked_jobs;
   CheckedService checked_models;
+  WatchJobService watch;  // after checked_jobs, on which it registers WatchJob
+  HealthService health;
 };
 
 absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
@@ -545,9 +418,8 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
     ASSIGN_OR_RETURN(s->certificates_, ServerCertificates::Load(options.tls));
     credentials = s->certificates_->credentials();
   }
-  // Process-wide settings: every server built from now on gets them (the health port's too;
-  // it takes reflection off its own builder).
-  grpc::EnableDefaultHealthCheckService(true);
+  // A process-wide setting: every server built from now on gets reflection (the health port takes
+  // it off its own builder).
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   if (!options.health_listen_address.empty()) {
     ASSIGN_OR_RETURN(s->health_, HealthOnlyServer::Start(options.health_listen_address));
@@ -560,6 +432,8 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
   builder.RegisterService(&s->services_->checked_datasets);
   builder.RegisterService(&s->services_->checked_jobs);
   builder.RegisterService(&s->services_->checked_models);
+  builder.RegisterService(&s->services_->health);
+  s->services_->watch.AddTo(&builder);
   if (!options.interceptors.empty()) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     for (const auto& make : options.interceptors) creators.push_back(make());
@@ -570,7 +444,8 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
     s->server_.reset();  // nothing to drain
     return absl::UnavailableError("cannot listen on " + options.listen_address);
   }
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  s->services_->watch.Start();
+  s->services_->health.SetServing(true);
   if (s->health_) s->health_->SetServing(true);
   return s;
 }
@@ -596,7 +471,7 @@ void LogpServer::Drain(absl::Duration grace) {
   drained_ = true;
   const absl::Time deadline = absl::Now() + grace;
   InFlightCalls& calls = services_->calls;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  services_->health.SetServing(false);
   if (health_) health_->SetServing(false);
   calls.BeginShutdown();  // new calls are refused; Score, Evaluate and Sample stop
   core_->Shutdown();      // ends watch streams and training (running jobs checkpoint)
@@ -620,7 +495,9 @@ void LogpServer::Close() {
   // client to close its connection after the GOAWAY, which an idle client only notices when its
   // channel next polls (every 5 s by default) and a stopped one never does: a deadline of now
   // closes the connections, cancelling what is left.
+  services_->health.Shutdown();  // ends its Watch streams, which the server would wait for
   server_->Shutdown(std::chrono::system_clock::now());
+  services_->watch.Stop();  // after the server's Shutdown, as gRPC requires of its queues
   if (health_) health_->Shutdown();
 }
 

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <glog/logging.h>
 #include <grpc/grpc_security_constants.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_credentials_options.h>
@@ -381,12 +380,11 @@ std::unique_ptr<grpc::ServerBuilderOption> WithoutServerReflection() {
 
 absl::StatusOr<std::unique_ptr<HealthOnlyServer>> HealthOnlyServer::Start(
     const std::string& address) {
-  grpc::EnableDefaultHealthCheckService(true);
   std::unique_ptr<HealthOnlyServer> h(new HealthOnlyServer());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &h->port_);
   builder.SetOption(WithoutServerReflection());
-  builder.RegisterCallbackGenericService(&h->unimplemented_);
+  builder.RegisterService(&h->health_);
   h->server_ = builder.BuildAndStart();
   if (h->server_ == nullptr || h->port_ == 0) {
     return absl::UnavailableError("cannot listen on " + address + " (--health_listen)");
@@ -399,13 +397,14 @@ HealthOnlyServer::~HealthOnlyServer() { Shutdown(); }
 
 void HealthOnlyServer::SetServing(bool serving) {
   if (server_ != nullptr && !shut_down_) {
-    server_->GetHealthCheckService()->SetServingStatus(serving);
+    health_.SetServing(serving);
   }
 }
 
 void HealthOnlyServer::Shutdown() {
   if (server_ == nullptr || shut_down_) return;
   shut_down_ = true;
+  health_.Shutdown();  // ends its Watch streams, which the server would wait for
   server_->Shutdown(std::chrono::system_clock::now());
 }
 

@@ -4,7 +4,6 @@
 #ifndef LOGP_SERVER_GRPC_TRANSPORT_H_
 #define LOGP_SERVER_GRPC_TRANSPORT_H_
 
-#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -19,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "server/grpc/health_service.h"
 
 namespace logp {
 
@@ -139,9 +139,8 @@ class HealthOnlyServer {
 
  private:
   HealthOnlyServer() = default;
-  // Answers every method but the health service's, UNIMPLEMENTED. A server needs one service
-  // of its own to start; the health service is added by gRPC at start.
-  grpc::CallbackGenericService unimplemented_;
+  // Every other method is UNIMPLEMENTED (gRPC's own answer for a method no service serves).
+  HealthService health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;
