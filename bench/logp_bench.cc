@@ -13,7 +13,8 @@
 //       per call).
 //       --clients=C: C callers at once on one channel (a --server list: round robin)
 //   logp_bench latency --server=ADDR --model=ID --data=IDX.gz [--n=1000]
-//       single-record Score latency (ms): p50, p99, max over n sequential calls after a warm-up;
+//       single-record Score latency (ms): p50, p99, p99.9, max, and the calls over 10 and 50 ms,
+//       over n sequential calls after a warm-up;
 //       LOGP_TRACE_SLOW=1 prints each call over 10 ms with its time to stderr.
 //   score-client and latency connect like logpctl: --tls, --tls_ca_file, --tls_cert_file,
 //   --tls_key_file, --tls_server_name, --token (default $LOGP_TOKEN); see connection_flags.h.
@@ -355,7 +356,12 @@ absl::Status Latency() {
       .Add("calls", static_cast<int64_t>(n))
       .Add("p50_ms", Percentile(ms, 0.5))
       .Add("p99_ms", Percentile(ms, 0.99))
+      .Add("p999_ms", Percentile(ms, 0.999))
       .Add("max_ms", ms.back())
+      .Add("over_10ms",
+           static_cast<int64_t>(ms.end() - std::upper_bound(ms.begin(), ms.end(), 10.0)))
+      .Add("over_50ms",
+           static_cast<int64_t>(ms.end() - std::upper_bound(ms.begin(), ms.end(), 50.0)))
       .Add("mean_ms", mean)
       .Print();
   return absl::OkStatus();
