@@ -318,6 +318,7 @@ EOF
 # PARTS="" runs none; PARTS="bench/x.sh" only that one.
 DEFAULT_PARTS=(
   bench/training.sh  # items 1 and 8: training vs the tuned reference, efficiency at b1000
+  bench/stalls.sh  # item 5: Score p99.9 and max idle and training, 100 ms sleeps (strace)
 )
 PARTS=(${PARTS-${DEFAULT_PARTS[@]}})
 if [[ ${#PARTS[@]} -gt 0 ]]; then
