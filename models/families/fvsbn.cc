@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/families/ar_sampling.h"
 #include "models/families/families.h"
 
 namespace logp {
@@ -37,6 +38,10 @@ torch::Tensor FvsbnImpl::PerDimensionLogProb(const torch::Tensor& x) {
 }
 
 torch::Tensor FvsbnImpl::Sample(int64_t n, at::Generator& gen) {
+  return SampleIncrementally(FvsbnSamplingWeightsOf(*this), n, gen);
+}
+
+torch::Tensor FvsbnImpl::ReferenceSample(int64_t n, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   const int64_t dim = static_cast<int64_t>(order_.size());
   auto u = torch::rand({n, dim}, gen);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "models/families/ar_sampling.h"
 #include "models/families/families.h"
 #include "models/kernels.h"
 
@@ -513,6 +514,13 @@ torch::Tensor MadeImpl::DrawVariable(const torch::Tensor& params, at::Generator&
 }
 
 torch::Tensor MadeImpl::Sample(int64_t n, at::Generator& gen) {
+  if (config_.kind == v1::DATA_KIND_BINARY) {
+    return SampleIncrementally(MadeSamplingWeightsOf(*this), n, gen);
+  }
+  return ReferenceSample(n, gen);
+}
+
+torch::Tensor MadeImpl::ReferenceSample(int64_t n, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   auto x = torch::zeros({n, config_.dim});
   for (int64_t i = 0; i < config_.dim; ++i) {

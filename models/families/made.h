@@ -111,7 +111,12 @@ class MadeImpl : public DensityNet {
   // does not serve).
   double TrainingFlopsPerRecord(bool block_products) const override;
   void SetBlockProducts(bool on) override;
+  // Binary data: the incremental sampler (models/families/ar_sampling.h), any depth; other kinds:
+  // ReferenceSample.
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
+  // One forward pass of the whole network per dimension (the sampler of before): every kind.
+  // The baseline of bench/sampling_bench.
+  torch::Tensor ReferenceSample(int64_t n, at::Generator& gen);
   // Not thread-safe (training only): switches the cached mask.
   void BeforeStep(int64_t step) override;
   // With one mask, the mask lives in the weights (see DensityNet::FoldMasks).
@@ -120,6 +125,7 @@ class MadeImpl : public DensityNet {
 
   int64_t num_masks() const { return config_.num_masks; }
   const std::vector<int64_t>& order(int64_t mask = 0) const { return orders_[mask]; }
+  const MadeDegrees& degrees(int64_t mask = 0) const { return degrees_[mask]; }
   // Mask `mask`'s layer masks [out_units, in_units] (hidden..., output, then direct if enabled).
   std::vector<torch::Tensor> MasksFor(int64_t mask) const;
 

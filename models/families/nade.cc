@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "models/families/ar_sampling.h"
 #include "models/families/families.h"
 
 namespace logp {
@@ -172,6 +173,10 @@ torch::Tensor NadeImpl::PerDimensionLogProb(const torch::Tensor& x) {
 }
 
 torch::Tensor NadeImpl::Sample(int64_t n, at::Generator& gen) {
+  return SampleIncrementally(NadeSamplingWeightsOf(*this), n, gen);
+}
+
+torch::Tensor NadeImpl::ReferenceSample(int64_t n, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   const int64_t dim = static_cast<int64_t>(order_.size());
   auto u = torch::rand({n, dim}, gen);

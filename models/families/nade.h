@@ -21,7 +21,10 @@ class NadeImpl : public DensityNet {
   // Logits [B, D] of p(x_d = 1 | x_<d), in variable index.
   torch::Tensor Logits(const torch::Tensor& x);
   torch::Tensor LogProb(const torch::Tensor& x) override;
+  // The incremental sampler (models/families/ar_sampling.h).
   torch::Tensor Sample(int64_t n, at::Generator& gen) override;
+  // The per-dimension tensor-op sampler of before: the baseline of bench/sampling_bench.
+  torch::Tensor ReferenceSample(int64_t n, at::Generator& gen);
   const std::vector<int64_t>& order() const { return order_; }
   // log Bernoulli(x_d | sigmoid(logit_d)) per dimension, in the model's order.
   torch::Tensor PerDimensionLogProb(const torch::Tensor& x) override;
