@@ -38,7 +38,8 @@ struct DataShape {
 absl::StatusOr<v1::ModelSpec> ResolveModelSpec(const v1::ModelSpec& raw, const DataShape& shape);
 
 // Polled between batches of scoring work and between the passes of sampling (every dimension of a
-// sequential sampler): true stops the call with CANCELLED. Called on the calling thread.
+// per-dimension sampler; every group of 64-record chunks of the incremental samplers of binary
+// MADE, NADE and FVSBN): true stops the call with CANCELLED. Called on the calling thread.
 using StopPoll = std::function<bool()>;
 
 // How to score families without an exact likelihood (the VAE); exact families ignore it.
@@ -88,8 +89,9 @@ class Model {
   // Scores with their kind (exact, lower bound or estimate); INVALID_ARGUMENT as LogProb, or for
   // importance_samples over 10000; CANCELLED when options.stop said stop.
   absl::StatusOr<Scores> Score(const RecordMatrix& records, const ScoreOptions& options) const;
-  // `n` independent samples; equal seeds give equal samples. CANCELLED when `stop` (optional)
-  // said stop; it is polled at least once per dimension of a sequential sampler.
+  // `n` independent samples; equal seeds give equal samples (on one machine). CANCELLED when
+  // `stop` (optional) said stop; it is polled at least every few tens of milliseconds of
+  // sampling at D = 784 (see StopPoll).
   absl::StatusOr<RecordMatrix> Sample(int64_t n, uint64_t seed,
                                       const StopPoll& stop = nullptr) const;
 

@@ -178,11 +178,12 @@ TEST_F(DeadlineTest, ScoreStopsAtTheClientsDeadline) {
 
 TEST_F(DeadlineTest, CancelledSampleStopsWithinItsChunk) {
   Start(0);
-  // One chunk of 1,024 samples of this MADE takes seconds (784 sequential passes).
+  // 100,000 samples of this MADE take seconds (about 30 ms per chunk of 1,024 on one thread),
+  // the call is cancelled after 0.3 s.
   grpc::ClientContext ctx;
   v1::SampleRequest req;
   req.set_model_id(model_id_);
-  req.set_num_samples(10000);
+  req.set_num_samples(100000);
   req.set_seed(1);
   auto reader = stub_->Sample(&ctx, req);
   absl::SleepFor(absl::Milliseconds(300));
@@ -241,7 +242,7 @@ TEST_F(DeadlineTest, ShutdownStopsCallsInFlightWithUnavailable) {
   std::thread sample_thread([&] {
     v1::SampleRequest req;
     req.set_model_id(model_id_);
-    req.set_num_samples(10000);
+    req.set_num_samples(100000);  // seconds of sampling: still running when the shutdown begins
     grpc::ClientContext ctx;
     auto reader = stub_->Sample(&ctx, req);
     v1::SampleResponse resp;
