@@ -9,6 +9,8 @@
 
 #include "models/families/ar_sampling.h"
 #include "models/families/families.h"
+#include "models/families/nade_kernels.h"
+#include "models/kernels.h"
 
 namespace logp {
 namespace F = torch::nn::functional;
@@ -127,8 +129,30 @@ class NadeRecurrence : public torch::autograd::Function<NadeRecurrence> {
 
 }  // namespace
 
+bool NadeImpl::KernelsApply() const {
+  return use_kernels_ && !(dropout_ > 0 && is_training()) && w_.scalar_type() == torch::kFloat;
+}
+
 torch::Tensor NadeImpl::OrderedLogits(const torch::Tensor& x) {
   const bool dropout = dropout_ > 0 && is_training();
+  if (KernelsApply() && !torch::GradMode::is_enabled() && x.scalar_type() == torch::kFloat) {
+    const auto xo = x.index_select(1, order_index_).contiguous();
+    const auto wo = w_.index_select(1, order_index_).t().contiguous();
+    const auto vo = v_.index_select(0, order_index_).contiguous();
+    const auto bo = b_.index_select(0, order_index_).contiguous();
+    const NadeWeights m{x.size(1),
+                        hidden_units_,
+                        wo.data_ptr<float>(),
+                        c_.data_ptr<float>(),
+                        vo.data_ptr<float>(),
+                        bo.data_ptr<float>()};
+    auto logits = torch::empty_like(xo);
+    const int64_t dim = x.size(1);
+    at::parallel_for(0, x.size(0), 8, [&](int64_t b0, int64_t b1) {
+      NadeLogits(m, b1 - b0, xo.data_ptr<float>() + b0 * dim, logits.data_ptr<float>() + b0 * dim);
+    });
+    return logits;
+  }
   if (use_recurrence_ && !dropout && !x.requires_grad() && x.scalar_type() == torch::kFloat &&
       w_.scalar_type() == torch::kFloat) {
     auto xo = x.index_select(1, order_index_);
@@ -149,6 +173,45 @@ torch::Tensor NadeImpl::OrderedLogitsByCumsum(const torch::Tensor& x) {
   h = Dropout(h, dropout_, is_training());
   auto vo = v_.index_select(0, order_index_);  // [D, H]
   return (h * vo.unsqueeze(0)).sum(2) + b_.index_select(0, order_index_);
+}
+
+torch::Tensor NadeImpl::LossAndGradients(const torch::Tensor& x_in) {
+  if (!is_training() || !KernelsApply()) return torch::Tensor();
+  torch::NoGradGuard no_grad;
+  const int64_t batch = x_in.size(0), dim = x_in.size(1), hid = hidden_units_;
+  const auto xo = x_in.to(torch::kFloat).index_select(1, order_index_).contiguous();
+  const auto wo = w_.index_select(1, order_index_).t().contiguous();
+  const auto vo = v_.index_select(0, order_index_).contiguous();
+  const auto bo = b_.index_select(0, order_index_).contiguous();
+  const NadeWeights m{dim,
+                      hid,
+                      wo.data_ptr<float>(),
+                      c_.data_ptr<float>(),
+                      vo.data_ptr<float>(),
+                      bo.data_ptr<float>()};
+  auto logits = torch::empty_like(xo);
+  // One set of gradients per thread, summed after: [threads, D H + H + D H + D].
+  const int64_t threads = at::get_num_threads(), size = 2 * dim * hid + hid + dim;
+  auto grads = torch::zeros({threads, size});
+  const float scale = 1.0f / static_cast<float>(batch);
+  at::parallel_for(0, batch, 8, [&](int64_t b0, int64_t b1) {
+    float* g = grads.data_ptr<float>() + at::get_thread_num() * size;
+    NadeLogitsAndGradients(m, b1 - b0, xo.data_ptr<float>() + b0 * dim, scale,
+                           logits.data_ptr<float>() + b0 * dim, g, g + dim * hid,
+                           g + dim * hid + hid, g + 2 * dim * hid + hid);
+  });
+  const auto total = threads == 1 ? grads[0] : grads.sum(0);
+  const auto dwo = total.slice(0, 0, dim * hid).view({dim, hid});
+  const auto dvo = total.slice(0, dim * hid + hid, 2 * dim * hid + hid).view({dim, hid});
+  // Back from position order to variable order.
+  w_.mutable_grad() = dwo.index_select(0, inverse_index_).t().contiguous();
+  c_.mutable_grad() = total.slice(0, dim * hid, dim * hid + hid).clone();
+  v_.mutable_grad() = dvo.index_select(0, inverse_index_);
+  b_.mutable_grad() = total.slice(0, 2 * dim * hid + hid).index_select(0, inverse_index_);
+  auto scratch = torch::empty_like(logits);
+  const double nll = BernoulliNllAndGrad(logits.numel(), logits.data_ptr<float>(),
+                                         xo.data_ptr<float>(), 1.0f, scratch.data_ptr<float>());
+  return torch::scalar_tensor(nll / static_cast<double>(batch), torch::kDouble);
 }
 
 torch::Tensor NadeImpl::Logits(const torch::Tensor& x) {

@@ -33,17 +33,27 @@ class NadeImpl : public DensityNet {
   // record-by-record recurrence with its hand-written gradient (default) instead of the
   // cumulative-sum form that autograd differentiates. Both compute the same function.
   void set_use_recurrence(bool use) { use_recurrence_ = use; }
+  // Training without dropout skips autograd: the hand-written pass of nade_kernels.h computes
+  // the loss and every parameter's gradient at once. Undefined (the trainer then runs Loss and
+  // backward) with dropout in force or for non-float parameters.
+  torch::Tensor LossAndGradients(const torch::Tensor& x) override;
+  // Whether LossAndGradients and scoring without gradients use nade_kernels.h (default) or the
+  // previous paths (autograd through the recurrence; for benchmarks and tests).
+  void set_use_kernels(bool use) { use_kernels_ = use; }
 
  private:
   // Logits [B, D] in position order for a chunk.
   torch::Tensor OrderedLogits(const torch::Tensor& x);
   // The cumulative-sum form: B x D x H intermediates, differentiable in every input.
   torch::Tensor OrderedLogitsByCumsum(const torch::Tensor& x);
+  // Whether nade_kernels.h applies: float parameters, no dropout in force, kernels enabled.
+  bool KernelsApply() const;
 
   std::vector<int64_t> order_;
   int64_t hidden_units_;
   double dropout_;
   bool use_recurrence_ = true;
+  bool use_kernels_ = true;
   torch::Tensor order_index_, inverse_index_;  // order and its inverse, as kLong
   torch::Tensor w_, c_, v_, b_;                // W [H, D], c [H], V [D, H], b [D]
 };
