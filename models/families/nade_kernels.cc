@@ -79,8 +79,6 @@ void PortableKernel(const NadeWeights& m, int64_t batch, const float* x, float s
 
 // ---------------------------------------------------------------------------------------------
 // AVX-512: 16 hidden units per vector, the last vector masked; the block's 8 records unrolled.
-// h is kept beside a and recomputed only where a changes (after a position with x = 1): the
-// sigmoids then cost in proportion to the ones in the data, not to D.
 
 #define LOGP_AVX512 __attribute__((target("avx512f")))
 
@@ -115,8 +113,8 @@ LOGP_AVX512 void Avx512Kernel(const NadeWeights& m, int64_t batch, const float* 
   const int64_t nvec = (hid + 15) / 16, hp = nvec * 16;
   const __mmask16 tail = static_cast<__mmask16>(hid % 16 == 0 ? 0xFFFF : (1u << (hid % 16)) - 1);
   auto mask_at = [&](int64_t kv) -> __mmask16 { return kv == nvec - 1 ? tail : 0xFFFF; };
-  // State rows (a, P, h) padded to whole vectors; the padding lanes stay finite (a = 0, h = 1/2, P
-  // = 0) and meet zero weights, so they never reach an output.
+  // State rows padded to whole vectors; the padding lanes stay finite (a = 0, h = 1/2, P = 0)
+  // and meet zero weights, so they never reach an output.
   std::vector<float> buf(3 * kBlock * hp + 64);
   float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~63);
   float *a = base, *p = base + kBlock * hp, *s = base + 2 * kBlock * hp;
@@ -128,9 +126,6 @@ LOGP_AVX512 void Avx512Kernel(const NadeWeights& m, int64_t batch, const float* 
       std::copy(m.c, m.c + hid, ar);
       std::fill(ar + hid, ar + hp, 0.f);
       std::fill(p + r * hp, p + (r + 1) * hp, 0.f);
-      for (int64_t o = 0; o < hp; o += 16) {
-        _mm512_store_ps(s + r * hp + o, Sigmoid16(_mm512_load_ps(ar + o)));
-      }
     }
     for (int64_t j = 0; j < dim; ++j) {
       const float *wj = m.w + j * hid, *vj = m.v + j * hid;
@@ -143,7 +138,9 @@ LOGP_AVX512 void Avx512Kernel(const NadeWeights& m, int64_t batch, const float* 
         const __m512 vk = _mm512_maskz_loadu_ps(mk, vj + kv * 16);
 #pragma GCC unroll 8
         for (int r = 0; r < kBlock; ++r) {
-          acc[r] = _mm512_fmadd_ps(vk, _mm512_load_ps(s + r * hp + kv * 16), acc[r]);
+          const __m512 h = Sigmoid16(_mm512_load_ps(a + r * hp + kv * 16));
+          if (kGrad) _mm512_store_ps(s + r * hp + kv * 16, h);
+          acc[r] = _mm512_fmadd_ps(vk, h, acc[r]);
         }
       }
       float l[kBlock], g[kBlock];
@@ -178,9 +175,7 @@ LOGP_AVX512 void Avx512Kernel(const NadeWeights& m, int64_t batch, const float* 
             _mm512_store_ps(p + r * hp + o, pr);
             if (xr[r] != 0.f) {
               dwk = _mm512_sub_ps(dwk, pr);
-              const __m512 ar = _mm512_add_ps(_mm512_load_ps(a + r * hp + o), wk);
-              _mm512_store_ps(a + r * hp + o, ar);
-              _mm512_store_ps(s + r * hp + o, Sigmoid16(ar));
+              _mm512_store_ps(a + r * hp + o, _mm512_add_ps(_mm512_load_ps(a + r * hp + o), wk));
             }
           }
           _mm512_mask_storeu_ps(dvj + o, mk, dvk);
@@ -193,9 +188,7 @@ LOGP_AVX512 void Avx512Kernel(const NadeWeights& m, int64_t batch, const float* 
           for (int64_t kv = 0; kv < nvec; ++kv) {
             const int64_t o = kv * 16;
             const __m512 wk = _mm512_maskz_loadu_ps(mask_at(kv), wj + o);
-            const __m512 ak = _mm512_add_ps(_mm512_load_ps(ar + o), wk);
-            _mm512_store_ps(ar + o, ak);
-            _mm512_store_ps(s + r * hp + o, Sigmoid16(ak));
+            _mm512_store_ps(ar + o, _mm512_add_ps(_mm512_load_ps(ar + o), wk));
           }
         }
       }
