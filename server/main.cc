@@ -53,6 +53,20 @@ ABSL_FLAG(int64_t, max_samples, 100000, "Samples one Sample request may ask for"
 ABSL_FLAG(double, max_request_seconds, 0,
           "Longest a Score, Evaluate or Sample call may run whatever the client's deadline "
           "(DEADLINE_EXCEEDED past it); 0: no cap");
+ABSL_FLAG(int64_t, score_batch_max_records, 256,
+          "Dynamic batching: concurrent Score calls on one model share a forward pass of at most "
+          "this many records (a request this large or larger is scored alone; < 2: off)");
+ABSL_FLAG(int64_t, score_batch_max_delay_us, 1000,
+          "Dynamic batching: longest the first call of a batch waits for others, in "
+          "microseconds (0: off). A batch starts at once when its model is not busy");
+ABSL_FLAG(bool, score_batch_start_when_idle, true,
+          "Dynamic batching: start a batch as soon as no other batch of its model is being "
+          "computed (false: always wait --score_batch_max_delay_us or until full)");
+ABSL_FLAG(int, grpc_min_pollers, 0,
+          "gRPC sync server: least threads polling for calls (0: gRPC's default, 1)");
+ABSL_FLAG(int, grpc_max_pollers, 0,
+          "gRPC sync server: most threads polling for calls; a thread that ends a call while "
+          "this many poll exits (0: gRPC's default, 2)");
 ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{4} << 30, "Largest dataset (stored bytes)");
 ABSL_FLAG(double, progress_interval_seconds, 1.0, "Seconds between a job's progress events");
 ABSL_FLAG(int64_t, checkpoint_interval_steps, 0,
@@ -160,6 +174,10 @@ int main(int argc, char** argv) {
   options.scoring.max_score_records = absl::GetFlag(FLAGS_max_score_records);
   options.scoring.max_samples = absl::GetFlag(FLAGS_max_samples);
   options.scoring.max_request_seconds = absl::GetFlag(FLAGS_max_request_seconds);
+  options.scoring.batching.max_records = absl::GetFlag(FLAGS_score_batch_max_records);
+  options.scoring.batching.max_delay =
+      absl::Microseconds(absl::GetFlag(FLAGS_score_batch_max_delay_us));
+  options.scoring.batching.start_when_idle = absl::GetFlag(FLAGS_score_batch_start_when_idle);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
   logp::TlsOptions tls;
   tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
@@ -220,6 +238,8 @@ int main(int argc, char** argv) {
   server_options.tls = tls;
   server_options.health_listen_address = absl::GetFlag(FLAGS_health_listen);
   server_options.reflection = absl::GetFlag(FLAGS_reflection);
+  server_options.sync_min_pollers = absl::GetFlag(FLAGS_grpc_min_pollers);
+  server_options.sync_max_pollers = absl::GetFlag(FLAGS_grpc_max_pollers);
   server_options.auth_tokens = tokens.get();
   std::unique_ptr<logp::ServerMetrics> metrics;
   if (absl::GetFlag(FLAGS_metrics)) {

@@ -10,6 +10,7 @@ namespace logp {
 absl::StatusOr<std::unique_ptr<Core>> Core::Open(const CoreOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is required");
   std::unique_ptr<Core> core(new Core(options));
+  core->score_batcher_ = std::make_unique<ScoreBatcher>(options.scoring.batching);
   RETURN_IF_ERROR(options.fs->MakeDirs(options.data_dir));
   if (options.catalog != nullptr) {
     core->catalog_ = options.catalog;

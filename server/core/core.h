@@ -44,6 +44,8 @@ class Core {
   DatasetStore& datasets() { return *datasets_; }
   ModelStore& models() { return *models_; }
   JobManager& jobs() { return *jobs_; }
+  // Shared by every Score call (options.scoring.batching).
+  ScoreBatcher& score_batcher() { return *score_batcher_; }
   // The model a Score / Evaluate / Sample request names: exactly one of a published model's id
   // or a job's id (its newest checkpoint; see JobManager::CheckpointModel).
   absl::StatusOr<ResolvedModel> ResolveModel(const std::string& model_id,
@@ -65,6 +67,7 @@ class Core {
   std::unique_ptr<ModelStore> models_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<ScoreBatcher> score_batcher_;
 };
 
 }  // namespace logp

@@ -43,8 +43,8 @@ absl::StatusOr<std::vector<double>> PerDimensionTerms(const Model& model,
 
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
                                                const v1::ScoreRequest& request,
-                                               const ScoringLimits& limits,
-                                               const CallControl& call) {
+                                               const ScoringLimits& limits, const CallControl& call,
+                                               ScoreBatcher* batcher) {
   ASSIGN_OR_RETURN(ResolvedModel resolved, LoadModel(models, request));
   const std::shared_ptr<const Model>& model = resolved.model;
   const auto& block = request.records();
@@ -78,7 +78,8 @@ absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
   if (request.per_dimension()) {
     ASSIGN_OR_RETURN(dimension_log_prob, PerDimensionTerms(*model, records, limits, call));
   }
-  absl::StatusOr<Scores> scored = model->Score(records, options);
+  absl::StatusOr<Scores> scored = batcher != nullptr ? batcher->Score(model, records, options, call)
+                                                     : model->Score(records, options);
   if (!scored.ok()) return call.Explain(scored.status(), "scoring");
   Scores& scores = *scored;
   v1::ScoreResponse response;

@@ -12,6 +12,7 @@
 #include "server/core/call_control.h"
 #include "server/core/dataset_store.h"
 #include "server/core/job_manager.h"
+#include "server/core/score_batcher.h"
 
 namespace logp {
 
@@ -28,6 +29,8 @@ struct ScoringLimits {
   // Longest a Score, Evaluate or Sample call may run, in seconds, whatever (or whether) the
   // client's deadline; DEADLINE_EXCEEDED past it. 0: no server-side cap (default).
   double max_request_seconds = 0;
+  // Dynamic batching of Score (score_batcher.h): default on, 256 records, 1 ms.
+  ScoreBatchingOptions batching;
 };
 
 // The ScoreOptions of a request with optional importance_samples and a seed (Score, Evaluate,
@@ -58,11 +61,12 @@ using ModelResolver =
 // INVALID_ARGUMENT for records that do not fit the model (naming record and column). With
 // per_dimension: also the terms log p(x_d | x_<d) (Model::PerDimensionLogProb);
 // FAILED_PRECONDITION for a family without them, RESOURCE_EXHAUSTED over
-// max_dimension_log_probs.
+// max_dimension_log_probs. With a `batcher`, the forward pass may be shared with concurrent
+// calls on the same model (ScoreBatcher; same scores); null: scored alone.
 absl::StatusOr<v1::ScoreResponse> ScoreRecords(const ModelResolver& models,
                                                const v1::ScoreRequest& request,
-                                               const ScoringLimits& limits,
-                                               const CallControl& call);
+                                               const ScoringLimits& limits, const CallControl& call,
+                                               ScoreBatcher* batcher = nullptr);
 
 // Mean NLL of a stored dataset with its standard error, 95% interval and bits/dim.
 absl::StatusOr<v1::EvaluateResponse> EvaluateDataset(const ModelResolver& models,

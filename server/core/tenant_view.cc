@@ -88,7 +88,7 @@ ModelResolver TenantView::Resolver() {
 
 absl::StatusOr<v1::ScoreResponse> TenantView::Score(const v1::ScoreRequest& request,
                                                     const CallControl& call) {
-  return ScoreRecords(Resolver(), request, core_->options().scoring, call);
+  return ScoreRecords(Resolver(), request, core_->options().scoring, call, &core_->score_batcher());
 }
 
 absl::StatusOr<v1::MarginalResponse> TenantView::Marginal(const v1::MarginalRequest& request,

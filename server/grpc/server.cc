@@ -429,6 +429,12 @@ absl::StatusOr<std::unique_ptr<LogpServer>> LogpServer::Start(Core* core,
   if (!options.reflection) builder.SetOption(WithoutServerReflection());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  if (options.sync_min_pollers > 0) {
+    builder.SetSyncServerOption(grpc::ServerBuilder::MIN_POLLERS, options.sync_min_pollers);
+  }
+  if (options.sync_max_pollers > 0) {
+    builder.SetSyncServerOption(grpc::ServerBuilder::MAX_POLLERS, options.sync_max_pollers);
+  }
   builder.RegisterService(&s->services_->checked_datasets);
   builder.RegisterService(&s->services_->checked_jobs);
   builder.RegisterService(&s->services_->checked_models);

@@ -40,6 +40,11 @@ struct ServerOptions {
   // from Drain on): for probes that cannot present a client certificate. Port 0 picks a free
   // port (see health_port()). Default: none.
   std::string health_listen_address;
+  // gRPC's sync server: threads kept polling for new calls between calls (the main port). 0:
+  // gRPC's defaults (1 and 2), under which a burst of concurrent calls starts a thread for each
+  // and ends it after. Larger values keep those threads (fewer thread starts under load).
+  int sync_min_pollers = 0;
+  int sync_max_pollers = 0;
   // Serve gRPC server reflection on listen_address (default true).
   bool reflection = true;
   // Authentication (see authentication.h): the credentials file, or null for none (every call
