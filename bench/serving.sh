@@ -50,7 +50,7 @@ start_logpd() {
   stop_logpd
   rm -f "$WORK/port"
   local flags
-  if [[ $1 == off ]]; then flags="--score_batch_max_delay_us=0 $OFF_FLAGS"; else flags="$ON_FLAGS"; fi
+  if [[ $1 == off ]]; then flags="--score_batch_max_delay_us=0 $OFF_FLAGS"; else flags="--score_batch_max_delay_us=1000 $ON_FLAGS"; fi
   # shellcheck disable=SC2086
   OPENBLAS_NUM_THREADS=$THREADS "$LOGPD" --data_dir="$WORK/data" --listen=127.0.0.1:0 \
     --port_file="$WORK/port" --compute_threads="$THREADS" $flags >>"$WORK/logpd.log" 2>&1 &

@@ -321,7 +321,7 @@ DEFAULT_PARTS=(
   bench/stalls.sh  # item 5: Score p99.9 and max idle and training, 100 ms sleeps (strace)
   bench/sampling.sh  # item 4: incremental sampling vs the per-dimension sampler
   bench/nade.sh  # item 3: NADE training and scoring, hand-written pass vs autograd
-  bench/serving.sh
+  bench/serving.sh  # item 2: Score throughput and p99 over 1-64 clients, batching off vs on
 )
 PARTS=(${PARTS-${DEFAULT_PARTS[@]}})
 if [[ ${#PARTS[@]} -gt 0 ]]; then

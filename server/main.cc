@@ -56,9 +56,10 @@ ABSL_FLAG(double, max_request_seconds, 0,
 ABSL_FLAG(int64_t, score_batch_max_records, 256,
           "Dynamic batching: concurrent Score calls on one model share a forward pass of at most "
           "this many records (a request this large or larger is scored alone; < 2: off)");
-ABSL_FLAG(int64_t, score_batch_max_delay_us, 1000,
+ABSL_FLAG(int64_t, score_batch_max_delay_us, 0,
           "Dynamic batching: longest the first call of a batch waits for others, in "
-          "microseconds (0: off). A batch starts at once when its model is not busy");
+          "microseconds (0: off, the default: on 2 vCPUs it cost throughput, see the README; "
+          "e.g. 1000 turns it on). A batch starts at once when its model is not busy");
 ABSL_FLAG(bool, score_batch_start_when_idle, true,
           "Dynamic batching: start a batch as soon as no other batch of its model is being "
           "computed (false: always wait --score_batch_max_delay_us or until full)");
