@@ -2,7 +2,7 @@
 # Dynamic batching of Score (issue 16, item 2), a part of scripts/bench.sh: N concurrent clients
 # each sending single-record Score calls in a closed loop (bench/score_load: gRPC's async API,
 # one connection per client) against logpd with batching off (--score_batch_max_delay_us=0:
-# one forward pass per call, as before batching) and on (the defaults: 256 records, 1 ms), for
+# one forward pass per call, as before batching) and on (--score_batch_max_delay_us=1000, 256 records), for
 # N in CLIENTS. Prints table rows (| measure | logp | reference | ratio | target | met? |, the
 # reference being batching off) on stdout, progress on stderr; raw JSON lines in
 # $OUT/serving-raw.jsonl. Measurement only: nothing here is a test.
