@@ -587,7 +587,12 @@ TEST(ContinuousOutlierTest, FarOutliersScoreFiniteOrMinusInfinity) {
       }
       std::cout << "\n";
       EXPECT_TRUE(std::isfinite(s.log_prob.back())) << "the data's mean";
-      EXPECT_TRUE(std::isfinite(s.log_prob[0])) << "[100, 100, 100]";
+      // [100, 100, 100] is finite for most of these models, but whether a 3-epoch flow's u
+      // overflows float32 there depends on its trajectory: with OpenBLAS's AVX-512 kernels the
+      // batch-normed MAF gives -inf, with its Haswell ones a finite value. Either way it must
+      // rank below the data's mean.
+      EXPECT_LT(s.log_prob[0], s.log_prob.back()) << "[100, 100, 100]";
+      if (name != "maf_bn") EXPECT_TRUE(std::isfinite(s.log_prob[0])) << "[100, 100, 100]";
     }
   }
 }

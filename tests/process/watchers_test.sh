@@ -38,14 +38,16 @@ DS=$("${CTL[@]}" --json datasets upload "$WORK/data.csv" --kind=binary --name=wa
 [[ $DS == ds-* ]] || fail "upload gave no id"
 echo "logpd threads before the watchers: $(threads_of "$PID")"
 
-# A small MADE that trains for some seconds (90 steps per epoch), so there are hundreds of events:
-# an epoch summary every few tens of ms and a progress event every 0.1 s. Under the sanitizers
+# A small MADE that trains for some seconds (225 steps per epoch: it must outlast the 1,000 streams'
+# start, about 9 s here with WatchJob's one async polling thread replaying history to the streams
+# already open), so there are hundreds of events: an epoch summary every few tens of ms and a
+# progress event every 0.1 s. Under the sanitizers
 # (LOGP_SANITIZE=1 scripts/test.sh) each step is several times slower: fewer epochs keep the
 # run about as long, so the watchers' timeout still fits.
 EPOCHS=300
 [[ ${LOGP_SANITIZE:-0} == 1 ]] && EPOCHS=60
 J=$("${CTL[@]}" --json jobs create --dataset="$DS" --family=made --hidden_units=16 \
-  --epochs="$EPOCHS" --batch_size=10 | json_field id)
+  --epochs="$EPOCHS" --batch_size=4 | json_field id)
 [[ $J == job-* ]] || fail "job not created"
 
 # Every 10th watcher starts at seq 5, every 10th leaves after 40 events; the rest watch it all.
