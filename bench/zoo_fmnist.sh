@@ -8,11 +8,13 @@
 #                                             bits/dim in the uploaded data space [0, 256)^784
 # Environment: SCALE multiplies every epoch count (e.g. SCALE=0.1 for a quick look);
 #   CONFIG="name|epochs|logpctl flags" runs that one configuration instead of the table;
+#   LOGPD_FLAGS adds flags to logpd's command line (e.g. --compute_threads=2);
 #   LOGP_BIN_DIR=DIR uses DIR/server/logpd and DIR/client/logpctl as they are (no build);
 #   CONVERGE=1 trains every configuration to convergence instead of its epoch count: up to
 #   MAX_EPOCHS (1000) epochs, early stopping after PATIENCE (5) epochs without a better
 #   validation NLL, and at most MAX_SECONDS (3600) of training; the table then also says how
-#   many epochs ran, which was best and why training stopped.
+#   many epochs ran, which was best, why training stopped and the median training samples/s
+#   of the epochs; BATCH sets the batch size (default 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -21,16 +23,17 @@ FMNIST=/usr/share/datasets/fashion-mnist
 SCALE="${SCALE:-1}"
 DATA="${DATA:-binary}"
 CONVERGE="${CONVERGE:-0}"
+BATCH="${BATCH:-100}"
 MAX_EPOCHS="${MAX_EPOCHS:-1000}" PATIENCE="${PATIENCE:-5}" MAX_SECONDS="${MAX_SECONDS:-3600}"
 [[ -n ${LOGP_BIN_DIR:-} ]] || scripts/build.sh --target logpd logpctl >/dev/null
 
 WORK=$(mktemp -d /tmp/logp-bench.XXXXXX)
 "$BIN/server/logpd" --data_dir="$WORK/data" --listen=127.0.0.1:0 --port_file="$WORK/port" \
-  --progress_interval_seconds=10 >"$WORK/logpd.log" 2>&1 &
+  --progress_interval_seconds=10 ${LOGPD_FLAGS:-} >"$WORK/logpd.log" 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.1; done
-CTL=("$BIN/client/logpctl" --server="127.0.0.1:$(cat "$WORK/port")")
+CTL=("$BIN/client/logpctl" --server="127.0.0.1:$(cat "$WORK/port")" --rpc_timeout_seconds=3600)
 field() { { grep -o "\"$1\":\"\?[^\",}]*" || true; } | head -1 | sed 's/.*:"\?//'; }
 
 if [[ $DATA == binary ]]; then
@@ -75,10 +78,10 @@ WANT=("$@")
 # CONFIG="name|epochs|flags" runs one configuration of your own instead of the table's.
 if [[ -n ${CONFIG:-} ]]; then CONFIGS=("$CONFIG"); WANT=(); fi
 printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |' family flags epochs "test NLL (nats ± SE)" bits/dim "train (s)" "score kind"
-[[ $CONVERGE == 1 ]] && printf ' %s | %s |' "best epoch" "stopped by"
+[[ $CONVERGE == 1 ]] && printf ' %s | %s | %s |' "best epoch" "stopped by" "samples/s"
 echo
 printf '|%s|%s|%s|%s|%s|%s|%s|' -------------- ------------------------------------------------------------------------ -------- ---------------------- ---------- ----------- --------------------------
-[[ $CONVERGE == 1 ]] && printf '%s|%s|' ------------ ------------
+[[ $CONVERGE == 1 ]] && printf '%s|%s|%s|' ------------ ------------ -----------
 echo
 for c in "${CONFIGS[@]}"; do
   IFS='|' read -r name epochs flags <<<"$c"
@@ -91,7 +94,7 @@ for c in "${CONFIGS[@]}"; do
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
   JOB=$("${CTL[@]}" --json jobs create --dataset="$TRAIN" $flags --epochs="$epochs" \
-    --batch_size=100 --validation_fraction=0.1 --seed=1 | field id)
+    --batch_size="$BATCH" --validation_fraction=0.1 --seed=1 | field id)
   if ! "${CTL[@]}" jobs watch "$JOB" >"$WORK/$name.watch" 2>&1; then
     printf '| %-12s | %-70s | %6s | %-20s | %8s | %9s | %-24s |\n' "$name" "$flags" "$epochs" "FAILED" - - -
     tail -2 "$WORK/$name.watch" >&2
@@ -112,17 +115,18 @@ for c in "${CONFIGS[@]}"; do
   if [[ $CONVERGE == 1 ]]; then
     # Epochs run, the best one (its weights are published) and why training ended.
     "${CTL[@]}" --json jobs watch "$JOB" --from_seq=1 >"$WORK/$name.events"
-    read -r ran best < <(/usr/bin/python3 - "$WORK/$name.events" <<'PYEOF'
+    read -r ran best rate < <(/usr/bin/python3 - "$WORK/$name.events" <<'PYEOF'
 import json, sys
 ep = [json.loads(l)["epochSummary"] for l in open(sys.argv[1]) if '"epochSummary"' in l]
 best = [e.get("epoch", 0) for e in ep if e.get("isBest")]
-print(len(ep) or 1, best[-1] if best else "—")
+rates = sorted(e.get("samplesPerSecond", 0) for e in ep)
+print(len(ep) or 1, best[-1] if best else "—", round(rates[len(rates) // 2]) if rates else "—")
 PYEOF
     )
     reason=$("${CTL[@]}" --json jobs get "$JOB" | grep -o '"stopReason":"[^"]*' | sed 's/.*:"//')
   fi
   printf '| %-12s | %-70s | %6s | %-20s | %8.4f | %9s | %-24s |' "$name" "$flags" "$ran" \
     "$(printf '%.2f ± %.2f' "$nll" "${se:-0}")" "$bpd" "$secs" "$kind"
-  [[ $CONVERGE == 1 ]] && printf ' %s | %s |' "$best" "${reason:-—}"
+  [[ $CONVERGE == 1 ]] && printf ' %s | %s | %s |' "$best" "${reason:-—}" "$rate"
   echo
 done

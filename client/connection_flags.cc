@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name the server's certificate must carry, if not the host of --server");
+ABSL_FLAG(double, rpc_timeout_seconds, 60,
+          "Deadline of each unary call (Evaluate of a large set under a slow model needs more); "
+          "0: none");
 ABSL_FLAG(std::optional<std::string>, token, std::nullopt,
           "Bearer token sent with every call (default: the environment variable LOGP_TOKEN); "
           "never printed");
@@ -30,6 +33,8 @@ namespace logp {
 ClientOptions ConnectionOptionsFromFlags() {
   ClientOptions options;
   options.load_balancing = absl::GetFlag(FLAGS_load_balancing);
+  const double timeout = absl::GetFlag(FLAGS_rpc_timeout_seconds);
+  options.rpc_timeout = timeout > 0 ? absl::Seconds(timeout) : absl::InfiniteDuration();
   options.use_tls = absl::GetFlag(FLAGS_tls);
   options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);

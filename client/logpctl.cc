@@ -61,7 +61,7 @@ ABSL_FLAG(int64_t, max_records, 0, "Read at most this many records (0: all).");
 ABSL_FLAG(std::string, dataset, "", "Dataset id (jobs create, models evaluate).");
 ABSL_FLAG(std::string, family, "",
           "Model family: bernoulli, categorical, gaussian, gaussian_mixture, fvsbn, nade, made, "
-          "maf, realnvp or vae.");
+          "maf, realnvp, vae or pixelcnn.");
 ABSL_FLAG(std::string, validation_dataset, "", "Validation dataset id.");
 ABSL_FLAG(double, validation_fraction, 0, "Fraction of training records held out (0 < f < 1).");
 // Hyper-parameters: each sets the field of that name in the chosen family's params message (see
@@ -83,6 +83,10 @@ ABSL_FLAG(std::optional<std::string>, flow_layers, std::nullopt, "MAF: flow laye
 ABSL_FLAG(std::optional<std::string>, coupling_layers, std::nullopt, "RealNVP: couplings.");
 ABSL_FLAG(std::optional<std::string>, batch_norm, std::nullopt, "MAF/RealNVP: true/false.");
 ABSL_FLAG(std::optional<std::string>, latent_dim, std::nullopt, "VAE: latent dimension.");
+ABSL_FLAG(std::optional<std::string>, channels, std::nullopt, "PixelCNN: residual channels.");
+ABSL_FLAG(std::optional<std::string>, residual_blocks, std::nullopt, "PixelCNN: blocks.");
+ABSL_FLAG(std::optional<std::string>, height, std::nullopt, "PixelCNN: image height.");
+ABSL_FLAG(std::optional<std::string>, width, std::nullopt, "PixelCNN: image width.");
 ABSL_FLAG(std::optional<int32_t>, importance_samples, std::nullopt,
           "VAE: k importance samples (jobs create: the model's default; models score/evaluate: "
           "this request's; 0 = the ELBO).");
@@ -140,12 +144,13 @@ datasets get ID | list | delete ID
 jobs create --dataset=ID --family=FAMILY [--validation_dataset=ID |
             --validation_fraction=F] [hyper-parameter flags, e.g. --hidden_layers=L
             --hidden_units=H --order=natural|random --num_masks=M --components=K
-            --covariance=full --flow_layers=N --latent_dim=Z --dropout=P --l1=C
+            --covariance=full --flow_layers=N --latent_dim=Z --channels=C
+            --residual_blocks=R --height=H --width=W --dropout=P --l1=C
             --dequantize --logit] [--model_json=JSON] [--lr=R --weight_decay=W
             --batch_size=B --epochs=E --seed=S --max_steps=N --max_seconds=T
             --early_stopping_patience=P] [--watch] [--request_id=R]
             FAMILY: bernoulli categorical gaussian gaussian_mixture fvsbn nade made
-                    maf realnvp vae
+                    maf realnvp vae pixelcnn
 jobs get ID | list | cancel ID
 jobs watch ID [--from_seq=N]      follow training; exit 0 iff the job succeeded
 models get ID | list
@@ -386,7 +391,7 @@ absl::StatusOr<v1::ModelSpec> ModelSpecFromFlags() {
       ParseEnum<v1::ModelFamily>("family", absl::GetFlag(FLAGS_family), "MODEL_FAMILY_",
                                  v1::ModelFamily_Parse,
                                  "bernoulli, categorical, gaussian, gaussian_mixture, fvsbn, "
-                                 "nade, made, maf, realnvp, vae"));
+                                 "nade, made, maf, realnvp, vae, pixelcnn"));
   model.set_family(family);
   const std::pair<const char*, std::optional<std::string>> params[] = {
       {"hidden_layers", absl::GetFlag(FLAGS_hidden_layers)},
@@ -406,6 +411,10 @@ absl::StatusOr<v1::ModelSpec> ModelSpecFromFlags() {
       {"coupling_layers", absl::GetFlag(FLAGS_coupling_layers)},
       {"batch_norm", absl::GetFlag(FLAGS_batch_norm)},
       {"latent_dim", absl::GetFlag(FLAGS_latent_dim)},
+      {"channels", absl::GetFlag(FLAGS_channels)},
+      {"residual_blocks", absl::GetFlag(FLAGS_residual_blocks)},
+      {"height", absl::GetFlag(FLAGS_height)},
+      {"width", absl::GetFlag(FLAGS_width)},
   };
   google::protobuf::Message* family_params = FamilyParams(&model, family);
   for (const auto& [name, value] : params) {

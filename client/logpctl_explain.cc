@@ -37,6 +37,8 @@ std::string OrderWords(const v1::ModelSpec& spec) {
       return order(spec.made().order(), spec.made().order_seed());
     case v1::MODEL_FAMILY_GAUSSIAN_MIXTURE:
       return "natural variable order";
+    case v1::MODEL_FAMILY_PIXELCNN:
+      return "raster order (row by row, left to right)";
     default:
       return "independent dimensions (each term is the marginal log p(x_d))";
   }

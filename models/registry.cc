@@ -17,7 +17,7 @@ const std::vector<FamilyInfo>& Registry() {
   static const auto* families = new std::vector<FamilyInfo>{
       BernoulliFamily(), MadeFamily(),        MafFamily(),      RealNvpFamily(),
       VaeFamily(),       CategoricalFamily(), GaussianFamily(), GaussianMixtureFamily(),
-      FvsbnFamily(),     NadeFamily(),
+      FvsbnFamily(),     NadeFamily(),        PixelCnnFamily(),
   };
   return *families;
 }

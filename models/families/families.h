@@ -16,6 +16,7 @@ FamilyInfo GaussianFamily();
 FamilyInfo GaussianMixtureFamily();
 FamilyInfo FvsbnFamily();
 FamilyInfo NadeFamily();
+FamilyInfo PixelCnnFamily();
 
 }  // namespace logp
 

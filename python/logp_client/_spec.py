@@ -10,7 +10,7 @@ _pb = load()["job_service_pb2"]
 FAMILY_PARAMS = {
     "bernoulli": "bernoulli", "made": "made", "categorical": "categorical",
     "gaussian": "gaussian", "gaussian_mixture": "gaussian_mixture", "fvsbn": "fvsbn",
-    "nade": "nade", "maf": "maf", "realnvp": "realnvp", "vae": "vae",
+    "nade": "nade", "maf": "maf", "realnvp": "realnvp", "vae": "vae", "pixelcnn": "pixelcnn",
 }
 
 

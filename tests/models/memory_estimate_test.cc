@@ -118,6 +118,18 @@ TEST(MemoryEstimateTest, ParametersEqualThoseOfTheBuiltModelInEveryFamily) {
     defaults.set_family(family);
     cases.push_back({defaults, kBinary});
   }
+  for (bool norm : {true, false}) {
+    Case pixel{{}, kBinary};
+    pixel.spec.set_family(v1::MODEL_FAMILY_PIXELCNN);
+    auto* m = pixel.spec.mutable_pixelcnn();
+    m->set_height(1);
+    m->set_width(13);
+    m->set_channels(6);
+    m->set_residual_blocks(2);
+    m->set_hidden_units(10);
+    m->set_batch_norm(norm);
+    cases.push_back(pixel);
+  }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.spec.ShortDebugString());
     auto model = Model::Create(c.spec, c.shape, 1);
