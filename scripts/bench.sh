@@ -3,7 +3,10 @@
 # performance targets). Prints a machine line and one markdown table: measure | logp | PyTorch |
 # ratio | target | met?. Measurement only: nothing here is a test.
 #
-#   scripts/bench.sh                 full run (about 10-15 minutes on 2 vCPUs)
+#   scripts/bench.sh                 full run: the table below in about 10-15 minutes on 2 vCPUs,
+#                                    then the round-two parts (DEFAULT_PARTS at the end), of
+#                                    which PixelCNN's hour and the continuous families' runs to
+#                                    convergence take hours: PARTS="bench/training.sh ..." picks
 #   QUICK=1 scripts/bench.sh         smoke run (few steps, short windows; numbers mean little)
 #   TLS=1 scripts/bench.sh           then bench/tls.sh too: the cost of TLS and token
 #                                    authentication on Score latency and batch-1,000 throughput
@@ -322,6 +325,9 @@ DEFAULT_PARTS=(
   bench/sampling.sh  # item 4: incremental sampling vs the per-dimension sampler
   bench/nade.sh  # item 3: NADE training and scoring, hand-written pass vs autograd
   bench/serving.sh  # item 2: Score throughput and p99 over 1-64 clients, batching off vs on
+  bench/pixelcnn.sh  # item 6: PixelCNN speed, test NLL after an hour (and the reference's 40
+                     # minutes), sampling; about 2 h 10 min (QUICK: about 10 min)
+  bench/continuous.sh  # item 7: continuous families to early stopping, up to 1 h each
 )
 PARTS=(${PARTS-${DEFAULT_PARTS[@]}})
 if [[ ${#PARTS[@]} -gt 0 ]]; then
