@@ -23,6 +23,7 @@
 #include "models/compute_threads.h"
 #include "models/density_net.h"
 #include "models/families/pixelcnn.h"
+#include "models/malloc_tuning.h"
 #include "models/model.h"
 
 ABSL_FLAG(int, threads, 2, "compute threads, as logpd's --compute_threads");
@@ -136,6 +137,7 @@ void Sample() {
 
 int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  logp::KeepTrainingBlocksInHeap();  // as logpd does
   // As logpd sizes its threads (the cap on OpenMP threads lifts with OMP_WAIT_POLICY=passive).
   logp::SetComputeThreads(absl::GetFlag(FLAGS_threads));
   const std::string mode = args.size() > 1 ? args[1] : "";

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "models/blas_core.h"
 #include "models/compute_threads.h"
+#include "models/malloc_tuning.h"
 #include "models/memory_estimate.h"
 #include "server/auth/credentials.h"
 #include "server/auth/quotas.h"
@@ -131,6 +132,9 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  if (std::string malloc_note = logp::KeepTrainingBlocksInHeap(); !malloc_note.empty()) {
+    LOG(INFO) << malloc_note;
+  }
   if (std::string core = logp::BlasCoreName(); !core.empty()) {
     const char* set = std::getenv("OPENBLAS_CORETYPE");
     LOG(INFO) << "OpenBLAS kernels: " << core

@@ -10,6 +10,9 @@
 namespace logp {
 namespace {
 
+// Records per scoring chunk in Logits: an activation of 64 * 784 * 48 floats is 9.6 MB.
+constexpr int64_t kEvalChunk = 64;
+
 struct Tap {
   int64_t dy, dx;
 };
@@ -160,6 +163,18 @@ torch::Tensor PixelCnnImpl::Norm(torch::nn::BatchNorm1d bn, const torch::Tensor&
 
 torch::Tensor PixelCnnImpl::Logits(const torch::Tensor& x) {
   const int64_t b = x.size(0), hh = shape_.height, ww = shape_.width;
+  // Scoring (eval mode, no graph) goes kEvalChunk records at a time: per record, every row is
+  // independent of the others, and chunks keep each activation under malloc's mmap threshold
+  // (models/malloc_tuning.h). At 512 records an activation is 512 * 784 * C floats (77 MB at
+  // C = 48), mapped and faulted in afresh each time: pixelcnn_bench sample scored 1,000 records
+  // in 11.5 s at 512 per call, in 5.9 s in chunks.
+  if (b > kEvalChunk && !is_training() && !torch::GradMode::is_enabled()) {
+    std::vector<torch::Tensor> parts;
+    for (int64_t r = 0; r < b; r += kEvalChunk) {
+      parts.push_back(Logits(x.slice(0, r, std::min(b, r + kEvalChunk))));
+    }
+    return torch::cat(parts);
+  }
   auto img = x.to(torch::kFloat).reshape({b, hh, ww});
   auto s = InputPatches(img).mm(input_w_);  // [N, C]
   for (const Block& k : blocks_) {

@@ -140,6 +140,21 @@ TEST(PixelCnnTest, TapProductsEqualMaskedConvolutions) {
   }
 }
 
+// Scoring goes 64 records at a time (eval mode, no graph): 150 records are three chunks, the
+// last one short, each row still equal to its convolution.
+TEST(PixelCnnTest, ScoringInChunksEqualsMaskedConvolutions) {
+  auto model = RandomModel(Spec(5, 7, 8, 3, 12, true), 4);
+  auto& net = Net(*model);
+  net.eval();
+  torch::NoGradGuard no_grad;
+  auto x = RecordsToTensor(RandomBinary(150, 35, 5, 0.5));
+  auto mine = net.Logits(x), theirs = ConvolutionLogits(net, x);
+  ASSERT_EQ(mine.sizes(), theirs.sizes());
+  const double scale = theirs.abs().max().item<double>();
+  EXPECT_GT(scale, 1.0);
+  EXPECT_LT((mine - theirs).abs().max().item<double>(), 1e-4 * (1 + scale));
+}
+
 TEST(PixelCnnTest, NoLogitDependsOnItsOwnOrALaterPixel) {
   const int64_t h = 4, w = 5, d = h * w;
   auto model = RandomModel(Spec(h, w, 8, 2), 3);
