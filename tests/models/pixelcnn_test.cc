@@ -14,6 +14,7 @@
 
 #include "models/density_net.h"
 #include "models/model.h"
+#include "tests/models/frequency_check.h"
 #include "tests/models/test_data.h"
 
 namespace logp {
@@ -233,44 +234,15 @@ TEST(PixelCnnTest, CachedSamplerDrawsWhatAForwardPassPerPixelDraws) {
   EXPECT_GE((mean > 0.02).logical_and(mean < 0.98).sum().item<int64_t>(), 8);
 }
 
-// The 0.999 quantile of chi-square with k degrees of freedom (Wilson-Hilferty).
-double ChiSquareQuantile999(int64_t k) {
-  const double a = 2.0 / (9.0 * static_cast<double>(k));
-  const double t = 1 - a + 3.0902 * std::sqrt(a);
-  return static_cast<double>(k) * t * t * t;
-}
-
 TEST(PixelCnnTest, SampleFrequenciesMatchExactProbabilities) {
   const int64_t dim = 6, outcomes = 64, n = 40000;
   auto model = RandomModel(Spec(2, 3, 8, 2), 11);
-  auto s = model->Sample(n, 42).value();
-  std::vector<double> counts(outcomes, 0);
-  for (int64_t r = 0; r < n; ++r) {
-    int idx = 0;
-    for (int64_t d = 0; d < dim; ++d) idx |= s.u8[r * dim + d] << d;
-    counts[idx] += 1;
-  }
+  const std::vector<double> counts = OutcomeCounts(model->Sample(n, 42).value().u8, n, dim);
   const std::vector<double> lp = model->LogProb(AllBinaryInputs(dim)).value();
-  double chi2 = 0, pooled_count = 0, pooled_expected = 0, max_p = 0;
-  int64_t cells = 0;
-  for (int64_t i = 0; i < outcomes; ++i) {
-    const double expected = n * std::exp(lp[i]);
-    max_p = std::max(max_p, std::exp(lp[i]));
-    if (expected < 5) {
-      pooled_count += counts[i];
-      pooled_expected += expected;
-      continue;
-    }
-    chi2 += (counts[i] - expected) * (counts[i] - expected) / expected;
-    ++cells;
-  }
-  if (pooled_expected > 0) {
-    chi2 += (pooled_count - pooled_expected) * (pooled_count - pooled_expected) / pooled_expected;
-    ++cells;
-  }
-  ASSERT_GE(cells, 10);
-  EXPECT_GT(max_p, 3.0 / outcomes);
-  EXPECT_LT(chi2, ChiSquareQuantile999(cells - 1)) << cells << " cells";
+  const ChiSquare c2 = PooledChiSquare(counts, lp, n);
+  ASSERT_GE(c2.cells, 10);
+  EXPECT_GT(c2.max_p, 3.0 / outcomes);
+  EXPECT_LT(c2.statistic, ChiSquareQuantile999(c2.cells - 1)) << c2.cells << " cells";
   // Reproducible by seed.
   EXPECT_EQ(model->Sample(50, 42).value().u8, model->Sample(50, 42).value().u8);
   EXPECT_NE(model->Sample(50, 42).value().u8, model->Sample(50, 43).value().u8);
