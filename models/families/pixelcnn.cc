@@ -12,6 +12,8 @@ namespace {
 
 // Records per scoring chunk in Logits: an activation of 64 * 784 * 48 floats is 9.6 MB.
 constexpr int64_t kEvalChunk = 64;
+// Records per chunk of the cached sampler (SampleWithUniforms).
+constexpr int64_t kSampleChunk = 200;
 
 struct Tap {
   int64_t dy, dx;
@@ -240,6 +242,15 @@ torch::Tensor PixelCnnImpl::ReferenceSampleWithUniforms(const torch::Tensor& u) 
 
 torch::Tensor PixelCnnImpl::SampleWithUniforms(const torch::Tensor& u) {
   torch::NoGradGuard no_grad;
+  // Records are independent: kSampleChunk at a time keep the blocks' cached rows ([n, 2, W + 2,
+  // C / 2] floats each, 58 MB over 10 blocks at n = 1,000) in the CPU's caches between steps.
+  if (u.size(0) > kSampleChunk) {
+    std::vector<torch::Tensor> parts;
+    for (int64_t r = 0; r < u.size(0); r += kSampleChunk) {
+      parts.push_back(SampleWithUniforms(u.slice(0, r, std::min(u.size(0), r + kSampleChunk))));
+    }
+    return torch::cat(parts);
+  }
   const int64_t n = u.size(0), hh = shape_.height, ww = shape_.width, c = shape_.channels;
   const int64_t h = c / 2;
   // Batch norm in eval mode is an affine map per channel: y = t * scale + shift.
